@@ -1,0 +1,259 @@
+"""``ocpp-fleet``: run a fleet of emulated wallboxes, or the embedded reference CSMS.
+
+User mistakes (a bad scenario, an unreachable CSMS, a port in use) end with one
+clear line on stderr and a non-zero exit code, never a traceback:
+0 success · 2 bad input (usage, scenario) · 3 the run could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from emulator.fleet.runner import Fleet, FleetCounts, FleetStartError
+from emulator.fleet.scenario import Scenario, ScenarioError, load_scenario
+from emulator.metrics.stats import RunStats
+from emulator.metrics.summary import render_summary, summary_dict
+
+EXIT_USAGE = 2
+EXIT_START = 3
+
+
+class UsageError(Exception):
+    """A mistake of the user's, printed as one line."""
+
+
+def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocpp-fleet",
+        description="Emulate fleets of OCPP 1.6J AC wallboxes against a CSMS.",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a fleet of wallboxes")
+    run.add_argument(
+        "--csms-url",
+        help="CSMS OCPP-J endpoint, e.g. ws://host:9000/ocpp "
+        "(default: start the embedded reference CSMS on a free loopback port)",
+    )
+    run.add_argument(
+        "--chargers", type=_positive_int, help="fleet size (default: from the scenario)"
+    )
+    run.add_argument("--scenario", required=True, type=Path, help="scenario TOML file")
+    run.add_argument(
+        "--duration", type=_positive_float, default=60.0, help="seconds to run (default 60)"
+    )
+    run.add_argument("--id-prefix", help="charger id prefix (default: from the scenario)")
+    run.add_argument("--seed", type=int, help="random seed (default: scenario seed, else 1)")
+    run.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
+    run.add_argument("--no-progress", action="store_true", help="no live progress display")
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="validate every outgoing frame against the OCPP 1.6 schemas too",
+    )
+
+    csms = sub.add_parser("csms", help="run the embedded reference CSMS")
+    csms.add_argument("--host", default="127.0.0.1")
+    csms.add_argument("--port", type=int, default=9000)
+    csms.add_argument("--heartbeat-interval", type=int, default=60)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    err = Console(stderr=True)
+    try:
+        if args.command == "run":
+            return _run_loop(_run(args))
+        return _run_loop(_csms(args))
+    except ScenarioError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_USAGE
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_USAGE
+    except FleetStartError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_START
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _csms(args: argparse.Namespace) -> int:
+    from emulator.csms import ReferenceCsms
+
+    csms = ReferenceCsms(host=args.host, port=args.port, heartbeat_interval=args.heartbeat_interval)
+    try:
+        await csms.start()
+    except OSError as exc:
+        raise FleetStartError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
+    print(f"reference CSMS listening on {csms.url}/<chargerId>", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await csms.stop()
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    scenario: Scenario = load_scenario(args.scenario)
+    chargers = args.chargers or scenario.fleet.chargers
+    seed = (
+        args.seed if args.seed is not None else (scenario.seed if scenario.seed is not None else 1)
+    )
+    console = Console()
+    stats = RunStats()
+    csms = None
+    url = args.csms_url
+    if url is None:
+        from emulator.csms import ReferenceCsms
+
+        csms = ReferenceCsms(host="127.0.0.1", port=0)
+        await csms.start()
+        url = csms.url
+        console.print(f"embedded reference CSMS on {url}")
+    elif not url.startswith(("ws://", "wss://")):
+        raise UsageError(f"--csms-url must start with ws:// or wss://, got {url!r}")
+    fleet = Fleet(
+        scenario=scenario,
+        csms_url=url,
+        chargers=chargers,
+        seed=seed,
+        reporter=stats,
+        id_prefix=args.id_prefix,
+        strict=args.strict,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, fleet.stop)
+    console.print(
+        f"{chargers} wallboxes, scenario [bold]{scenario.name}[/], seed {seed}, "
+        f"{args.duration:g} s → {url}"
+    )
+    started = time.monotonic()
+    progress_task = None
+    live = None
+    if not args.no_progress:
+        live = Live(
+            _progress(fleet.counts(), stats, 0.0, 0.0), console=console, refresh_per_second=2
+        )
+        live.start()
+        progress_task = asyncio.create_task(_show_progress(live, fleet, stats, started))
+    try:
+        await fleet.run(duration=args.duration)
+    finally:
+        if progress_task is not None:
+            progress_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress_task
+        if live is not None:
+            live.update(_progress(fleet.counts(), stats, time.monotonic() - started, 0.0))
+            live.stop()
+        if csms is not None:
+            await csms.stop()
+    render_summary(stats, console=console)
+    counts = fleet.counts()
+    console.print(
+        f"transactions: {counts.transactions_started} started, "
+        f"{counts.transactions_stopped} stopped; messages still queued: {counts.queue_depth}"
+    )
+    if csms is not None:
+        ledger = csms.ledger.to_json()
+        console.print(f"reference CSMS ledger: {_ledger_line(ledger)}")
+    if args.json:
+        report = summary_dict(stats)
+        report["fleet"] = counts.__dict__ if hasattr(counts, "__dict__") else _counts_dict(counts)
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _counts_dict(counts: FleetCounts) -> dict[str, int]:
+    return {name: getattr(counts, name) for name in counts.__slots__}
+
+
+def _ledger_line(ledger: dict[str, Any]) -> str:
+    transactions = ledger.get("transactions", [])
+    stopped = sum(1 for t in transactions if t.get("meterStop") is not None)
+    energy = sum(t.get("energyWh") or 0 for t in transactions)
+    return f"{len(transactions)} transactions, {stopped} stopped, {energy / 1000:.1f} kWh"
+
+
+async def _show_progress(live: Live, fleet: Fleet, stats: RunStats, started: float) -> None:
+    last_total = stats.messages_sent + stats.messages_received
+    last_time = time.monotonic()
+    while True:
+        await asyncio.sleep(0.5)
+        now = time.monotonic()
+        total = stats.messages_sent + stats.messages_received
+        rate = (total - last_total) / max(1e-9, now - last_time)
+        last_total, last_time = total, now
+        live.update(_progress(fleet.counts(), stats, now - started, rate))
+
+
+def _progress(counts: FleetCounts, stats: RunStats, elapsed: float, rate: float) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_row(
+        f"[bold]{elapsed:5.0f} s[/]",
+        f"connected [bold]{counts.connected}[/]/{counts.chargers}",
+        f"booted {counts.booted}",
+        f"charging [bold green]{counts.charging}[/]",
+        f"tx {counts.transactions_started}↑ {counts.transactions_stopped}↓",
+        f"[bold]{rate:6.0f}[/] msg/s",
+        f"queued {counts.queue_depth}",
+    )
+    return table
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

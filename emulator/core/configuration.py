@@ -1,0 +1,469 @@
+"""Configuration keys of the reference wallbox (reference document §3.2).
+
+Every key of §3.2.1 "Supported keys" and §3.2.2 "To be supported keys" is a
+:class:`KeySpec` below with its type, access, default, range and quirk.  Keys of
+§3.2.3 "Not supported keys", keys of switched-off feature profiles and every
+other name answer ``NotSupported`` (ChangeConfiguration) or land in
+``unknownKey`` (GetConfiguration).
+
+Where the document misspells a standard OCPP 1.6 key (``MeterValuesSampleInterval``
+beside ``MeterValueSampleInterval``, ``MeterValuesAligned-DataMaxLength``,
+``MeterVaues-SampledDataMaxLength``), the standard name is the key and the rules
+of both rows apply to it; the misspelt names are unknown, as on a standard
+charger.
+
+Quirks kept on purpose, because a CSMS talks to the real charger:
+
+* ``ClockAlignedDataInterval`` defaults to 15 although its range is 0, 30–86399:
+  the charger reports 15, and refuses 15 in a ChangeConfiguration.
+* ``HeartbeatInterval`` below 10 is accepted, reported as set, and run as 10.
+* ``MeterValueSampleInterval`` 1–3 is rejected; 0 switches sampled data off.
+* ``ResetRetries`` accepts only 0.
+* ``ConnectorPhaseRotation`` defaults to the literal ``False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+SAMPLED_MEASURANDS: frozenset[str] = frozenset(
+    {
+        "Current.Import",
+        "Current.Offered",
+        "Energy.Active.Import.Register",
+        "Power.Active.Import",
+        "Voltage",
+    }
+)
+"""Reference §3.2.1 MeterValuesSampledData "Supported value"."""
+
+ALIGNED_MEASURANDS: frozenset[str] = SAMPLED_MEASURANDS | {
+    "Energy.Active.Import.Interval",
+    "Power.Offered",
+}
+"""Reference §3.2.1 MeterValuesAlignedData "Supported value"."""
+
+PHASE_ROTATIONS: frozenset[str] = frozenset(
+    {"NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR"}
+)
+
+NOT_SUPPORTED_KEYS: frozenset[str] = frozenset(
+    {
+        "MinimumStatusDuration",
+        "BlinkRepeat",
+        "ConnectorPhaseRotationMaxLength",
+        "LightIntensity",
+        "ConnectorSwitch3to1PhaseSupported",
+    }
+)
+"""Reference §3.2.3: known to OCPP, not supported by the charger."""
+
+
+class KeyType(StrEnum):
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    CSL = "CSL"
+
+
+class ConfigurationStatus(StrEnum):
+    """ChangeConfiguration.conf status (OCPP 1.6 §6.10)."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    REBOOT_REQUIRED = "RebootRequired"
+    NOT_SUPPORTED = "NotSupported"
+
+
+class ConfigurationValueError(ValueError):
+    """A value the charger refuses (answered ``Rejected``)."""
+
+
+Check = Callable[[str, "Configuration"], str]
+"""Validates a raw value against the current configuration; returns the canonical value."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySpec:
+    name: str
+    type: KeyType
+    readonly: bool
+    default: str
+    profile: str = "Core"
+    check: Check | None = None
+
+
+def _parse_int(raw: str) -> int:
+    text = raw.strip()
+    if not text or not (text.isdigit() or (text[0] in "+-" and text[1:].isdigit())):
+        raise ConfigurationValueError(f"{raw!r} is not an integer")
+    return int(text)
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    raise ConfigurationValueError(f"{raw!r} is not a boolean (true or false)")
+
+
+def _split_csl(raw: str) -> list[str]:
+    if not raw.strip():
+        return []
+    items = [item.strip() for item in raw.split(",")]
+    if any(not item for item in items):
+        raise ConfigurationValueError(f"{raw!r} has an empty item")
+    return items
+
+
+def int_range(*ranges: tuple[int, int]) -> Check:
+    """Accept integers inside any of the inclusive ranges (0-only ranges allowed)."""
+
+    def check(raw: str, _config: Configuration) -> str:
+        value = _parse_int(raw)
+        if not any(low <= value <= high for low, high in ranges):
+            allowed = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
+            raise ConfigurationValueError(f"{value} is outside {allowed}")
+        return str(value)
+
+    return check
+
+
+def boolean(raw: str, _config: Configuration) -> str:
+    return "true" if _parse_bool(raw) else "false"
+
+
+def measurand_list(allowed: frozenset[str], max_length_key: str | None, fallback_max: int) -> Check:
+    """A CSL of measurands from ``allowed``, at most ``<max_length_key>`` items."""
+
+    def check(raw: str, config: Configuration) -> str:
+        items = _split_csl(raw)
+        bad = [item for item in items if item not in allowed]
+        if bad:
+            raise ConfigurationValueError(f"unsupported measurand(s) {', '.join(bad)}")
+        if len(set(items)) != len(items):
+            raise ConfigurationValueError("duplicate measurand")
+        limit = config.get_int(max_length_key) if max_length_key else fallback_max
+        if len(items) > limit:
+            raise ConfigurationValueError(f"{len(items)} items, at most {limit}")
+        return ",".join(items)
+
+    return check
+
+
+def phase_rotation(raw: str, config: Configuration) -> str:
+    """OCPP 1.6 §9.1.9: ``<connectorId>.<rotation>`` items, e.g. ``0.RST,1.RST``."""
+    items = _split_csl(raw)
+    connectors = config.get_int("NumberOfConnectors")
+    for item in items:
+        connector, _, rotation = item.partition(".")
+        if (
+            not connector.isdigit()
+            or int(connector) > connectors
+            or rotation not in PHASE_ROTATIONS
+        ):
+            raise ConfigurationValueError(f"{item!r} is not <connector>.<rotation>")
+    return ",".join(items)
+
+
+_SAMPLED_DEFAULT = (
+    "Energy.Active.Import.Register,Current.Import,Power.Active.Import,Current.Offered,Voltage"
+)
+_ALIGNED_DEFAULT = (
+    "Current.Import,Current.Offered,Energy.Active.Import.Register,Power.Active.Import,Voltage"
+)
+
+INT, B, C = KeyType.INTEGER, KeyType.BOOLEAN, KeyType.CSL
+
+KEY_SPECS: tuple[KeySpec, ...] = (
+    # --- Core profile, reference §3.2.1 ---
+    KeySpec(
+        name="ClockAlignedDataInterval",
+        type=INT,
+        readonly=False,
+        default="15",
+        check=int_range((0, 0), (30, 86399)),
+    ),
+    KeySpec(
+        name="ConnectionTimeOut", type=INT, readonly=False, default="60", check=int_range((10, 240))
+    ),
+    KeySpec(name="GetConfigurationMaxKeys", type=INT, readonly=True, default="10"),
+    KeySpec(
+        name="HeartbeatInterval",
+        type=INT,
+        readonly=False,
+        default="60",
+        check=int_range((0, 2**31 - 1)),
+    ),
+    KeySpec(
+        name="MeterValuesAlignedData",
+        type=C,
+        readonly=False,
+        default=_ALIGNED_DEFAULT,
+        check=measurand_list(ALIGNED_MEASURANDS, "MeterValuesAlignedDataMaxLength", 5),
+    ),
+    KeySpec(name="MeterValuesAlignedDataMaxLength", type=INT, readonly=True, default="5"),
+    KeySpec(
+        name="MeterValueSampleInterval",
+        type=INT,
+        readonly=False,
+        default="60",
+        check=int_range((0, 0), (4, 65534)),
+    ),
+    KeySpec(name="LocalAuthorizeOffline", type=B, readonly=False, default="true", check=boolean),
+    KeySpec(name="LocalPreAuthorize", type=B, readonly=False, default="true", check=boolean),
+    KeySpec(name="NumberOfConnectors", type=INT, readonly=True, default="1"),
+    KeySpec(
+        name="SupportedFeatureProfiles",
+        type=C,
+        readonly=True,
+        default="Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger",
+    ),
+    KeySpec(
+        name="WebSocketPingInterval",
+        type=INT,
+        readonly=False,
+        default="60",
+        check=int_range((0, 0), (10, 65535)),
+    ),
+    KeySpec(
+        name="AllowOfflineTxForUnknownId", type=B, readonly=False, default="false", check=boolean
+    ),
+    KeySpec(
+        name="AuthorizeRemoteTxRequests", type=B, readonly=False, default="true", check=boolean
+    ),
+    KeySpec(name="ResetRetries", type=INT, readonly=False, default="0", check=int_range((0, 0))),
+    KeySpec(
+        name="TransactionMessageAttempts",
+        type=INT,
+        readonly=False,
+        default="6",
+        check=int_range((1, 100)),
+    ),
+    KeySpec(
+        name="TransactionMessageRetryInterval",
+        type=INT,
+        readonly=False,
+        default="10",
+        check=int_range((0, 86400)),
+    ),
+    KeySpec(
+        name="MaxEnergyOnInvalidId",
+        type=INT,
+        readonly=False,
+        default="0",
+        check=int_range((0, 2**31 - 1)),
+    ),
+    KeySpec(
+        name="StopTransactionOnInvalidId", type=B, readonly=False, default="true", check=boolean
+    ),
+    KeySpec(
+        name="MeterValuesSampledData",
+        type=C,
+        readonly=False,
+        default=_SAMPLED_DEFAULT,
+        check=measurand_list(SAMPLED_MEASURANDS, "MeterValuesSampledDataMaxLength", 5),
+    ),
+    KeySpec(
+        name="AuthorizationCacheEnabled", type=B, readonly=False, default="true", check=boolean
+    ),
+    KeySpec(name="MeterValuesSampledDataMaxLength", type=INT, readonly=True, default="5"),
+    KeySpec(name="SupportedFeatureProfilesMaxLength", type=INT, readonly=True, default="6"),
+    KeySpec(
+        name="ConnectorPhaseRotation", type=C, readonly=False, default="False", check=phase_rotation
+    ),
+    KeySpec(
+        name="StopTransactionOnEVSideDisconnect",
+        type=B,
+        readonly=False,
+        default="true",
+        check=boolean,
+    ),
+    KeySpec(
+        name="UnlockConnectorOnEVSideDisconnect",
+        type=B,
+        readonly=False,
+        default="true",
+        check=boolean,
+    ),
+    # --- Core profile, reference §3.2.2 "to be supported" (defaults "Unknown" there) ---
+    KeySpec(
+        name="StopTxnAlignedData",
+        type=C,
+        readonly=False,
+        default="",
+        check=measurand_list(ALIGNED_MEASURANDS, None, 5),
+    ),
+    KeySpec(
+        name="StopTxnSampledData",
+        type=C,
+        readonly=False,
+        default="",
+        check=measurand_list(SAMPLED_MEASURANDS, "StopTxnSampledDataMaxLength", 5),
+    ),
+    KeySpec(name="StopTxnSampledDataMaxLength", type=INT, readonly=True, default="5"),
+    # --- Local Auth List Management ---
+    KeySpec(
+        name="LocalAuthListEnabled",
+        type=B,
+        readonly=False,
+        default="true",
+        profile="LocalAuthListManagement",
+        check=boolean,
+    ),
+    KeySpec(
+        name="LocalAuthListMaxLength",
+        type=INT,
+        readonly=True,
+        default="20",
+        profile="LocalAuthListManagement",
+    ),
+    KeySpec(
+        name="SendLocalListMaxLength",
+        type=INT,
+        readonly=True,
+        default="5",
+        profile="LocalAuthListManagement",
+    ),
+    # --- Smart Charging ---
+    KeySpec(
+        name="ChargeProfileMaxStackLevel",
+        type=INT,
+        readonly=True,
+        default="1",
+        profile="SmartCharging",
+    ),
+    KeySpec(
+        name="ChargingScheduleAllowedChargingRateUnit",
+        type=C,
+        readonly=True,
+        default="Current,Power",
+        profile="SmartCharging",
+    ),
+    KeySpec(
+        name="ChargingScheduleMaxPeriods",
+        type=INT,
+        readonly=True,
+        default="14",
+        profile="SmartCharging",
+    ),
+    KeySpec(
+        name="MaxChargingProfilesInstalled",
+        type=INT,
+        readonly=True,
+        default="1",
+        profile="SmartCharging",
+    ),
+    # --- Reservation ---
+    KeySpec(
+        name="ReserveConnectorZeroSupported",
+        type=B,
+        readonly=True,
+        default="true",
+        profile="Reservation",
+    ),
+)
+
+SPECS_BY_NAME: Mapping[str, KeySpec] = {spec.name: spec for spec in KEY_SPECS}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    readonly: bool
+    value: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"key": self.key, "readonly": self.readonly, "value": self.value}
+
+
+class Configuration:
+    """The key/value store of one wallbox; survives resets like the charger's flash."""
+
+    __slots__ = ("_profiles", "_specs", "_values", "last_rejection")
+
+    def __init__(
+        self,
+        *,
+        profiles: Iterable[str],
+        overrides: Mapping[str, str] | None = None,
+        readonly_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self._profiles = tuple(profiles)
+        self.last_rejection = ""  # why the last change was Rejected, for logs and errors
+        self._specs = {name: s for name, s in SPECS_BY_NAME.items() if s.profile in self._profiles}
+        self._values = {name: s.default for name, s in self._specs.items()}
+        self._values["SupportedFeatureProfiles"] = ",".join(self._profiles)
+        for key, value in (readonly_overrides or {}).items():
+            if key not in self._specs:
+                raise KeyError(key)
+            self._values[key] = value
+        for key, value in (overrides or {}).items():
+            status = self.change(key, value, allow_readonly=False)
+            if status is not ConfigurationStatus.ACCEPTED:
+                raise ConfigurationValueError(
+                    f"configuration {key} = {value!r}: the charger answers {status}"
+                    + (f" ({self.last_rejection})" if self.last_rejection else "")
+                )
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        return self._profiles
+
+    def knows(self, key: str) -> bool:
+        return key in self._specs
+
+    def get(self, key: str) -> str:
+        return self._values[key]
+
+    def get_int(self, key: str) -> int:
+        return int(self._values[key])
+
+    def get_bool(self, key: str) -> bool:
+        return self._values[key] == "true"
+
+    def get_list(self, key: str) -> list[str]:
+        raw = self._values[key]
+        return [item for item in (part.strip() for part in raw.split(",")) if item]
+
+    def change(self, key: str, value: str, *, allow_readonly: bool = False) -> ConfigurationStatus:
+        """ChangeConfiguration (OCPP 1.6 §5.3): applies at once, survives resets."""
+        spec = self._specs.get(key)
+        if spec is None:
+            return ConfigurationStatus.NOT_SUPPORTED
+        if spec.readonly and not allow_readonly:
+            self.last_rejection = f"{key} is read-only"
+            return ConfigurationStatus.REJECTED
+        try:
+            canonical = spec.check(value, self) if spec.check else value
+        except ConfigurationValueError as exc:
+            self.last_rejection = f"{key}: {exc}"
+            return ConfigurationStatus.REJECTED
+        self._values[key] = canonical
+        return ConfigurationStatus.ACCEPTED
+
+    def get_configuration(self, keys: Iterable[str] | None) -> tuple[list[KeyValue], list[str]]:
+        """GetConfiguration (OCPP 1.6 §5.8): known keys, then unknown ones."""
+        names = list(self._specs) if keys is None else list(keys)
+        known: list[KeyValue] = []
+        unknown: list[str] = []
+        for name in names:
+            spec = self._specs.get(name)
+            if spec is None:
+                unknown.append(name)
+            else:
+                known.append(KeyValue(name, spec.readonly, self._values[name]))
+        return known, unknown
+
+    def snapshot(self) -> dict[str, str]:
+        return dict(self._values)
+
+    # --- effective values, with the reference document's quirks ---
+
+    @property
+    def heartbeat_interval(self) -> int:
+        """Reference §3.2.1: "less than 10, the AC charger will accept but execute 10"."""
+        return max(10, self.get_int("HeartbeatInterval"))

@@ -1,0 +1,45 @@
+"""Static description of an emulated charger model (hardware facts, not state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Variant(StrEnum):
+    """Reference document §3.1 UnlockConnector: socket variants have an E-lock, cable ones don't."""
+
+    SOCKET = "socket"
+    CABLE = "cable"
+
+
+ALL_PROFILES: tuple[str, ...] = (
+    "Core",
+    "FirmwareManagement",
+    "LocalAuthListManagement",
+    "Reservation",
+    "SmartCharging",
+    "RemoteTrigger",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerModel:
+    """One kind of wallbox in a fleet; a scenario may mix several in proportions."""
+
+    name: str = "ac-wallbox"
+    vendor: str = "ACWallbox"
+    model: str = "AC22-3P"
+    firmware_version: str = "1.09.0"
+    variant: Variant = Variant.SOCKET
+    phases: int = 3
+    max_current: float = 32.0  # A per phase, the charger's own limit
+    nominal_voltage: float = 230.0
+    profiles: tuple[str, ...] = ALL_PROFILES
+    # Configuration defaults that differ from the reference document (validated like
+    # ChangeConfiguration, so a scenario can't install a value the charger would refuse).
+    configuration: dict[str, str] = field(default_factory=dict)
+    # Reference §3.2.1 AllowOfflineTxForUnknownId: "the charger will not allow any ID
+    # except in local authentication list while it is offline".  True emulates that
+    # firmware; False gives the OCPP 1.6 behaviour (cache, list, unknown ids per key).
+    offline_local_list_only: bool = True

@@ -1,0 +1,93 @@
+"""Connector statuses and the transitions OCPP 1.6 allows (§4.9, StatusNotification table).
+
+The wallbox does not drive a state machine by events: it *derives* each connector's
+status from facts (fault, availability, cable, transaction, EV and EVSE suspension,
+reservation) and sends a StatusNotification when the derived status changes.  A
+derived status cannot disagree with the facts, which an event table can; the legal
+transitions below are still data, and :func:`check_transition` refuses a derived
+change OCPP 1.6 does not list, so a bug shows up as a LocalProtocolError in tests
+instead of a strange StatusNotification at a customer's CSMS.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from emulator.protocol.errors import LocalProtocolError
+
+
+class Status(StrEnum):
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+A, P, C, SEV, SEVSE, F, R, U, X = (
+    Status.AVAILABLE,
+    Status.PREPARING,
+    Status.CHARGING,
+    Status.SUSPENDED_EV,
+    Status.SUSPENDED_EVSE,
+    Status.FINISHING,
+    Status.RESERVED,
+    Status.UNAVAILABLE,
+    Status.FAULTED,
+)
+
+# OCPP 1.6 §4.9 table, rows "from", cells A1..I8.  B8 (Preparing -> Unavailable) and
+# G8/R->U are in the table; F->P is F2 (user restarts a session while Finishing).
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    A: frozenset({P, C, SEV, SEVSE, R, U, X}),
+    P: frozenset({A, C, SEV, SEVSE, F, U, X}),
+    C: frozenset({A, SEV, SEVSE, F, U, X}),
+    SEV: frozenset({A, C, SEVSE, F, U, X}),
+    SEVSE: frozenset({A, C, SEV, F, U, X}),
+    F: frozenset({A, P, U, X}),
+    R: frozenset({A, P, U, X}),
+    U: frozenset({A, P, C, SEV, SEVSE, X}),
+    X: frozenset({A, P, C, SEV, SEVSE, F, R, U}),
+}
+
+CONNECTOR_ZERO_STATUSES: frozenset[Status] = frozenset({A, U, X})
+"""OCPP 1.6 §4.9: connector 0 (the charge point as a whole) is Available, Unavailable or Faulted."""
+
+
+class ChargePointErrorCode(StrEnum):
+    """StatusNotification errorCode (OCPP 1.6 §7.6)."""
+
+    CONNECTOR_LOCK_FAILURE = "ConnectorLockFailure"
+    EV_COMMUNICATION_ERROR = "EVCommunicationError"
+    GROUND_FAILURE = "GroundFailure"
+    HIGH_TEMPERATURE = "HighTemperature"
+    INTERNAL_ERROR = "InternalError"
+    LOCAL_LIST_CONFLICT = "LocalListConflict"
+    NO_ERROR = "NoError"
+    OTHER_ERROR = "OtherError"
+    OVER_CURRENT_FAILURE = "OverCurrentFailure"
+    OVER_VOLTAGE = "OverVoltage"
+    POWER_METER_FAILURE = "PowerMeterFailure"
+    POWER_SWITCH_FAILURE = "PowerSwitchFailure"
+    READER_FAILURE = "ReaderFailure"
+    RESET_FAILURE = "ResetFailure"
+    UNDER_VOLTAGE = "UnderVoltage"
+    WEAK_SIGNAL = "WeakSignal"
+
+
+def check_transition(connector_id: int, old: Status | None, new: Status) -> None:
+    """Raise LocalProtocolError when OCPP 1.6 §4.9 has no such transition."""
+    if connector_id == 0:
+        if new not in CONNECTOR_ZERO_STATUSES:
+            raise LocalProtocolError(f"connector 0 cannot be {new}")
+        return
+    if old is None or old == new:
+        return
+    if new not in TRANSITIONS[old]:
+        raise LocalProtocolError(
+            f"connector {connector_id}: {old} -> {new} is not an OCPP 1.6 transition"
+        )

@@ -1,0 +1,1 @@
+"""asyncio I/O around the sans-I/O wallbox: websockets, timers, reconnects."""

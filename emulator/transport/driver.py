@@ -1,0 +1,463 @@
+"""One task per wallbox: pumps frames between a websocket and the sans-I/O Wallbox.
+
+Every timer of the wallbox and of its session behaviour is one deadline
+(``next_deadline``), so a wallbox costs one task and one pending ``recv`` whatever
+it is doing: no ping task, no heartbeat task, no per-message thread-pool hop.  The
+wait is an ``asyncio.timeout_at`` around ``recv()`` (cancel-safe in websockets ≥ 13);
+:meth:`WallboxDriver.wake` reschedules that timeout to run at once, which is how the
+fleet asks a wallbox to stop or to act on something done from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from emulator.core.transaction import StopReason
+from emulator.core.wallbox import Effect, Event, Wallbox
+from emulator.protocol.codec import (
+    Call,
+    CallError,
+    CallResult,
+    FrameError,
+    decode,
+    encode_call,
+    encode_error,
+    encode_result,
+)
+from emulator.protocol.errors import ErrorCode, RemoteProtocolError
+from emulator.protocol.schemas import SchemaRegistry
+from emulator.transport.backoff import backoff
+
+if TYPE_CHECKING:
+    from emulator.metrics import Reporter
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "ocpp1.6"
+
+
+class Behaviour(Protocol):
+    """What drives the wallbox's physical world (EV, driver); see emulator.fleet.behaviour."""
+
+    def next_deadline(self) -> float | None: ...
+
+    def tick(self, now: float) -> None: ...
+
+    def on_events(self, events: list[Event], now: float) -> None: ...
+
+    def finish(self, now: float) -> None: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class ConnectionSettings:
+    url: str  # CSMS endpoint; the charger id is appended as the last path segment
+    open_timeout: float = 10.0
+    close_timeout: float = 5.0
+    max_size: int = 1 << 20  # a CSMS frame larger than 1 MiB closes the connection (1009)
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    drain_timeout: float = 10.0  # seconds to flush transaction messages at shutdown
+    source_address: str | None = None  # bind to this local address (beyond ~28k ports)
+    strict_outgoing: bool = False  # validate every frame we send (tests)
+
+
+def charger_url(base: str, charge_point_id: str) -> str:
+    return f"{base.rstrip('/')}/{charge_point_id}"
+
+
+class WallboxDriver:
+    """Connects one Wallbox to the CSMS and keeps it connected until stopped."""
+
+    def __init__(
+        self,
+        *,
+        wallbox: Wallbox,
+        behaviour: Behaviour | None,
+        settings: ConnectionSettings,
+        schemas: SchemaRegistry,
+        reporter: Reporter,
+        rng: np.random.Generator,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.wallbox = wallbox
+        self.behaviour = behaviour
+        self.settings = settings
+        self.schemas = schemas
+        self.reporter = reporter
+        self.clock = clock
+        self._backoff: Iterator[float] = self._new_backoff(rng)
+        self._rng = rng
+        self.ws: ClientConnection | None = None
+        self.stopping = False
+        self.stopped = asyncio.Event()
+        self.ever_connected = False
+        self.connect_failures = 0
+        self.last_failure = ""
+        self._timeout: asyncio.Timeout | None = None
+        self._pending: tuple[str, str, float] | None = None  # unique id, action, loop time sent
+        self._reconnect_at = 0.0
+
+    def _new_backoff(self, rng: np.random.Generator) -> Iterator[float]:
+        return backoff(
+            rng, initial=self.settings.backoff_initial, maximum=self.settings.backoff_max
+        )
+
+    # ------------------------------------------------------------------ control
+
+    def wake(self) -> None:
+        """Make the driver re-evaluate now (after a stop request or an outside stimulus)."""
+        timeout = self._timeout
+        if timeout is not None and timeout.expired() is False:
+            timeout.reschedule(asyncio.get_running_loop().time())
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake()
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; then stop transactions, flush and close."""
+        try:
+            while not self.stopping:
+                now = self.clock()
+                if self.ws is None and now >= self._reconnect_at:
+                    await self._connect()
+                    continue
+                await self._wait_and_handle()
+            await self._shutdown()
+        finally:
+            if self.ws is not None:
+                await self._close(1001, "emulator stopping")
+            self.stopped.set()
+
+    async def _connect(self) -> None:
+        wb = self.wallbox
+        url = charger_url(self.settings.url, wb.charge_point_id)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        kwargs: dict[str, Any] = {}
+        if self.settings.source_address:
+            kwargs["local_addr"] = (self.settings.source_address, 0)
+        try:
+            ws = await connect(
+                url,
+                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                compression=None,  # 46 KiB -> 14 KiB per connection; OCPP frames are small
+                ping_interval=None,  # WebSocketPingInterval is the wallbox's own timer
+                ping_timeout=None,
+                open_timeout=self.settings.open_timeout,
+                close_timeout=self.settings.close_timeout,
+                max_size=self.settings.max_size,
+                max_queue=16,
+                user_agent_header=None,
+                **kwargs,
+            )
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            reason = _failure_reason(exc)
+            self.connect_failures += 1
+            self.last_failure = reason
+            self.reporter.connect_failed(reason)
+            self._reconnect_at = self.clock() + next(self._backoff)
+            await self._idle_until(self._reconnect_at)
+            return
+        if ws.subprotocol != SUBPROTOCOL:
+            self.reporter.connect_failed("subprotocol")
+            self.last_failure = "CSMS did not agree to ocpp1.6"
+            await ws.close(1002, "ocpp1.6 required")
+            self._reconnect_at = self.clock() + next(self._backoff)
+            await self._idle_until(self._reconnect_at)
+            return
+        self.reporter.connected(loop.time() - started)
+        self.ws = ws
+        self.ever_connected = True
+        self._backoff = self._new_backoff(self._rng)
+        wb.connected(self.clock())
+        await self._pump()
+
+    async def _idle_until(self, wall_deadline: float) -> None:
+        """Offline: keep the wallbox's clock running (sessions go on) until the deadline."""
+        while not self.stopping:
+            now = self.clock()
+            if now >= wall_deadline:
+                return
+            self._tick(now)
+            deadline = self._next_deadline()
+            target = wall_deadline if deadline is None else min(deadline, wall_deadline)
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout_at(loop.time() + max(0.0, target - now)) as timeout:
+                    self._timeout = timeout
+                    await asyncio.Future()  # only the timeout (or wake) ends this wait
+            except TimeoutError:
+                pass
+            finally:
+                self._timeout = None
+
+    def _next_deadline(self) -> float | None:
+        deadline = self.wallbox.next_deadline()
+        if self.behaviour is not None:
+            other = self.behaviour.next_deadline()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
+        return deadline
+
+    def _tick(self, now: float) -> None:
+        wb = self.wallbox
+        if self.behaviour is not None:
+            self.behaviour.tick(now)
+        wb.tick(now)
+        self._check_timeout()
+        if self.behaviour is not None:
+            events = wb.take_events()
+            if events:
+                self.behaviour.on_events(events, now)
+
+    def _check_timeout(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        flight = self.wallbox.outbox.in_flight
+        if flight is None or flight.unique_id != pending[0]:
+            # The wallbox gave up waiting (response timeout) without an answer.
+            self._pending = None
+            elapsed = asyncio.get_running_loop().time() - pending[2]
+            self.reporter.round_trip(pending[1], elapsed, "timeout")
+
+    async def _wait_and_handle(self) -> None:
+        if self.ws is None:
+            await self._idle_until(self._reconnect_at)
+            return
+        await self._pump()
+
+    async def _pump(self) -> None:
+        """Serve the open connection until it closes or the driver stops."""
+        ws = self.ws
+        assert ws is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.stopping:
+                now = self.clock()
+                self._tick(now)
+                if await self._flush(ws):
+                    return
+                deadline = self._next_deadline()
+                wait = 3600.0 if deadline is None else max(0.0, deadline - self.clock())
+                try:
+                    async with asyncio.timeout_at(loop.time() + wait) as timeout:
+                        self._timeout = timeout
+                        data = await ws.recv()
+                except TimeoutError:
+                    continue
+                finally:
+                    self._timeout = None
+                self.reporter.message_received()
+                await self._handle_frame(ws, data)
+        except ConnectionClosed as exc:
+            self._lost(f"closed {exc.rcvd.code if exc.rcvd else 1006}")
+
+    def _lost(self, reason: str) -> None:
+        self.ws = None
+        self._pending_lost()
+        self.wallbox.disconnected(self.clock())
+        self.reporter.disconnected(reason)
+        self._reconnect_at = self.clock() + next(self._backoff)
+
+    def _pending_lost(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            elapsed = asyncio.get_running_loop().time() - pending[2]
+            self.reporter.round_trip(pending[1], elapsed, "disconnected")
+
+    async def _flush(self, ws: ClientConnection) -> bool:
+        """Send what the wallbox wants sent; True when the connection was closed here."""
+        wb = self.wallbox
+        for effect in wb.take_effects():
+            if effect is Effect.SEND_PING:
+                await self._ping(ws)
+            elif effect is Effect.REBOOT:
+                await self._close(1001, "charger restarting")
+                self._pending_lost()
+                wb.disconnected(self.clock())
+                self.reporter.disconnected("reboot")
+                self._reconnect_at = self.clock() + wb.reboot_seconds
+                return True
+        if self._pending is None:
+            call = wb.next_call(self.clock())
+            if call is not None:
+                if self.settings.strict_outgoing:
+                    self.schemas.validate_request(call.action, call.payload)
+                self._pending = (call.unique_id, call.action, asyncio.get_running_loop().time())
+                await ws.send(encode_call(call.unique_id, call.action, call.payload))
+                self.reporter.message_sent()
+        return False
+
+    async def _ping(self, ws: ClientConnection) -> None:
+        sent = asyncio.get_running_loop().time()
+        try:
+            waiter = await ws.ping()
+        except ConnectionClosed:
+            raise
+        except Exception:  # a ping still unanswered with the same payload: skip this one
+            return
+        reporter = self.reporter
+
+        def done(future: asyncio.Future[float]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                reporter.ping_rtt(asyncio.get_running_loop().time() - sent)
+
+        asyncio.ensure_future(waiter).add_done_callback(done)
+
+    async def _handle_frame(self, ws: ClientConnection, data: str | bytes) -> None:
+        wb = self.wallbox
+        loop = asyncio.get_running_loop()
+        try:
+            frame = decode(data)
+        except FrameError as exc:
+            if exc.answerable and exc.unique_id is not None:
+                await self._send_error(ws, exc.unique_id, exc.code, exc.description)
+                self.reporter.csms_call("(malformed)", 0.0, exc.code)
+            elif exc.unique_id is not None and self._pending and self._pending[0] == exc.unique_id:
+                self._answered(exc.unique_id, f"schema:{exc.code}", error_code="FormationViolation")
+            else:
+                # OCPP-J 1.6 has no way to answer a frame without a readable CALL id.
+                self.reporter.csms_call("(garbage)", 0.0, exc.code)
+            return
+        if isinstance(frame, Call):
+            started = loop.time()
+            try:
+                self.schemas.validate_request(frame.action, frame.payload)
+                result = wb.handle_call(frame.action, frame.payload, self.clock())
+            except RemoteProtocolError as exc:
+                await self._send_error(ws, frame.unique_id, exc.code, exc.description)
+                self.reporter.csms_call(frame.action, loop.time() - started, exc.code)
+                return
+            except Exception:  # a bug of ours must not kill the wallbox
+                log.exception("%s: handling %s failed", wb.charge_point_id, frame.action)
+                await self._send_error(
+                    ws, frame.unique_id, ErrorCode.INTERNAL_ERROR, "internal error"
+                )
+                self.reporter.csms_call(
+                    frame.action, loop.time() - started, ErrorCode.INTERNAL_ERROR
+                )
+                return
+            if self.settings.strict_outgoing:
+                self.schemas.validate_response(frame.action, result)
+            await ws.send(encode_result(frame.unique_id, result))
+            self.reporter.message_sent()
+            self.reporter.csms_call(frame.action, loop.time() - started, None)
+        elif isinstance(frame, CallResult):
+            action = wb.action_in_flight(frame.unique_id)
+            if action is None:
+                self.reporter.csms_call("(unexpected result)", 0.0, "UnexpectedUniqueId")
+                return
+            try:
+                self.schemas.validate_response(action, frame.payload)
+            except RemoteProtocolError as exc:
+                self._answered(frame.unique_id, f"schema:{exc.code}", error_code=str(exc.code))
+                return
+            self._answered(frame.unique_id, "ok", payload=frame.payload)
+        elif isinstance(frame, CallError):
+            if wb.action_in_flight(frame.unique_id) is None:
+                self.reporter.csms_call("(unexpected error)", 0.0, "UnexpectedUniqueId")
+                return
+            self._answered(frame.unique_id, f"callerror:{frame.code}", error_code=frame.code)
+
+    def _answered(
+        self,
+        unique_id: str,
+        outcome: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        pending = self._pending
+        if pending is not None and pending[0] == unique_id:
+            self._pending = None
+            elapsed = asyncio.get_running_loop().time() - pending[2]
+            self.reporter.round_trip(pending[1], elapsed, outcome)
+        now = self.clock()
+        if payload is not None:
+            try:
+                self.wallbox.handle_result(unique_id, payload, now)
+            except Exception:
+                log.exception("%s: applying a result failed", self.wallbox.charge_point_id)
+        else:
+            self.wallbox.handle_error(unique_id, error_code or "GenericError", now)
+
+    async def _send_error(
+        self, ws: ClientConnection, unique_id: str, code: str, description: str
+    ) -> None:
+        await ws.send(encode_error(unique_id, ErrorCode(code), description[:255]))
+        self.reporter.message_sent()
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def _shutdown(self) -> None:
+        """Stop running transactions and give their messages a bounded time to go out."""
+        now = self.clock()
+        wb = self.wallbox
+        if self.behaviour is not None:
+            self.behaviour.finish(now)
+        wb.stop_all_transactions(now, StopReason.LOCAL)
+        ws = self.ws
+        if ws is None:
+            return
+        deadline = asyncio.get_running_loop().time() + self.settings.drain_timeout
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline):
+                while self.ws is not None and (
+                    wb.outbox.transaction_backlog > 0 or self._pending is not None
+                ):
+                    self._tick(self.clock())
+                    if await self._flush(ws):
+                        break
+                    wait = max(0.0, min((self._next_deadline() or now + 1.0) - self.clock(), 1.0))
+                    try:
+                        async with asyncio.timeout_at(loop.time() + wait):
+                            data = await ws.recv()
+                    except TimeoutError:
+                        continue
+                    self.reporter.message_received()
+                    await self._handle_frame(ws, data)
+        except (TimeoutError, ConnectionClosed):
+            pass
+
+    async def _close(self, code: int, reason: str) -> None:
+        ws = self.ws
+        self.ws = None
+        if ws is None:
+            return
+        try:
+            await ws.close(code, reason)
+        except Exception:  # already gone
+            pass
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"http_{exc.response.status_code}"
+    if isinstance(exc, InvalidHandshake):
+        return "handshake"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, OSError):
+        return f"os_error_{exc.errno}" if exc.errno else "os_error"
+    return type(exc).__name__
