@@ -152,7 +152,8 @@ async def _run(args: argparse.Namespace) -> int:
     seed = (
         args.seed if args.seed is not None else (scenario.seed if scenario.seed is not None else 1)
     )
-    console = Console()
+    # A pipe or CI log gets a wide table instead of rich's 80-column default.
+    console = Console(width=None if sys.stdout.isatty() else 132)
     stats = RunStats()
     csms = None
     url = args.csms_url
@@ -193,6 +194,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         await fleet.run(duration=args.duration)
     finally:
+        stats.stop()
         if progress_task is not None:
             progress_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -206,7 +208,8 @@ async def _run(args: argparse.Namespace) -> int:
     counts = fleet.counts()
     console.print(
         f"transactions: {counts.transactions_started} started, "
-        f"{counts.transactions_stopped} stopped; messages still queued: {counts.queue_depth}"
+        f"{counts.transactions_stopped} stopped; transaction messages not delivered: "
+        f"{counts.transaction_backlog}"
     )
     if csms is not None:
         ledger = csms.ledger.to_json()

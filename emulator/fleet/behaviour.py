@@ -46,9 +46,6 @@ class SessionBehaviour:
         self._in_session = False
         self._stopping = False
         self.sessions_started = 0
-        pools = settings.id_tags
-        shares = np.array([p.share for p in pools], dtype=float)
-        self._pool_p = shares / shares.sum()
         if settings.mode is SessionMode.RANDOM:
             self._schedule_arrival(now)
 
@@ -73,17 +70,9 @@ class SessionBehaviour:
 
     # ------------------------------------------------------------------ draws
 
-    def _uniform(self, low: float, high: float) -> float:
-        return float(self.rng.uniform(low, high)) if high > low else float(low)
-
-    def _id_tag(self) -> str:
-        index = int(self.rng.choice(len(self._pool_p), p=self._pool_p))
-        pool = self.settings.id_tags[index]
-        return f"{pool.prefix}{int(self.rng.integers(pool.count)):05d}"
-
     def _ev(self) -> Ev:
         model = self.wallbox.model
-        energy_kwh = self._uniform(self.settings.energy_kwh.low, self.settings.energy_kwh.high)
+        energy_kwh = self.settings.energy_kwh.sample(self.rng)
         return Ev(
             energy_wanted_wh=energy_kwh * 1000.0,
             max_current=model.max_current,
@@ -91,7 +80,7 @@ class SessionBehaviour:
         )
 
     def _plug_delay(self) -> float:
-        return self._uniform(self.settings.plug_in_delay.low, self.settings.plug_in_delay.high)
+        return self.settings.plug_in_delay.sample(self.rng)
 
     # ------------------------------------------------------------------ random sessions
 
@@ -108,7 +97,7 @@ class SessionBehaviour:
             return
         self._in_session = True
         self.sessions_started += 1
-        tag = self._id_tag()
+        tag = self.settings.draw_id_tag(self.rng)
         if self.rng.random() < self.settings.authorize_first_share:
             self.wallbox.present_id_tag(tag, now)
             self._at(now + self._plug_delay(), self._plug)
@@ -150,9 +139,7 @@ class SessionBehaviour:
                     self.sessions_started += 1
                     self._at(now + self._plug_delay(), self._plug)
             elif kind is EventKind.EV_FULL:
-                idle = self._uniform(
-                    self.settings.idle_after_full.low, self.settings.idle_after_full.high
-                )
+                idle = self.settings.idle_after_full.sample(self.rng)
                 self._at(now + idle, self._leave)
             elif kind is EventKind.TRANSACTION_STOPPED:
                 # Stopped by the CSMS, the charger or a card: the driver unplugs and goes.

@@ -44,6 +44,7 @@ class FleetCounts:
     transactions_started: int
     transactions_stopped: int
     queue_depth: int
+    transaction_backlog: int
 
 
 class Fleet:
@@ -107,7 +108,7 @@ class Fleet:
         self._stop.set()
 
     def counts(self, started: int | None = None) -> FleetCounts:
-        connected = booted = charging = running = started_tx = stopped_tx = depth = 0
+        connected = booted = charging = running = started_tx = stopped_tx = depth = backlog = 0
         for d in self.drivers:
             wb = d.wallbox
             if d.connected:
@@ -122,6 +123,7 @@ class Fleet:
             started_tx += len(wb.transactions)
             stopped_tx += sum(1 for t in wb.transactions if t.stopped_at is not None)
             depth += wb.outbox.depth
+            backlog += wb.outbox.transaction_backlog
         return FleetCounts(
             chargers=len(self.drivers),
             started=len(self.drivers) if started is None else started,
@@ -132,6 +134,7 @@ class Fleet:
             transactions_started=started_tx,
             transactions_stopped=stopped_tx,
             queue_depth=depth,
+            transaction_backlog=backlog,
         )
 
     async def run(self, *, duration: float) -> None:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -142,13 +143,13 @@ class WallboxDriver:
         finally:
             if self.ws is not None:
                 await self._close(1001, "emulator stopping")
+                self.reporter.disconnected("stopped")
             self.stopped.set()
 
     async def _connect(self) -> None:
         wb = self.wallbox
         url = charger_url(self.settings.url, wb.charge_point_id)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = perf_counter()
         kwargs: dict[str, Any] = {}
         if self.settings.source_address:
             kwargs["local_addr"] = (self.settings.source_address, 0)
@@ -181,7 +182,7 @@ class WallboxDriver:
             self._reconnect_at = self.clock() + next(self._backoff)
             await self._idle_until(self._reconnect_at)
             return
-        self.reporter.connected(loop.time() - started)
+        self.reporter.connected(perf_counter() - started)
         self.ws = ws
         self.ever_connected = True
         self._backoff = self._new_backoff(self._rng)
@@ -234,7 +235,7 @@ class WallboxDriver:
         if flight is None or flight.unique_id != pending[0]:
             # The wallbox gave up waiting (response timeout) without an answer.
             self._pending = None
-            elapsed = asyncio.get_running_loop().time() - pending[2]
+            elapsed = perf_counter() - pending[2]
             self.reporter.round_trip(pending[1], elapsed, "timeout")
 
     async def _wait_and_handle(self) -> None:
@@ -280,7 +281,7 @@ class WallboxDriver:
         pending = self._pending
         if pending is not None:
             self._pending = None
-            elapsed = asyncio.get_running_loop().time() - pending[2]
+            elapsed = perf_counter() - pending[2]
             self.reporter.round_trip(pending[1], elapsed, "disconnected")
 
     async def _flush(self, ws: ClientConnection) -> bool:
@@ -301,13 +302,13 @@ class WallboxDriver:
             if call is not None:
                 if self.settings.strict_outgoing:
                     self.schemas.validate_request(call.action, call.payload)
-                self._pending = (call.unique_id, call.action, asyncio.get_running_loop().time())
+                self._pending = (call.unique_id, call.action, perf_counter())
                 await ws.send(encode_call(call.unique_id, call.action, call.payload))
                 self.reporter.message_sent()
         return False
 
     async def _ping(self, ws: ClientConnection) -> None:
-        sent = asyncio.get_running_loop().time()
+        sent = perf_counter()
         try:
             waiter = await ws.ping()
         except ConnectionClosed:
@@ -318,13 +319,12 @@ class WallboxDriver:
 
         def done(future: asyncio.Future[float]) -> None:
             if not future.cancelled() and future.exception() is None:
-                reporter.ping_rtt(asyncio.get_running_loop().time() - sent)
+                reporter.ping_rtt(perf_counter() - sent)
 
         asyncio.ensure_future(waiter).add_done_callback(done)
 
     async def _handle_frame(self, ws: ClientConnection, data: str | bytes) -> None:
         wb = self.wallbox
-        loop = asyncio.get_running_loop()
         try:
             frame = decode(data)
         except FrameError as exc:
@@ -338,13 +338,13 @@ class WallboxDriver:
                 self.reporter.csms_call("(garbage)", 0.0, exc.code)
             return
         if isinstance(frame, Call):
-            started = loop.time()
+            started = perf_counter()
             try:
                 self.schemas.validate_request(frame.action, frame.payload)
                 result = wb.handle_call(frame.action, frame.payload, self.clock())
             except RemoteProtocolError as exc:
                 await self._send_error(ws, frame.unique_id, exc.code, exc.description)
-                self.reporter.csms_call(frame.action, loop.time() - started, exc.code)
+                self.reporter.csms_call(frame.action, perf_counter() - started, exc.code)
                 return
             except Exception:  # a bug of ours must not kill the wallbox
                 log.exception("%s: handling %s failed", wb.charge_point_id, frame.action)
@@ -352,14 +352,14 @@ class WallboxDriver:
                     ws, frame.unique_id, ErrorCode.INTERNAL_ERROR, "internal error"
                 )
                 self.reporter.csms_call(
-                    frame.action, loop.time() - started, ErrorCode.INTERNAL_ERROR
+                    frame.action, perf_counter() - started, ErrorCode.INTERNAL_ERROR
                 )
                 return
             if self.settings.strict_outgoing:
                 self.schemas.validate_response(frame.action, result)
             await ws.send(encode_result(frame.unique_id, result))
             self.reporter.message_sent()
-            self.reporter.csms_call(frame.action, loop.time() - started, None)
+            self.reporter.csms_call(frame.action, perf_counter() - started, None)
         elif isinstance(frame, CallResult):
             action = wb.action_in_flight(frame.unique_id)
             if action is None:
@@ -388,7 +388,7 @@ class WallboxDriver:
         pending = self._pending
         if pending is not None and pending[0] == unique_id:
             self._pending = None
-            elapsed = asyncio.get_running_loop().time() - pending[2]
+            elapsed = perf_counter() - pending[2]
             self.reporter.round_trip(pending[1], elapsed, outcome)
         now = self.clock()
         if payload is not None:

@@ -1,0 +1,35 @@
+# Developer entry points.  `make test` is what CI runs (see .ci/run).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-installs when pyproject.toml changes; otherwise `make venv` does nothing.
+STAMP := $(VENV)/.installed
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-x -k scenario"`.
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint format
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+demo: venv
+	$(BIN)/ocpp-fleet run --scenario scenarios/demo.toml --chargers 50 --duration 60
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

@@ -1,0 +1,551 @@
+"""The embedded reference CSMS: an OCPP 1.6J websocket server for tests and `ocpp-fleet run`.
+
+This layer only pumps frames between websockets and the sans-I/O
+:class:`~emulator.csms.central_system.CentralSystem`, matches answers to CSMS-initiated
+calls (OCPP-J 1.6 §4.1.1: one outstanding CALL per direction, so calls to one charger
+are serialised) and applies the test hook's :mod:`~emulator.csms.misbehaviour`.
+
+Charge points connect to ``ws://host:port/<anything>/<chargerId>`` offering the
+``ocpp1.6`` subprotocol (OCPP-J 1.6 §3.1); a handshake without it is refused with HTTP
+400 by websockets. With ``basic_auth`` the username must be the charger id and the
+password the table's (OCPP 1.6 security whitepaper, profile 1); otherwise HTTP 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import unquote
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHeader
+from websockets.headers import build_www_authenticate_basic, parse_authorization_basic
+from websockets.http11 import Request, Response
+from websockets.typing import Data, Subprotocol
+
+from emulator.csms.central_system import CentralSystem, DataTransferHandler, IdTagEntry
+from emulator.csms.misbehaviour import (
+    AnswerCallError,
+    AnswerGarbage,
+    Delay,
+    DropConnection,
+    Misbehaviour,
+    Silence,
+)
+from emulator.csms.records import ChargerRecord, CsmsLedger
+from emulator.protocol.codec import (
+    Call,
+    CallError,
+    CallResult,
+    Frame,
+    FrameError,
+    MessageTypeId,
+    UniqueIdGenerator,
+    decode,
+    encode_call,
+    encode_error,
+    encode_result,
+)
+from emulator.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from emulator.protocol.schemas import SchemaRegistry
+
+__all__ = [
+    "CallErrorReceived",
+    "ChargerNotConnected",
+    "MisbehaviourHook",
+    "ReferenceCsms",
+    "charger_id_from_path",
+    "serve_forever",
+]
+
+_log = logging.getLogger("emulator.csms")
+
+OCPP16: Final = Subprotocol("ocpp1.6")
+
+MisbehaviourHook = Callable[[str, Call], Misbehaviour | None]
+
+
+class CallErrorReceived(Exception):
+    """The charger answered a CSMS-initiated CALL with a CALLERROR."""
+
+    def __init__(self, code: str, description: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details: dict[str, Any] = details or {}
+
+
+class ChargerNotConnected(KeyError):
+    """No open connection for this charger id (or it closed while a call was pending)."""
+
+    def __init__(self, charger_id: str) -> None:
+        super().__init__(charger_id)
+        self.charger_id = charger_id
+
+    def __str__(self) -> str:
+        return f"charger {self.charger_id!r} is not connected"
+
+
+def charger_id_from_path(path: str) -> str:
+    """The last segment of the request path, percent-decoded ("" if there is none)."""
+    return unquote(path.partition("?")[0].rpartition("/")[2])
+
+
+class _Session:
+    """One open websocket of one charger."""
+
+    __slots__ = ("charger_id", "closed", "delayed", "lock", "pending", "record", "tasks", "ws")
+
+    def __init__(self, *, charger_id: str, ws: ServerConnection, record: ChargerRecord) -> None:
+        self.charger_id = charger_id
+        self.ws = ws
+        self.record = record
+        self.closed = False
+        # OCPP-J allows one outstanding CALL per direction; the lock enforces it, the
+        # dict matches answers by unique id (so a late answer to a timed-out call is
+        # recognised as unmatched rather than taken for the next call's).
+        self.lock = asyncio.Lock()
+        self.pending: dict[str, asyncio.Future[Frame]] = {}
+        self.delayed: set[asyncio.Task[None]] = set()
+        self.tasks: asyncio.TaskGroup | None = None
+
+
+class ReferenceCsms:
+    """A small, strict, observable OCPP 1.6J CSMS (not a product: no persistence).
+
+    Use as ``async with ReferenceCsms() as csms:``; chargers connect to
+    ``f"{csms.url}/{charger_id}"``. :attr:`chargers` and :attr:`ledger` record what was
+    received; :meth:`call` sends CSMS-initiated CALLs. The behaviour knobs
+    (``boot_status``, ``heartbeat_interval``, ...) live on :attr:`central` and may be
+    changed while running; :attr:`misbehave` may be set at any time.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        heartbeat_interval: int = 60,
+        boot_status: str = "Accepted",
+        id_tags: Mapping[str, IdTagEntry] | None = None,
+        unknown_tag_status: str = "Accepted",
+        call_timeout: float = 30.0,
+        basic_auth: Mapping[str, str] | None = None,
+        data_transfer_vendors: Mapping[str, DataTransferHandler] | None = None,
+        registry: SchemaRegistry | None = None,
+        misbehave: MisbehaviourHook | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 5.0,
+        call_all_concurrency: int = 64,
+    ) -> None:
+        self.central = CentralSystem(
+            registry=registry,
+            heartbeat_interval=heartbeat_interval,
+            boot_status=boot_status,
+            id_tags=id_tags,
+            unknown_tag_status=unknown_tag_status,
+            data_transfer_vendors=data_transfer_vendors,
+        )
+        self.registry = self.central.registry
+        self.call_timeout = call_timeout
+        self.misbehave: MisbehaviourHook | None = misbehave
+        self._host = host
+        self._port = port
+        self._basic_auth = dict(basic_auth) if basic_auth is not None else None
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._close_timeout = close_timeout
+        self._call_all_concurrency = call_all_concurrency
+        self._server: Server | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._ids = UniqueIdGenerator(prefix="csms-")
+        self._debug = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen; returns once the port is bound (see :attr:`url`)."""
+        if self._server is not None:
+            raise RuntimeError("already started")
+        self._debug = _log.isEnabledFor(logging.DEBUG)
+        self._server = await serve(
+            self._handle,
+            self._host,
+            self._port,
+            subprotocols=[OCPP16],
+            compression=None,  # 14 KiB per connection instead of 64 (ARCHITECTURE.md)
+            process_request=self._process_request,
+            ping_interval=self._ping_interval,
+            ping_timeout=self._ping_timeout,
+            close_timeout=self._close_timeout,
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self._port = sockname[1]
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away) and stop listening."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one once started with ``port=0``)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port/ocpp``; a charger appends ``/<chargerId>``."""
+        host = self._host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self._port}/ocpp"
+
+    # -- observation -----------------------------------------------------------------
+
+    @property
+    def chargers(self) -> Mapping[str, ChargerRecord]:
+        """Every charger seen, connected or not."""
+        return self.central.chargers
+
+    @property
+    def ledger(self) -> CsmsLedger:
+        return self.central.ledger
+
+    @property
+    def connected(self) -> frozenset[str]:
+        """Ids of the chargers with an open connection."""
+        return frozenset(self._sessions)
+
+    @property
+    def schema_violations(self) -> int:
+        """CALLs answered with a CALLERROR because of their payload or action, fleet-wide."""
+        return sum(record.schema_violations for record in self.central.chargers.values())
+
+    # The OCPP timeouts below are protocol values, part of the API, not cancel scopes.
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
+        """Return once ``predicate()`` is true; raise TimeoutError after ``timeout`` s.
+
+        Re-checked after every message, connection and disconnection, and at least every
+        0.1 s (for predicates on state this server does not own).
+        """
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.add(waiter)
+                try:
+                    await asyncio.wait((waiter,), timeout=0.1)
+                finally:
+                    self._waiters.discard(waiter)
+
+    def _notify(self) -> None:
+        if self._waiters:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters.clear()
+
+    # -- CSMS-initiated calls ----------------------------------------------------------
+
+    async def call(
+        self,
+        charger_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        check_request: bool = True,
+    ) -> dict[str, Any]:
+        """Send a CALL to a connected charger and return its CALLRESULT payload.
+
+        The response is validated against ``<action>Response.json``
+        (:class:`RemoteProtocolError` if it fails). Raises :class:`CallErrorReceived` on
+        a CALLERROR, :class:`TimeoutError` after ``timeout`` (default ``call_timeout``;
+        includes waiting for an earlier call to the same charger), and
+        :class:`ChargerNotConnected` (a KeyError) if the charger is not, or no longer,
+        connected. ``check_request=False`` sends a payload that fails its schema, to test
+        the charger's validation; otherwise such a payload raises LocalProtocolError.
+        """
+        if check_request:
+            try:
+                self.registry.validate_request(action, payload)
+            except RemoteProtocolError as exc:
+                raise LocalProtocolError(f"invalid {action}.req: {exc.description}") from exc
+        session = self._sessions.get(charger_id)
+        if session is None:
+            raise ChargerNotConnected(charger_id)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.call_timeout if timeout is None else timeout):
+            async with session.lock:
+                if session.closed:
+                    raise ChargerNotConnected(charger_id)
+                unique_id = self._ids()
+                future: asyncio.Future[Frame] = loop.create_future()
+                session.pending[unique_id] = future
+                try:
+                    if self._debug:
+                        _log.debug("> %s %s %s", charger_id, unique_id, action)
+                    try:
+                        await session.ws.send(encode_call(unique_id, action, payload))
+                    except ConnectionClosed:
+                        raise ChargerNotConnected(charger_id) from None
+                    frame = await future
+                finally:
+                    session.pending.pop(unique_id, None)
+        if isinstance(frame, CallError):
+            raise CallErrorReceived(frame.code, frame.description, frame.details)
+        assert isinstance(frame, CallResult)  # only CALLRESULT / CALLERROR resolve a call
+        try:
+            self.registry.validate_response(action, frame.payload)
+        except RemoteProtocolError:
+            session.record.response_violations += 1
+            raise
+        return frame.payload
+
+    async def call_all(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        charger_ids: Iterable[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+        concurrency: int | None = None,
+        check_request: bool = True,
+    ) -> dict[str, dict[str, Any] | Exception]:
+        """:meth:`call` every connected charger (or ``charger_ids``), at most
+        ``concurrency`` at once; each result is the payload or the exception raised."""
+        if check_request:
+            try:
+                self.registry.validate_request(action, payload)
+            except RemoteProtocolError as exc:
+                raise LocalProtocolError(f"invalid {action}.req: {exc.description}") from exc
+        ids = list(self._sessions if charger_ids is None else charger_ids)
+        results: dict[str, dict[str, Any] | Exception] = {}
+        todo = iter(ids)
+
+        async def worker() -> None:
+            for charger_id in todo:
+                try:
+                    results[charger_id] = await self.call(
+                        charger_id, action, payload, timeout=timeout, check_request=False
+                    )
+                except Exception as exc:
+                    results[charger_id] = exc
+
+        workers = min(len(ids), concurrency or self._call_all_concurrency)
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
+        return {charger_id: results[charger_id] for charger_id in ids}
+
+    async def send_raw(self, charger_id: str, text: str) -> None:
+        """Send any text to a charger (to test its handling of broken frames)."""
+        session = self._sessions.get(charger_id)
+        if session is None:
+            raise ChargerNotConnected(charger_id)
+        try:
+            await session.ws.send(text)
+        except ConnectionClosed:
+            raise ChargerNotConnected(charger_id) from None
+
+    async def disconnect(self, charger_id: str, *, graceful: bool = True) -> None:
+        """Close a charger's connection (1000), or abort its TCP connection."""
+        session = self._sessions.get(charger_id)
+        if session is None:
+            raise ChargerNotConnected(charger_id)
+        if graceful:
+            await session.ws.close()
+        else:
+            session.ws.transport.abort()
+
+    # -- connections -----------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        charger_id = charger_id_from_path(request.path)
+        if not charger_id:
+            return connection.respond(HTTPStatus.NOT_FOUND, "No charge point id in the path\n")
+        if self._basic_auth is not None and not self._authorised(charger_id, request):
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid credentials\n")
+            response.headers["WWW-Authenticate"] = build_www_authenticate_basic("ocpp-fleet")
+            return response
+        return None
+
+    def _authorised(self, charger_id: str, request: Request) -> bool:
+        assert self._basic_auth is not None
+        expected = self._basic_auth.get(charger_id)
+        header = request.headers.get("Authorization")
+        if expected is None or header is None:
+            return False
+        try:
+            username, password = parse_authorization_basic(header)
+        except InvalidHeader:
+            return False
+        return username == charger_id and hmac.compare_digest(
+            password.encode(errors="surrogateescape"), expected.encode(errors="surrogateescape")
+        )
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        charger_id = charger_id_from_path(ws.request.path)
+        previous = self._sessions.get(charger_id)
+        if previous is not None:
+            # The charger reconnected before we noticed the old socket died: the new
+            # connection wins, as a CSMS must route CALLs to the live one.
+            previous.ws.transport.abort()
+        session = _Session(charger_id=charger_id, ws=ws, record=self.central.connected(charger_id))
+        self._sessions[charger_id] = session
+        if self._debug:
+            _log.debug("= %s connected", charger_id)
+        self._notify()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                session.tasks = tasks
+                try:
+                    async for message in ws:
+                        await self._on_message(session, message)
+                except ConnectionClosed:
+                    pass
+                finally:
+                    for task in session.delayed:
+                        task.cancel()
+        finally:
+            session.closed = True
+            for future in session.pending.values():
+                if not future.done():
+                    future.set_exception(ChargerNotConnected(charger_id))
+            current = self._sessions.get(charger_id) is session
+            if current:
+                del self._sessions[charger_id]
+            self.central.disconnected(charger_id, replaced=not current)
+            if self._debug:
+                _log.debug("= %s disconnected", charger_id)
+            self._notify()
+
+    async def _on_message(self, session: _Session, message: Data) -> None:
+        try:
+            frame = decode(message)
+        except FrameError as exc:
+            session.record.frame_errors += 1
+            if self._debug:
+                _log.debug("! %s %s", session.charger_id, exc)
+            if exc.answerable:
+                assert exc.unique_id is not None
+                await self._send(session, encode_error(exc.unique_id, exc.code, exc.description))
+            elif exc.unique_id is not None and exc.message_type_id in (
+                MessageTypeId.CALLRESULT,
+                MessageTypeId.CALLERROR,
+            ):
+                future = session.pending.get(exc.unique_id)
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+            self._notify()
+            return
+        if type(frame) is Call:
+            await self._on_call(session, frame)
+        else:
+            if self._debug:
+                _log.debug("< %s %s", session.charger_id, frame)
+            future = session.pending.get(frame.unique_id)
+            if future is None or future.done():
+                session.record.unmatched_results += 1
+            else:
+                future.set_result(frame)
+        self._notify()
+
+    async def _on_call(self, session: _Session, call: Call) -> None:
+        if self._debug:
+            _log.debug("< %s %s %s", session.charger_id, call.unique_id, call.action)
+        hook = self.misbehave
+        misbehaviour = hook(session.charger_id, call) if hook is not None else None
+        reply: str | None
+        if type(misbehaviour) is AnswerCallError:
+            self.central.count_call(session.record, call)
+            reply = encode_error(call.unique_id, misbehaviour.code, misbehaviour.description)
+        else:
+            try:
+                payload = self.central.handle_call(session.charger_id, call)
+                reply = encode_result(call.unique_id, payload)
+            except RemoteProtocolError as exc:
+                reply = encode_error(call.unique_id, exc.code, exc.description, exc.details)
+            except Exception:
+                # A bug here or in a DataTransfer handler: tell the charger, keep serving.
+                _log.exception("! %s %s failed", session.charger_id, call.action)
+                reply = encode_error(
+                    call.unique_id, ErrorCode.INTERNAL_ERROR, f"{call.action} handler failed"
+                )
+            if misbehaviour is not None:
+                if type(misbehaviour) is Silence:
+                    reply = None
+                elif type(misbehaviour) is AnswerGarbage:
+                    reply = misbehaviour.text
+                elif type(misbehaviour) is DropConnection:
+                    if misbehaviour.graceful:
+                        await session.ws.close(1011, "reference CSMS told to drop")
+                    else:
+                        session.ws.transport.abort()
+                    return
+                elif type(misbehaviour) is Delay:
+                    assert session.tasks is not None and reply is not None
+                    task = session.tasks.create_task(
+                        self._send_later(session, reply, misbehaviour.seconds)
+                    )
+                    session.delayed.add(task)
+                    task.add_done_callback(session.delayed.discard)
+                    return
+        if reply is not None:
+            await self._send(session, reply)
+
+    async def _send_later(self, session: _Session, text: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._send(session, text)
+
+    async def _send(self, session: _Session, text: str) -> None:
+        if self._debug:
+            _log.debug("> %s %s", session.charger_id, text[:200])
+        try:
+            await session.ws.send(text)
+        except ConnectionClosed:
+            pass
+
+
+async def serve_forever(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_ready: Callable[[ReferenceCsms], None] | None = None,
+    **options: Any,
+) -> None:
+    """Run a :class:`ReferenceCsms` until cancelled (for ``ocpp-fleet csms --port PORT``).
+
+    Prints nothing: ``on_ready(csms)`` is called once listening, e.g. to print
+    ``csms.url``. ``options`` are :class:`ReferenceCsms` keyword arguments. On
+    cancellation the server closes its connections and the CancelledError propagates
+    (swallowing it would break ``asyncio.timeout`` and TaskGroup around the caller).
+    """
+    async with ReferenceCsms(host=host, port=port, **options) as csms:
+        if on_ready is not None:
+            on_ready(csms)
+        await asyncio.get_running_loop().create_future()

@@ -1,0 +1,630 @@
+"""Scenario files: a TOML description of a fleet, validated into typed, frozen objects.
+
+A scenario says which charger models a fleet mixes and in what shares, how the fleet
+connects, and how its drivers behave.  ``docs/scenarios.md`` documents every field.
+
+Validation happens in two passes, both of which raise one :class:`ScenarioError` naming
+the file, the field path and what was expected:
+
+1. msgspec converts the parsed TOML into the structs below (types, unknown fields,
+   numeric and length constraints).  Its messages are rewritten from the struct types
+   themselves, so they read the same for every field and carry the offending value.
+2. :func:`_check` does what a type can't say: ranges with min <= max, unique names,
+   known feature profiles, OCPP string lengths of configuration keys and idTags.
+
+Adding a field later means adding it to a struct (with a default, so old files still
+load) and a line to ``docs/scenarios.md``; the error messages need no change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime, time
+from enum import Enum, StrEnum
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import msgspec.inspect as mi
+import numpy as np
+from msgspec import Meta
+
+from emulator.core.model import ALL_PROFILES, ChargerModel, Variant
+
+__all__ = [
+    "FleetSettings",
+    "IdTagPool",
+    "ModelSpec",
+    "Range",
+    "Scenario",
+    "ScenarioError",
+    "SessionMode",
+    "SessionSettings",
+    "load_scenario",
+    "parse_scenario",
+]
+
+# OCPP 1.6 §7 types: BootNotification.req chargePointVendor/Model are CiString20Type,
+# firmwareVersion CiString50Type; ChangeConfiguration.req key is CiString50Type and
+# value CiString500Type; IdToken is CiString20Type.
+_VENDOR_MAX = 20
+_MODEL_MAX = 20
+_FIRMWARE_MAX = 50
+_CONFIG_KEY_MAX = 50
+_CONFIG_VALUE_MAX = 500
+_ID_TAG_MAX = 20
+_ID_TAG_DIGITS = 5
+# The charge point identity ends the websocket URL path; keep it to unreserved URL
+# characters (RFC 3986 §2.3) so no charger id needs percent-encoding.
+_ID_PREFIX_PATTERN = r"^[A-Za-z0-9._~-]*$"
+_ID_PREFIX_MAX = 40
+
+NonNegative = Annotated[float, Meta(ge=0)]
+Positive = Annotated[float, Meta(gt=0)]
+Share = Annotated[float, Meta(gt=0)]
+Probability = Annotated[float, Meta(ge=0, le=1)]
+NonEmptyStr = Annotated[str, Meta(min_length=1)]
+ConfigValue = str | int | bool
+
+
+class ScenarioError(ValueError):
+    """A scenario file can't be used; ``str(error)`` is the whole message for the user.
+
+    ``source`` is the file (or the ``source`` given to :func:`parse_scenario`) and
+    ``field`` the dotted path of the offending field, or None for file-level errors.
+    """
+
+    def __init__(self, message: str, *, source: str = "", field: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.field = field
+
+
+class SessionMode(StrEnum):
+    """Who starts charging sessions."""
+
+    RANDOM = "random"  # drivers arrive on their own (Poisson), plus remote starts
+    REMOTE_ONLY = "remote-only"  # only RemoteStartTransaction starts a session
+
+
+class Range(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """A ``[min, max]`` pair; values are drawn uniformly from it.
+
+    ``[x, x]`` is the fixed value x.  ``[inf, inf]`` means "unbounded" where a field
+    allows it (``sessions.energy_kwh``).
+    """
+
+    low: NonNegative
+    high: NonNegative
+
+    def sample(self, rng: np.random.Generator) -> float:
+        """One uniform draw; a fixed range returns its value without using ``rng``."""
+        if self.low == self.high:
+            return self.low
+        return float(rng.uniform(self.low, self.high))
+
+
+class FleetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[fleet]``: identities and connection behaviour shared by all chargers."""
+
+    id_prefix: Annotated[
+        str,
+        Meta(
+            pattern=_ID_PREFIX_PATTERN,
+            max_length=_ID_PREFIX_MAX,
+            extra={
+                "expected": f"a string of at most {_ID_PREFIX_MAX} characters from A-Za-z0-9._~-"
+            },
+        ),
+    ] = "CP"
+    chargers: Annotated[int, Meta(ge=1)] = 10
+    boot_on_reconnect: bool = False
+    connect_timeout: Positive = 30.0
+    response_timeout: Positive = 30.0
+    ramp_per_second: Positive = 50.0
+
+    def charger_id(self, index: int) -> str:
+        """Charge point identity of the ``index``-th charger (1-based)."""
+        if index < 1:
+            raise ValueError(f"charger index starts at 1, got {index}")
+        return f"{self.id_prefix}{index:06d}"
+
+
+class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[models]]``: one kind of charger and its share of the fleet.
+
+    Defaults equal :class:`~emulator.core.model.ChargerModel`'s (a test keeps them so).
+    """
+
+    name: NonEmptyStr = "ac-wallbox"
+    share: Share = 1.0
+    vendor: Annotated[str, Meta(min_length=1, max_length=_VENDOR_MAX)] = "ACWallbox"
+    model: Annotated[str, Meta(min_length=1, max_length=_MODEL_MAX)] = "AC22-3P"
+    firmware_version: Annotated[str, Meta(max_length=_FIRMWARE_MAX)] = "1.09.0"
+    variant: Variant = Variant.SOCKET
+    phases: Literal[1, 3] = 3
+    max_current: Positive = 32.0
+    nominal_voltage: Positive = 230.0
+    profiles: Annotated[tuple[str, ...], Meta(min_length=1)] = ALL_PROFILES
+    offline_local_list_only: bool = True
+    configuration: dict[str, ConfigValue] = {}
+
+    def configuration_strings(self) -> dict[str, str]:
+        """Configuration overrides as OCPP strings (booleans as ``true``/``false``)."""
+        return {key: _config_string(value) for key, value in self.configuration.items()}
+
+    def to_charger_model(self) -> ChargerModel:
+        return ChargerModel(
+            name=self.name,
+            vendor=self.vendor,
+            model=self.model,
+            firmware_version=self.firmware_version,
+            variant=self.variant,
+            phases=self.phases,
+            max_current=self.max_current,
+            nominal_voltage=self.nominal_voltage,
+            profiles=tuple(self.profiles),
+            configuration=self.configuration_strings(),
+            offline_local_list_only=self.offline_local_list_only,
+        )
+
+
+class IdTagPool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[sessions.id_tags]]``: tags ``f"{prefix}{n:05d}"`` for n in 0..count-1."""
+
+    prefix: str = "TAG"
+    count: Annotated[int, Meta(ge=1)] = 100
+    share: Share = 1.0
+
+    def tag(self, n: int) -> str:
+        return f"{self.prefix}{n:0{_ID_TAG_DIGITS}d}"
+
+
+class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[sessions]``: how drivers and EVs behave."""
+
+    mode: SessionMode = SessionMode.RANDOM
+    arrivals_per_hour: NonNegative = 1.0
+    plug_in_delay: Range = Range(0.5, 2.0)
+    energy_kwh: Range = Range(5.0, 30.0)
+    idle_after_full: Range = Range(0.0, 600.0)
+    authorize_first_share: Probability = 0.5
+    stop_by_tag_share: Probability = 0.3
+    id_tags: Annotated[tuple[IdTagPool, ...], Meta(min_length=1)] = (IdTagPool(),)
+
+    def draw_id_tag(self, rng: np.random.Generator) -> str:
+        """A tag from a pool chosen by share, uniform within the pool."""
+        pools = self.id_tags
+        if len(pools) == 1:
+            pool = pools[0]
+        else:
+            shares = np.array([p.share for p in pools])
+            pool = pools[int(rng.choice(len(pools), p=shares / shares.sum()))]
+        return pool.tag(int(rng.integers(pool.count)))
+
+
+class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A validated scenario: what :func:`load_scenario` returns."""
+
+    name: str
+    description: str = ""
+    seed: int | None = None
+    fleet: FleetSettings = FleetSettings()
+    models: tuple[ModelSpec, ...] = (ModelSpec(),)
+    sessions: SessionSettings = SessionSettings()
+
+    def charger_id(self, index: int) -> str:
+        """Charge point identity of the ``index``-th charger (1-based)."""
+        return self.fleet.charger_id(index)
+
+    def model_counts(self, count: int) -> list[int]:
+        """Split ``count`` chargers over :attr:`models` by share (largest remainder).
+
+        Exact (shares are turned into fractions, no float rounding), and ties go to the
+        model listed first, so the split depends only on the file.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        shares = [Fraction(m.share) for m in self.models]
+        total = sum(shares, Fraction(0))
+        quotas = [share * count / total for share in shares]
+        counts = [math.floor(q) for q in quotas]
+        left = count - sum(counts)
+        by_remainder = sorted(range(len(quotas)), key=lambda i: (counts[i] - quotas[i], i))
+        for i in by_remainder[:left]:
+            counts[i] += 1
+        return counts
+
+    def pick_models(self, count: int, rng: np.random.Generator) -> list[ChargerModel]:
+        """The model of each of ``count`` chargers: :meth:`model_counts`, shuffled by ``rng``.
+
+        Chargers of one model share one (frozen) :class:`ChargerModel` instance.
+        """
+        pool: list[ChargerModel] = []
+        for spec, n in zip(self.models, self.model_counts(count), strict=True):
+            pool.extend([spec.to_charger_model()] * n)
+        return [pool[i] for i in rng.permutation(count)]
+
+
+# --------------------------------------------------------------------------- the file
+
+
+class _ScenarioTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: NonEmptyStr
+    description: str = ""
+    seed: Annotated[int, Meta(ge=0)] | None = None
+
+
+class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The file's top level; an unknown table here is an error like any unknown key."""
+
+    scenario: _ScenarioTable
+    fleet: FleetSettings = FleetSettings()
+    models: Annotated[tuple[ModelSpec, ...], Meta(min_length=1)] = (ModelSpec(),)
+    sessions: SessionSettings = SessionSettings()
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; any problem raises one :class:`ScenarioError`."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(
+            f"{source}: cannot read: {exc.strerror or exc}", source=source
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{source}: not UTF-8 text (byte {exc.start}): TOML files are UTF-8",
+            source=source,
+        ) from None
+    return parse_scenario(text, source=source)
+
+
+def parse_scenario(text: str, *, source: str) -> Scenario:
+    """Validate a scenario given as TOML text; ``source`` names it in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(_toml_message(str(exc), text, source), source=source) from None
+    try:
+        document = msgspec.convert(raw, _Document)
+    except msgspec.ValidationError as exc:
+        field, problem = _explain(str(exc), raw)
+        raise ScenarioError(f"{source}: {field}: {problem}", source=source, field=field) from None
+    first = next(_check(document), None)
+    if first is not None:
+        field, what = first
+        raise ScenarioError(f"{source}: {field}: {what}", source=source, field=field)
+    return Scenario(
+        name=document.scenario.name,
+        description=document.scenario.description,
+        seed=document.scenario.seed,
+        fleet=document.fleet,
+        models=document.models,
+        sessions=document.sessions,
+    )
+
+
+def _config_string(value: ConfigValue) -> str:
+    if isinstance(value, bool):  # before int: bool is an int
+        return "true" if value else "false"
+    return str(value)
+
+
+# ------------------------------------------------------------------ semantic checks
+
+
+def _check(doc: _Document) -> Iterator[tuple[str, str]]:
+    """Yield (field path, problem) for what the types can't express, in file order."""
+    seen_models: dict[str, int] = {}
+    for i, spec in enumerate(doc.models):
+        at = f"models[{i}]"
+        if spec.name in seen_models:
+            yield (
+                f"{at}.name",
+                f"expected a name no other model has, got {_show(spec.name)} "
+                f"(also models[{seen_models[spec.name]}])",
+            )
+        seen_models.setdefault(spec.name, i)
+        yield from _check_profiles(f"{at}.profiles", spec.profiles)
+        for key, value in spec.configuration.items():
+            if not 1 <= len(key) <= _CONFIG_KEY_MAX:
+                yield (
+                    f"{at}.configuration",
+                    f"expected keys of 1 to {_CONFIG_KEY_MAX} characters (OCPP CiString50), "
+                    f"got {_show(key)}",
+                )
+            elif len(_config_string(value)) > _CONFIG_VALUE_MAX:
+                yield (
+                    f"{at}.configuration.{key}",
+                    f"expected at most {_CONFIG_VALUE_MAX} characters (OCPP CiString500), "
+                    f"got {len(_config_string(value))}",
+                )
+
+    for at, number in (
+        ("fleet.connect_timeout", doc.fleet.connect_timeout),
+        ("fleet.response_timeout", doc.fleet.response_timeout),
+        ("sessions.arrivals_per_hour", doc.sessions.arrivals_per_hour),
+    ):
+        if not math.isfinite(number):
+            yield at, f"expected a finite number, got {_show(number)}"
+
+    sessions = doc.sessions
+    for name, span in (
+        ("plug_in_delay", sessions.plug_in_delay),
+        ("energy_kwh", sessions.energy_kwh),
+        ("idle_after_full", sessions.idle_after_full),
+    ):
+        at = f"sessions.{name}"
+        unbounded_ok = name == "energy_kwh"  # [inf, inf]: an EV that never gets full
+        if span.low > span.high:
+            yield at, f"expected [min, max] with min <= max, got {_show(span)}"
+        elif not (math.isfinite(span.high) or (unbounded_ok and math.isinf(span.low))):
+            what = (
+                "finite numbers, or [inf, inf] for no limit" if unbounded_ok else "finite numbers"
+            )
+            yield at, f"expected {what}, got {_show(span)}"
+        elif unbounded_ok and span.low <= 0:
+            yield at, f"expected energies > 0 kWh, got {_show(span)}"
+
+    seen_prefixes: dict[str, int] = {}
+    for i, pool in enumerate(sessions.id_tags):
+        at = f"sessions.id_tags[{i}]"
+        longest = len(pool.tag(pool.count - 1))
+        if pool.prefix in seen_prefixes:
+            yield (
+                f"{at}.prefix",
+                f"expected a prefix no other pool has, got {_show(pool.prefix)} "
+                f"(also sessions.id_tags[{seen_prefixes[pool.prefix]}])",
+            )
+        elif longest > _ID_TAG_MAX:
+            yield (
+                f"{at}.prefix",
+                f"expected tags of at most {_ID_TAG_MAX} characters (OCPP IdToken), "
+                f"got {_show(pool.prefix)} making {_show(pool.tag(pool.count - 1))}",
+            )
+        seen_prefixes.setdefault(pool.prefix, i)
+
+
+def _check_profiles(at: str, profiles: Sequence[str]) -> Iterator[tuple[str, str]]:
+    known = ", ".join(_show(p) for p in ALL_PROFILES)
+    seen: set[str] = set()
+    for j, profile in enumerate(profiles):
+        if profile not in ALL_PROFILES:
+            yield f"{at}[{j}]", f"expected one of {known}, got {_show(profile)}"
+        elif profile in seen:
+            yield f"{at}[{j}]", f"expected each profile once, got {_show(profile)} again"
+        seen.add(profile)
+    if "Core" not in profiles:
+        yield at, f'expected a list that includes "Core" (mandatory), got {_show(profiles)}'
+
+
+# ------------------------------------------------------- msgspec errors, rewritten
+
+_LOCATION = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
+_SEGMENT = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<index>\d+|\.\.\.)\]")
+_TOML_AT = re.compile(
+    r"^(?P<what>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$"
+)
+
+
+def _toml_message(message: str, text: str, source: str) -> str:
+    match = _TOML_AT.match(message)
+    if match is None:
+        return f"{source}: invalid TOML: {message}"
+    if match["line"] is None:
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+    else:
+        line, col = int(match["line"]), int(match["col"])
+    return f"{source}:{line}:{col}: invalid TOML: {match['what']}"
+
+
+def _explain(message: str, raw: Mapping[str, Any]) -> tuple[str, str]:
+    """Turn a msgspec ValidationError message into (field path, problem)."""
+    located = _LOCATION.match(message)
+    assert located is not None  # the pattern matches any string
+    what, path = located["what"], located["path"] or ""
+    node: Any = mi.type_info(_Document)
+    value: Any = raw
+    names: list[str] = []
+    for segment in _SEGMENT.finditer(path):
+        node = _unwrap(node)
+        if segment["name"] is not None:
+            key = segment["name"]
+            names.append(f".{key}" if names else key)
+            node = _field_type(node, key)
+            value = value.get(key) if isinstance(value, Mapping) else None
+        elif segment["index"] == "...":
+            # msgspec doesn't say which key of a table held the bad value: find it.
+            assert isinstance(node, mi.DictType) and isinstance(value, Mapping)
+            node = node.value_type
+            key, value = next(((k, v) for k, v in value.items() if not _fits(v, node)), ("?", None))
+            names.append(f".{key}")
+        else:
+            index = int(segment["index"])
+            names.append(f"[{index}]")
+            node = _item_type(node, index)
+            value = value[index] if isinstance(value, list) and index < len(value) else None
+    field = "".join(names)
+    node = _unwrap(node, keep_metadata=True)
+
+    if (unknown := _UNKNOWN.match(what)) is not None:
+        return _unknown_field(field, unknown["name"], node, value)
+    if (missing := _MISSING.match(what)) is not None:
+        name = missing["name"]
+        child = _unwrap(_field_type(_unwrap(node), name), keep_metadata=True)
+        full = f"{field}.{name}" if field else name
+        struct = _unwrap(child)
+        if isinstance(struct, mi.StructType) and not struct.array_like:
+            needs = ", ".join(f.encode_name for f in struct.fields if f.required)
+            return full, f"required table [{full}] is missing (it needs at least: {needs})"
+        return full, f"required key is missing; expected {_describe(child)}"
+    problem = f"expected {_describe(node)}, got {_show(value)}"
+    if isinstance(value, Mapping) and isinstance(node, mi.ListType | mi.VarTupleType):
+        problem += f" (write [[{field}]] with double brackets for each entry)"
+    return field or "(top level)", problem
+
+
+def _unknown_field(field: str, name: str, node: Any, value: Any) -> tuple[str, str]:
+    struct = _unwrap(node)
+    fields = [f.encode_name for f in struct.fields] if isinstance(struct, mi.StructType) else []
+    full = f"{field}.{name}" if field else name
+    child = value.get(name) if isinstance(value, Mapping) else None
+    kind = "table" if isinstance(child, Mapping) else "key"
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    top_level = [f.encode_name for f in msgspec.structs.fields(_Document)]
+    if field and name in top_level:
+        # TOML puts every key after a [table] header into that table.
+        hint = f" (keys after a [table] header belong to that table: move {name} above it)"
+    header = re.sub(r"\[\d+\]", "", field)
+    where = (
+        (f"[[{header}]]" if field.endswith("]") else f"[{header}]") if field else "the top level"
+    )
+    return full, f"unknown {kind}{hint}; {where} takes: {', '.join(fields)}"
+
+
+def _unwrap(node: Any, *, keep_metadata: bool = False) -> Any:
+    while isinstance(node, mi.Metadata) and not (
+        keep_metadata and node.extra and "expected" in node.extra
+    ):
+        node = node.type
+    return node
+
+
+def _field_type(node: Any, name: str) -> Any:
+    if isinstance(node, mi.StructType):
+        for f in node.fields:
+            if f.encode_name == name:
+                return f.type
+    return mi.AnyType()
+
+
+def _item_type(node: Any, index: int) -> Any:
+    if isinstance(node, mi.ListType | mi.VarTupleType):
+        return node.item_type
+    if isinstance(node, mi.StructType) and node.array_like and index < len(node.fields):
+        return node.fields[index].type
+    if isinstance(node, mi.TupleType) and index < len(node.item_types):
+        return node.item_types[index]
+    return mi.AnyType()
+
+
+def _fits(value: Any, node: Any) -> bool:
+    """Whether a scalar ``value`` converts to the msgspec type ``node`` (dict values)."""
+    node = _unwrap(node)
+    if isinstance(node, mi.UnionType):
+        return any(_fits(value, t) for t in node.types)
+    if isinstance(node, mi.BoolType):
+        return isinstance(value, bool)
+    if isinstance(node, mi.IntType):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(node, mi.FloatType):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(node, mi.StrType):
+        return isinstance(value, str)
+    return True
+
+
+def _describe(node: Any) -> str:
+    """What a value of msgspec type ``node`` must look like, in the file's terms."""
+    if isinstance(node, mi.Metadata):
+        if node.extra and "expected" in node.extra:
+            return str(node.extra["expected"])
+        return _describe(node.type)
+    if isinstance(node, mi.FloatType):
+        return "a number" + _bounds(node)
+    if isinstance(node, mi.IntType):
+        return "an integer" + _bounds(node)
+    if isinstance(node, mi.BoolType):
+        return "a boolean (true or false)"
+    if isinstance(node, mi.StrType):
+        return _describe_str(node)
+    if isinstance(node, mi.LiteralType):
+        return "one of " + ", ".join(_show(v) for v in node.values)
+    if isinstance(node, mi.EnumType):
+        return "one of " + ", ".join(_show(m.value) for m in node.cls)
+    if isinstance(node, mi.UnionType):
+        parts = [_describe(t) for t in node.types if not isinstance(t, mi.NoneType)]
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+    if isinstance(node, mi.StructType):
+        if node.array_like:
+            item = _unwrap(node.fields[0].type)
+            bounds = _bounds(item) if isinstance(item, mi.FloatType) else ""
+            return f"a [min, max] pair of numbers{bounds}"
+        return "a table"
+    if isinstance(node, mi.ListType | mi.VarTupleType):
+        item = _unwrap(node.item_type)
+        items = (
+            "tables"
+            if isinstance(item, mi.StructType)
+            else "strings"
+            if isinstance(item, mi.StrType)
+            else None
+        )
+        of = f"of {items}" if items else f"whose items are each {_describe(item)}"
+        return ("a non-empty array " if node.min_length else "an array ") + of
+    if isinstance(node, mi.DictType):
+        return f"a table whose values are each {_describe(node.value_type)}"
+    return "a valid value"
+
+
+def _bounds(node: mi.FloatType | mi.IntType) -> str:
+    low = f" >= {_num(node.ge)}" if node.ge is not None else None
+    low = f" > {_num(node.gt)}" if node.gt is not None else low
+    high = f" <= {_num(node.le)}" if node.le is not None else None
+    high = f" < {_num(node.lt)}" if node.lt is not None else high
+    if node.ge is not None and node.le is not None:
+        return f" from {_num(node.ge)} to {_num(node.le)}"
+    return (low or "") + (" and" if low and high else "") + (high or "")
+
+
+def _describe_str(node: mi.StrType) -> str:
+    low, high = node.min_length or 0, node.max_length
+    if high is not None:
+        return (
+            f"a string of {low} to {high} characters"
+            if low
+            else (f"a string of at most {high} characters")
+        )
+    return "a non-empty string" if low else "a string"
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def _show(value: Any) -> str:
+    """A value as it would be written in TOML, shortened if long."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return _show(value.value)
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return "inf" if value == math.inf else "-inf" if value == -math.inf else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Range):
+        return f"[{_show(value.low)}, {_show(value.high)}]"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        text = "[" + ", ".join(_show(v) for v in value) + "]"
+        return text if len(text) <= 60 else f"an array of {len(value)} items"
+    return repr(value)

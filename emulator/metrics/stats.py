@@ -1,0 +1,285 @@
+"""In-process run statistics: bounded-memory latency histograms and per-action counts.
+
+Everything here is called once per OCPP message, so recording is O(1) plain Python (no
+numpy scalar boxing, no locks: one asyncio loop owns a :class:`RunStats`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["ActionStats", "Direction", "Histogram", "RunStats"]
+
+
+# Bucket layout (module constants: read in the hot path without attribute lookups).
+_SUB_BUCKETS = 64
+_MIN_EXPONENT = -19  # frexp exponent of [2**-20, 2**-19): the first octave
+_OCTAVES = 30  # up to 2**10 s
+_BUCKETS = _SUB_BUCKETS * _OCTAVES
+_BOTTOM = math.ldexp(0.5, _MIN_EXPONENT)  # 2**-20 s, 0.95 µs
+_TOP = math.ldexp(0.5, _MIN_EXPONENT + _OCTAVES)  # 2**10 s
+_SUB_SCALE = 2 * _SUB_BUCKETS
+_FIRST_INDEX = -_MIN_EXPONENT * _SUB_BUCKETS - _SUB_BUCKETS  # cancels mantissa's 0.5
+
+
+class Histogram:
+    """Log-linear latency histogram in seconds, < 0.8 % relative error, fixed memory.
+
+    Like HdrHistogram: each power-of-two range ("octave") is split into 64 equal
+    buckets, and ``math.frexp`` finds both without a logarithm.  The octaves span
+    2**-20 s (0.95 µs) to 2**10 s (1024 s); values beyond land in the first or last
+    bucket, while count, sum, min and max stay exact.  A percentile is the middle of its
+    bucket (clamped to [min, max]), within 1/128 of every value in that bucket.
+    Memory: 1920 buckets, ~15 KiB.
+    """
+
+    SUB_BUCKETS = _SUB_BUCKETS
+    BUCKETS = _BUCKETS
+
+    def __init__(self) -> None:
+        self._buckets = [0] * _BUCKETS
+        self.count = 0
+        self.sum = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def record(self, seconds: float) -> None:
+        if _BOTTOM < seconds < _TOP:
+            mantissa, exponent = math.frexp(seconds)  # seconds = mantissa * 2**exponent
+            # octave * 64 + sub-bucket, with octave = exponent - _MIN_EXPONENT and
+            # sub-bucket = (mantissa - 0.5) * 128, folded into one multiply-add.
+            index = exponent * _SUB_BUCKETS + int(mantissa * _SUB_SCALE) + _FIRST_INDEX
+        elif seconds >= _TOP:
+            index = _BUCKETS - 1
+        elif seconds <= _BOTTOM:
+            index = 0
+            seconds = max(seconds, 0.0)
+        else:  # NaN: no meaningful latency
+            return
+        self._buckets[index] += 1
+        self.count += 1
+        self.sum += seconds
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
+
+    @property
+    def mean(self) -> float:
+        """Arithmetic mean (exact); NaN when empty."""
+        return self.sum / self.count if self.count else math.nan
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0 <= q <= 100, like ``numpy.percentile``); NaN when empty."""
+        return self.percentiles((q,))[0]
+
+    def percentiles(self, qs: Iterable[float]) -> list[float]:
+        """Several percentiles in one pass over the buckets."""
+        wanted = list(qs)
+        for q in wanted:
+            if not 0.0 <= q <= 100.0:
+                raise ValueError(f"percentile must be in [0, 100], got {q}")
+        if self.count == 0:
+            return [math.nan] * len(wanted)
+        # Rank of the q-th percentile among the sorted values, 0-based, as numpy's
+        # default "linear" method places it; we return the bucket holding that rank.
+        order = sorted(range(len(wanted)), key=lambda i: wanted[i])
+        results = [math.nan] * len(wanted)
+        seen = 0
+        index = 0
+        for i in order:
+            rank = math.floor(wanted[i] / 100.0 * (self.count - 1))
+            while seen + self._buckets[index] <= rank:
+                seen += self._buckets[index]
+                index += 1
+            if rank == 0:
+                results[i] = self.min
+            elif rank == self.count - 1:
+                results[i] = self.max
+            else:
+                results[i] = min(max(self._midpoint(index), self.min), self.max)
+        return results
+
+    def merge(self, other: Histogram) -> None:
+        """Add ``other``'s values to this histogram."""
+        self._buckets = [a + b for a, b in zip(self._buckets, other._buckets, strict=True)]
+        self.count += other.count
+        self.sum += other.sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    def copy(self) -> Histogram:
+        clone = Histogram()
+        clone.merge(self)
+        return clone
+
+    @staticmethod
+    def _midpoint(index: int) -> float:
+        octave, sub = divmod(index, _SUB_BUCKETS)
+        # Bucket [low, low + width) with low = (0.5 + sub/128) * 2**e, width = 2**e / 128.
+        return math.ldexp(0.5 + (sub + 0.5) / _SUB_SCALE, octave + _MIN_EXPONENT)
+
+    def __repr__(self) -> str:
+        if not self.count:
+            return "Histogram(count=0)"
+        p50, p99 = self.percentiles((50, 99))
+        return f"Histogram(count={self.count}, p50={p50:.6g}, p99={p99:.6g}, max={self.max:.6g})"
+
+
+class Direction(StrEnum):
+    """Who sent the CALL."""
+
+    CP_TO_CSMS = "cp_to_csms"
+    CSMS_TO_CP = "csms_to_cp"
+
+    @property
+    def arrow(self) -> str:
+        return "CP→CSMS" if self is Direction.CP_TO_CSMS else "CSMS→CP"
+
+
+OK = "ok"
+# Outcomes of calls that got an answer, so their duration is a latency; a "timeout" or
+# "disconnected" call's duration is only how long we waited.
+_ANSWERED_PREFIXES = ("callerror:", "schema")
+
+
+@dataclass(slots=True, kw_only=True)
+class ActionStats:
+    """One OCPP action in one direction.
+
+    ``outcomes`` counts every call by outcome: ``"ok"``, ``"callerror:<code>"``,
+    ``"schema[:<code>]"``, ``"timeout"``, ``"disconnected"``.  ``latency`` holds the calls
+    that got an answer (ok, callerror, schema): for CP→CSMS the round trip, for CSMS→CP
+    the charger's handling time.  A timed-out or disconnected call's duration is only
+    how long we waited, so it is counted but not timed.
+    """
+
+    direction: Direction
+    action: str
+    latency: Histogram = field(default_factory=Histogram)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def count(self) -> int:
+        return self.outcomes.total()
+
+    @property
+    def errors(self) -> int:
+        return self.count - self.outcomes[OK]
+
+    def merge(self, other: ActionStats) -> None:
+        self.latency.merge(other.latency)
+        self.outcomes.update(other.outcomes)
+
+
+class RunStats:
+    """Everything a run measured, for the summary; implements ``emulator.metrics.Reporter``.
+
+    Connections carry no charger identity (labels stay bounded), so a *reconnect* is
+    counted as a connect that follows an unmatched disconnect: exact in total whenever
+    a disconnected charger reconnects, whichever charger connects first.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.started = clock()
+        self.stopped: float | None = None
+        self.actions: dict[tuple[Direction, str], ActionStats] = {}
+        self.connect_latency = Histogram()
+        self.ping_rtt_latency = Histogram()
+        self.connects = 0
+        self.reconnects = 0
+        self.connect_failures: Counter[str] = Counter()
+        self.disconnects: Counter[str] = Counter()
+        self.messages_sent = 0
+        self.messages_received = 0
+        self.counters: Counter[str] = Counter()
+        self._awaiting_reconnect = 0
+
+    # -- Reporter --------------------------------------------------------------------
+
+    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+        self._record(Direction.CP_TO_CSMS, action, seconds, outcome)
+
+    def csms_call(self, action: str, seconds: float, error: str | None) -> None:
+        outcome = OK if error is None else f"callerror:{error}"
+        self._record(Direction.CSMS_TO_CP, action, seconds, outcome)
+
+    def connected(self, seconds: float) -> None:
+        self.connects += 1
+        self.connect_latency.record(seconds)
+        if self._awaiting_reconnect:
+            self._awaiting_reconnect -= 1
+            self.reconnects += 1
+
+    def connect_failed(self, reason: str) -> None:
+        self.connect_failures[reason] += 1
+
+    def disconnected(self, reason: str) -> None:
+        self.disconnects[reason] += 1
+        self._awaiting_reconnect += 1
+
+    def ping_rtt(self, seconds: float) -> None:
+        self.ping_rtt_latency.record(seconds)
+
+    def message_sent(self) -> None:
+        self.messages_sent += 1
+
+    def message_received(self) -> None:
+        self.messages_received += 1
+
+    # -- the rest ----------------------------------------------------------------------
+
+    def increment(self, name: str, n: int = 1) -> None:
+        """A free-form counter (sessions started, ...), shown in the summary."""
+        self.counters[name] += n
+
+    def stop(self) -> None:
+        """Freeze :attr:`elapsed` at now (the end of the run)."""
+        if self.stopped is None:
+            self.stopped = self._clock()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from construction to :meth:`stop`, or to now while running."""
+        end = self.stopped if self.stopped is not None else self._clock()
+        return end - self.started
+
+    @property
+    def open_connections(self) -> int:
+        return self.connects - self.disconnects.total()
+
+    def merge(self, other: RunStats) -> None:
+        """Add ``other``'s measurements (e.g. from another worker) to these."""
+        for key, theirs in other.actions.items():
+            mine = self.actions.get(key)
+            if mine is None:
+                mine = self.actions[key] = ActionStats(direction=key[0], action=key[1])
+            mine.merge(theirs)
+        self.connect_latency.merge(other.connect_latency)
+        self.ping_rtt_latency.merge(other.ping_rtt_latency)
+        self.connects += other.connects
+        self.reconnects += other.reconnects
+        self.connect_failures.update(other.connect_failures)
+        self.disconnects.update(other.disconnects)
+        self.messages_sent += other.messages_sent
+        self.messages_received += other.messages_received
+        self.counters.update(other.counters)
+        self._awaiting_reconnect += other._awaiting_reconnect
+        # Workers run side by side: the merged run lasted as long as the longest one.
+        self.started -= max(0.0, other.elapsed - self.elapsed)
+
+    def _record(self, direction: Direction, action: str, seconds: float, outcome: str) -> None:
+        stats = self.actions.get((direction, action))
+        if stats is None:
+            stats = self.actions[direction, action] = ActionStats(
+                direction=direction, action=action
+            )
+        stats.outcomes[outcome] += 1
+        if outcome == OK or outcome.startswith(_ANSWERED_PREFIXES):
+            stats.latency.record(seconds)

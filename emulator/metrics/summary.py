@@ -1,0 +1,215 @@
+"""The end-of-run summary: a rich table for people, a dict for ``--json``."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from emulator.metrics.stats import ActionStats, Direction, Histogram, RunStats
+
+__all__ = ["render_summary", "summary_dict"]
+
+_QUANTILES = (50.0, 95.0, 99.0)
+_BREAKDOWN_ITEMS = 3
+_INLINE_BREAKDOWN_WIDTH = 110
+
+
+def summary_dict(stats: RunStats) -> dict[str, Any]:
+    """Everything :func:`render_summary` shows, as JSON-able data (latencies in ms).
+
+    Percentiles of an empty histogram are None, never NaN, so the result encodes as
+    strict JSON.
+    """
+    elapsed = stats.elapsed
+    return {
+        "duration_s": round(elapsed, 3),
+        "actions": [
+            {
+                "action": a.action,
+                "direction": a.direction.value,
+                "count": a.count,
+                "errors": a.errors,
+                "outcomes": dict(sorted(a.outcomes.items())),
+                "latency_ms": _latency_dict(a.latency),
+            }
+            for a in _sorted_actions(stats)
+        ],
+        "totals": {
+            direction.value: {
+                "count": total.count,
+                "errors": total.errors,
+                "outcomes": dict(sorted(total.outcomes.items())),
+                "latency_ms": _latency_dict(total.latency),
+            }
+            for direction in Direction
+            if (total := _total(stats, direction)).count
+        },
+        "connections": {
+            "connects": stats.connects,
+            "reconnects": stats.reconnects,
+            "open": stats.open_connections,
+            "connect_failures": dict(sorted(stats.connect_failures.items())),
+            "disconnects": dict(sorted(stats.disconnects.items())),
+            "connect_ms": _latency_dict(stats.connect_latency),
+            "ping_rtt_ms": _latency_dict(stats.ping_rtt_latency),
+        },
+        "messages": {
+            "sent": stats.messages_sent,
+            "received": stats.messages_received,
+            "sent_per_s": _rate(stats.messages_sent, elapsed),
+            "received_per_s": _rate(stats.messages_received, elapsed),
+        },
+        "counters": dict(sorted(stats.counters.items())),
+    }
+
+
+def render_summary(stats: RunStats, *, console: Console) -> None:
+    """Print the per-action table and the connection figures to ``console``."""
+    actions = _sorted_actions(stats)
+    totals = [t for d in Direction if (t := _total(stats, d)).count]
+    # On a narrow terminal the breakdown gets its own lines below the table instead of a
+    # column squeezed to a few characters.
+    inline = console.width >= _INLINE_BREAKDOWN_WIDTH
+    calls = Table(
+        title="OCPP calls (latencies in ms)", title_justify="left", show_edge=False, pad_edge=False
+    )
+    width = max([len("Action"), len("Total"), *(len(a.action) for a in actions)])
+    calls.add_column("Action", no_wrap=True, min_width=width)
+    calls.add_column("Direction", no_wrap=True)
+    calls.add_column("Count", justify="right", no_wrap=True)
+    for q in _QUANTILES:
+        calls.add_column(f"p{q:g}", justify="right", no_wrap=True)
+    calls.add_column("Errors", justify="right", no_wrap=True)
+    if inline:
+        calls.add_column("Error breakdown", overflow="fold")
+    for action in actions:
+        calls.add_row(*_call_row(Text(action.action), action, breakdown=inline))
+    calls.add_section()
+    for total in totals:
+        calls.add_row(*_call_row(Text("Total"), total, breakdown=inline), style="bold")
+    if not actions:
+        calls.add_row(Text("no OCPP calls", style="dim"))
+    console.print(calls)
+    if not inline and any(a.errors for a in totals):
+        console.print(Text("Error breakdown", style="italic"))
+        for action in [*actions, *totals]:
+            if action.errors:
+                name = action.action or "Total"
+                line = Text(
+                    f"  {name} {action.direction.arrow}: ",
+                    style="bold" if not action.action else "",
+                )
+                line.append(_breakdown(action.outcomes, limit=None))
+                console.print(line)
+
+    elapsed = stats.elapsed
+    figures = Table(title="Connections", title_justify="left", show_header=False, show_edge=False)
+    figures.add_column("What")
+    figures.add_column("Value")
+    figures.add_row("Duration", f"{elapsed:.1f} s")
+    figures.add_row(
+        "Connects",
+        f"{stats.connects:,} ({stats.reconnects:,} reconnects), {stats.open_connections:,} open",
+    )
+    figures.add_row("Connect failures", _counts(stats.connect_failures))
+    figures.add_row("Disconnects", _counts(stats.disconnects))
+    figures.add_row("Connect time", _latency_text(stats.connect_latency))
+    figures.add_row("Ping RTT", _latency_text(stats.ping_rtt_latency))
+    figures.add_row(
+        "Messages",
+        f"{stats.messages_sent:,} sent ({_rate(stats.messages_sent, elapsed):,.1f}/s), "
+        f"{stats.messages_received:,} received ({_rate(stats.messages_received, elapsed):,.1f}/s)",
+    )
+    for name, value in sorted(stats.counters.items()):
+        figures.add_row(Text(name), f"{value:,}")
+    console.print(figures)
+
+
+def _sorted_actions(stats: RunStats) -> list[ActionStats]:
+    directions = list(Direction)
+    return sorted(stats.actions.values(), key=lambda a: (directions.index(a.direction), a.action))
+
+
+def _total(stats: RunStats, direction: Direction) -> ActionStats:
+    total = ActionStats(direction=direction, action="")
+    for action in stats.actions.values():
+        if action.direction is direction:
+            total.merge(action)
+    return total
+
+
+def _call_row(name: Text, action: ActionStats, *, breakdown: bool) -> list[Text | str]:
+    errors = Text(f"{action.errors:,}", style="red" if action.errors else "")
+    row: list[Text | str] = [
+        name,
+        action.direction.arrow,
+        f"{action.count:,}",
+        *(_ms(v) for v in _percentiles(action.latency)),
+        errors,
+    ]
+    if breakdown:
+        row.append(Text(_breakdown(action.outcomes, limit=_BREAKDOWN_ITEMS)))
+    return row
+
+
+def _percentiles(histogram: Histogram) -> list[float]:
+    return histogram.percentiles(_QUANTILES)
+
+
+def _breakdown(outcomes: Counter[str], *, limit: int | None) -> str:
+    """The most frequent error outcomes, e.g. ``"timeout 3, NotImplemented 1"``."""
+    errors = [(n, o.removeprefix("callerror:")) for o, n in outcomes.items() if o != "ok"]
+    errors.sort(key=lambda item: (-item[0], item[1]))
+    shown = ", ".join(f"{name} {n:,}" for n, name in errors[:limit])
+    more = len(errors) - limit if limit is not None else 0
+    return shown + (f", +{more} more" if more > 0 else "")
+
+
+def _counts(counter: Counter[str]) -> str:
+    if not counter:
+        return "0"
+    parts = ", ".join(f"{reason} {n:,}" for reason, n in counter.most_common())
+    return f"{counter.total():,} ({parts})"
+
+
+def _latency_text(histogram: Histogram) -> str:
+    if not histogram.count:
+        return "–"
+    p50, p95, p99 = _percentiles(histogram)
+    return f"p50 {_ms(p50)} ms, p95 {_ms(p95)} ms, p99 {_ms(p99)} ms ({histogram.count:,})"
+
+
+def _ms(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "–"
+    ms = seconds * 1000.0
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    return f"{ms:.2f}"
+
+
+def _latency_dict(histogram: Histogram) -> dict[str, float | int | None]:
+    def ms(seconds: float) -> float | None:
+        return None if math.isnan(seconds) or math.isinf(seconds) else round(seconds * 1e3, 3)
+
+    empty = histogram.count == 0
+    quantiles: Iterable[float] = _percentiles(histogram)
+    return {
+        "count": histogram.count,
+        **{f"p{q:g}": ms(v) for q, v in zip(_QUANTILES, quantiles, strict=True)},
+        "mean": ms(histogram.mean),
+        "min": None if empty else ms(histogram.min),
+        "max": None if empty else ms(histogram.max),
+    }
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
