@@ -467,3 +467,17 @@ class Configuration:
     def heartbeat_interval(self) -> int:
         """Reference §3.2.1: "less than 10, the AC charger will accept but execute 10"."""
         return max(10, self.get_int("HeartbeatInterval"))
+
+
+def markdown_table() -> str:
+    """The key table of docs/reference-charger.md, generated so it cannot drift."""
+    rows = ["| Key | Profile | Type | Access | Default |", "|---|---|---|---|---|"]
+    for spec in KEY_SPECS:
+        access = "R" if spec.readonly else "RW"
+        default = f"`{spec.default}`" if spec.default else "(empty)"
+        rows.append(f"| `{spec.name}` | {spec.profile} | {spec.type} | {access} | {default} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table())

@@ -34,6 +34,7 @@ class Connector:
     finishing: bool = False  # transaction ended, cable still in
     ev: Ev | None = None
     ev_suspended: bool = False  # the EV draws nothing (full, or paused by the car)
+    ev_paused: bool = False  # the car stopped drawing on its own (Wallbox.ev_pause)
     evse_suspended: bool = False  # the charger offers nothing (limit, invalid id)
     reserved_for: str | None = None  # issue 3 (Reservation) fills this in
     reported: Status | None = None  # last status queued as a StatusNotification

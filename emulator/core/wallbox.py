@@ -299,7 +299,11 @@ class Wallbox:
         if self.next_aligned_at is not None:
             times.append(self.next_aligned_at)
         if self.reboot_deadline is not None:
-            times.append(self.reboot_deadline)
+            if self.outbox.transaction_backlog == 0:
+                # A reset restarts as soon as no transaction message waits (see tick): now.
+                times.append(min(self.reboot_deadline, self.last_activity))
+            else:
+                times.append(self.reboot_deadline)
         return min(times) if times else None
 
     def tick(self, now: float) -> None:
@@ -312,12 +316,11 @@ class Wallbox:
             if self.boot_retry_at is not None and now >= self.boot_retry_at:
                 self.boot_retry_at = None
                 self._send_boot(now)
-            if (
-                self.accepted
-                and now >= self.last_activity + self.config.heartbeat_interval
-                and not self.outbox.has_queued("Heartbeat")
-            ):
-                self._enqueue("Heartbeat", {})
+            if self.accepted and now >= self.last_activity + self.config.heartbeat_interval:
+                # Re-arm even when a Heartbeat already waits behind an unanswered CALL:
+                # otherwise next_deadline() stays in the past and the driver spins.
+                if not self.outbox.has_queued("Heartbeat"):
+                    self._enqueue("Heartbeat", {})
                 self.last_activity = now
             if self.next_ping_at is not None and now >= self.next_ping_at:
                 self._effects.append(Effect.SEND_PING)
@@ -446,6 +449,8 @@ class Wallbox:
                 c.ev_suspended = True
             elif offered < ev.min_current:
                 c.evse_suspended = True
+            elif c.ev_paused:
+                c.ev_suspended = True
             else:
                 c.ev_suspended = False
                 current = min(offered, ev.max_current)
@@ -458,6 +463,8 @@ class Wallbox:
             return None
         power = c.meter.power_w(ev.phases)
         remaining = ev.energy_wanted_wh - ev.delivered_wh
+        if not math.isfinite(remaining):  # an EV that never gets full (remote-only scenario)
+            return None
         deadline = c.meter.last_update + max(0.0, remaining) * 3600.0 / power
         cap = c.transaction.energy_cap_wh
         if cap is not None:
@@ -584,6 +591,7 @@ class Wallbox:
         c.plugged = True
         c.ev = ev
         c.ev_suspended = False
+        c.ev_paused = False
         if self.model.variant is Variant.SOCKET:
             c.locked = True
         if c.transaction is not None:  # re-plugged after an EV-side disconnect
@@ -641,14 +649,9 @@ class Wallbox:
         c = self.connectors[connector_id]
         if c.ev is None:
             return
+        # A fact, not a status: every later _update_draw (samples, triggers) must keep it.
+        c.ev_paused = paused
         self._update_draw(c, now)
-        if paused:
-            c.ev_suspended = True
-            c.meter.set_current(now, 0.0, phases=c.ev.phases)
-            self._refresh(c, now)
-        else:
-            c.ev_suspended = False
-            self._update_draw(c, now)
 
     def set_fault(self, now: float, *, error_code: str, connector_id: int = 1) -> None:
         c = self.connectors[connector_id]
@@ -789,8 +792,7 @@ class Wallbox:
         self._enqueue("StopTransaction", payload, transactional=True, tx=tx, on_result=on_result)
         self._emit(EventKind.TRANSACTION_STOPPED, c.id, reason.value)
         if c.pending_operative is not None:
-            c.operative = c.pending_operative
-            c.pending_operative = None
+            self._set_operative(c, c.pending_operative)
         self._refresh(c, now)
 
     def stop_all_transactions(self, now: float, reason: StopReason) -> None:
@@ -883,13 +885,21 @@ class Wallbox:
                 c.pending_operative = operative
                 scheduled = True
             else:
-                c.operative = operative
-                c.pending_operative = None
-                if not operative:
-                    c.intent = None
+                self._set_operative(c, operative)
         for c in targets:
             self._refresh(c, now)
         return {"status": "Scheduled" if scheduled else "Accepted"}
+
+    @staticmethod
+    def _set_operative(c: Connector, operative: bool) -> None:
+        c.operative = operative
+        c.pending_operative = None
+        if not operative:
+            # Out of service ends the session's leftovers: an authorized start waiting
+            # for the cable, and Finishing (§4.9 has no Unavailable -> Finishing; with
+            # the cable still in, Operative again is Preparing, H2).
+            c.intent = None
+            c.finishing = False
 
     def _on_ChangeConfiguration(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
         key, value = payload["key"], payload["value"]

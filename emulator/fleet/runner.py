@@ -70,7 +70,11 @@ class Fleet:
         prefix = scenario.fleet.id_prefix if id_prefix is None else id_prefix
         root = np.random.default_rng(seed)
         models: list[ChargerModel] = scenario.pick_models(chargers, root)
-        settings = ConnectionSettings(url=csms_url, strict_outgoing=strict)
+        settings = ConnectionSettings(
+            url=csms_url,
+            strict_outgoing=strict,
+            basic_auth_password=scenario.fleet.basic_auth_password,
+        )
         now = clock()
         self.drivers: list[WallboxDriver] = []
         for offset, (model, child) in enumerate(zip(models, root.spawn(chargers), strict=True)):

@@ -127,6 +127,7 @@ class FleetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     connect_timeout: Positive = 30.0
     response_timeout: Positive = 30.0
     ramp_per_second: Positive = 50.0
+    basic_auth_password: str | None = None
 
     def charger_id(self, index: int) -> str:
         """Charge point identity of the ``index``-th charger (1-based)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from base64 import b64encode
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from time import perf_counter
@@ -68,6 +69,7 @@ class ConnectionSettings:
     backoff_max: float = 60.0
     drain_timeout: float = 10.0  # seconds to flush transaction messages at shutdown
     source_address: str | None = None  # bind to this local address (beyond ~28k ports)
+    basic_auth_password: str | None = None  # security profile 1: user = charger id
     strict_outgoing: bool = False  # validate every frame we send (tests)
 
 
@@ -153,6 +155,9 @@ class WallboxDriver:
         kwargs: dict[str, Any] = {}
         if self.settings.source_address:
             kwargs["local_addr"] = (self.settings.source_address, 0)
+        if self.settings.basic_auth_password is not None:
+            token = f"{wb.charge_point_id}:{self.settings.basic_auth_password}".encode()
+            kwargs["additional_headers"] = {"Authorization": f"Basic {b64encode(token).decode()}"}
         try:
             ws = await connect(
                 url,

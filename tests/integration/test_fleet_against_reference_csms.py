@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from emulator.core.status import Status
 from emulator.csms import ReferenceCsms
+from emulator.fleet.scenario import Scenario
 from tests.integration.support import eventually, running_fleet, scenario
+
+
+def parse_with_password(password: str) -> Scenario:
+    base = scenario(mode="remote-only")
+    fleet = msgspec.structs.replace(base.fleet, basic_auth_password=password)
+    return msgspec.structs.replace(base, fleet=fleet)
 
 
 def test_fleet_sessions_match_the_csms_ledger_exactly() -> None:
@@ -153,5 +162,31 @@ def test_configuration_changes_apply_over_the_wire() -> None:
                     cp, "ChangeConfiguration", {"key": "NumberOfConnectors", "value": "2"}
                 )
                 assert read_only == {"status": "Rejected"}
+
+    asyncio.run(main())
+
+
+def test_basic_auth_from_the_scenario_is_sent_and_a_wrong_password_is_refused() -> None:
+    async def main() -> None:
+        async with ReferenceCsms(basic_auth={"IT000001": "s3cret", "IT000002": "other"}) as csms:
+            sc = parse_with_password("s3cret")
+            async with running_fleet(sc, csms.url, chargers=2) as (fleet, stats):
+                await csms.wait_until(
+                    lambda: "IT000001" in csms.chargers and csms.chargers["IT000001"].booted, 10
+                )
+                await eventually(
+                    lambda: stats.connect_failures["http_401"] >= 1, 10.0, "IT000002 refused"
+                )
+            assert not fleet.drivers[1].ever_connected
+
+    asyncio.run(main())
+
+
+def test_websocket_pings_go_out_every_web_socket_ping_interval() -> None:
+    async def main() -> None:
+        async with ReferenceCsms() as csms:
+            sc = scenario(mode="remote-only", extra_config="WebSocketPingInterval = 10")
+            async with running_fleet(sc, csms.url) as (_, stats):
+                await eventually(lambda: stats.ping_rtt_latency.count >= 1, 12.0, "a pong")
 
     asyncio.run(main())
