@@ -135,15 +135,28 @@ class Outbox:
     def depth(self) -> int:
         return len(self._tx_queue) + len(self._normal)
 
-    def drop_where(self, predicate: Callable[[Message], bool], rule: str) -> int:
-        """Remove queued messages (e.g. a hard reset loses its transaction's data)."""
-        dropped = 0
+    def drop_where(
+        self, predicate: Callable[[Message], bool], rule: str, *, in_flight: bool = False
+    ) -> list[Message]:
+        """Remove queued messages (e.g. a hard reset loses its transaction's data).
+
+        With ``in_flight``, the message awaiting an answer goes too (a late answer to it
+        is then an unexpected id), so a lost connection cannot put it back in the queue.
+        """
+        dropped: list[Message] = []
+        flight = self.in_flight
+        if in_flight and flight is not None and predicate(flight.message):
+            self.in_flight = None
+            self.ledger.dropped[f"{flight.message.action}: {rule}"] += 1
+            dropped.append(flight.message)
         for queue in (self._tx_queue, self._normal):
-            keep = [m for m in queue if not predicate(m)]
+            keep: list[Message] = []
             for m in queue:
                 if predicate(m):
                     self.ledger.dropped[f"{m.action}: {rule}"] += 1
-                    dropped += 1
+                    dropped.append(m)
+                else:
+                    keep.append(m)
             queue.clear()
             queue.extend(keep)
         return dropped
@@ -168,9 +181,26 @@ class Outbox:
             )
         return min(times) if times else None
 
+    def _paced_ahead_of(self, head: Message, boot_only: bool) -> bool:
+        """An older transaction message only held back by drain pacing goes first.
+
+        Without this a StatusNotification Available could reach the CSMS before the
+        StopTransaction that preceded it.  A transaction message waiting out a retry
+        interval does not hold the others up, and nothing holds up an Authorize.
+        """
+        if boot_only or not self._tx_queue or head.action != "StatusNotification":
+            return False
+        tx_head = self._tx_queue[0]
+        return (
+            tx_head.seq < head.seq
+            and tx_head.not_before <= self._last_tx_send + self.drain_interval
+        )
+
     def _first_normal(self, *, boot_only: bool) -> Message | None:
         for m in self._normal:
-            if not boot_only or m.action == "BootNotification":
+            if (not boot_only or m.action == "BootNotification") and not self._paced_ahead_of(
+                m, boot_only
+            ):
                 return m
         return None
 

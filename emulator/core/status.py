@@ -40,11 +40,12 @@ A, P, C, SEV, SEVSE, F, R, U, X = (
     Status.FAULTED,
 )
 
-# OCPP 1.6 §4.9 table, rows "from", cells A1..I8.  B8 (Preparing -> Unavailable) and
-# G8/R->U are in the table; F->P is F2 (user restarts a session while Finishing).
+# OCPP 1.6 §4.9 table, rows "from", cells A1..I8.  There is no B8 (Preparing ->
+# Unavailable): ChangeAvailability is Scheduled while Preparing.  F->P is F2 (the user
+# restarts a session while Finishing).
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     A: frozenset({P, C, SEV, SEVSE, R, U, X}),
-    P: frozenset({A, C, SEV, SEVSE, F, U, X}),
+    P: frozenset({A, C, SEV, SEVSE, F, X}),
     C: frozenset({A, SEV, SEVSE, F, U, X}),
     SEV: frozenset({A, C, SEVSE, F, U, X}),
     SEVSE: frozenset({A, C, SEV, F, U, X}),

@@ -182,15 +182,22 @@ class Wallbox:
     def disconnected(self, now: float) -> None:
         self.online = False
         self.next_ping_at = None
+        lost: list[Message] = []
         failed = self.outbox.connection_lost(now)
-        if failed is not None and failed.on_failure:
+        if failed is not None:
             self.outbox.ledger.dropped[f"{failed.action}: connection lost"] += 1
-            failed.on_failure("connection lost", now)
-        self.boot_retry_at = None
-        # Heartbeat and Boot are made again when needed; statuses are kept (coalesced).
-        self.outbox.drop_where(
-            lambda m: m.action in ("Heartbeat", "BootNotification"), "connection lost"
+            lost.append(failed)
+        # Heartbeat and Boot are made again when needed; an Authorize still waiting for
+        # the line is decided as offline now, like one lost in flight (OCPP 1.6 §3.5);
+        # statuses (coalesced) and transaction messages are kept.
+        lost += self.outbox.drop_where(
+            lambda m: m.action in ("Heartbeat", "BootNotification", "Authorize"),
+            "connection lost",
         )
+        for message in lost:
+            if message.on_failure:
+                message.on_failure("connection lost", now)
+        self.boot_retry_at = None  # after the callbacks: a failed boot would re-arm it
 
     @property
     def accepted(self) -> bool:
@@ -372,7 +379,7 @@ class Wallbox:
             self.last_activity = now
             for c in self.connectors:
                 c.reported = None  # after a boot the CSMS learns every connector's status
-                self._refresh(c, now)
+                self._refresh(c, now, coalesce=True)
             self._emit(EventKind.BOOT_ACCEPTED, 0)
         else:
             # Pending / Rejected: nothing but BootNotification until the interval has passed.
@@ -383,8 +390,15 @@ class Wallbox:
 
     # ------------------------------------------------------------------ status
 
-    def _refresh(self, c: Connector, now: float) -> None:
+    def _refresh(self, c: Connector, now: float, *, coalesce: bool = False) -> None:
         """Re-derive the connector's status; queue a StatusNotification on a change."""
+        if (
+            c.pending_operative is not None
+            and c.id > 0
+            and c.transaction is None
+            and c.derive_status() is not Status.PREPARING
+        ):
+            self._set_operative(c, c.pending_operative)  # a Scheduled change falls due
         if c.id == 0:
             faulted = c.fault is not None
             status = (
@@ -413,7 +427,11 @@ class Wallbox:
                 "status": status.value,
                 "timestamp": format_timestamp(now),
             },
-            coalesce_key=("StatusNotification", c.id),
+            coalesce_key=(
+                ("StatusNotification", c.id)
+                if coalesce or not (self.online and self.accepted)
+                else None
+            ),
         )
 
     def status(self, connector_id: int = 1) -> Status:
@@ -548,7 +566,13 @@ class Wallbox:
             tx.samples_sent += 1
             self._enqueue("MeterValues", payload, transactional=True, tx=tx)
         else:
-            self._enqueue("MeterValues", payload)
+            # Without a transaction a reading is best-effort: while offline only the newest
+            # per connector waits, instead of a day of 15-s readings bursting at reconnect.
+            self._enqueue(
+                "MeterValues",
+                payload,
+                coalesce_key=None if self.online and self.accepted else ("MeterValues", c.id),
+            )
 
     def _send_sampled(self, c: Connector, now: float) -> None:
         interval = self.config.get_int("MeterValueSampleInterval")
@@ -638,7 +662,8 @@ class Wallbox:
             ):
                 self._stop_transaction(c, StopReason.LOCAL, now, id_tag=id_tag)
             return
-        if not c.free or c.awaiting_authorization is not None:
+        restart = c.finishing and c.plugged and c.fault is None and c.operative  # §4.9 F2
+        if not (c.free or restart) or c.awaiting_authorization is not None:
             return
         if c.reserved_for is not None and c.reserved_for != id_tag:
             return
@@ -705,7 +730,9 @@ class Wallbox:
             return
         self._emit(EventKind.AUTHORIZED, c.id, id_tag)
         if c.plugged:
-            c.finishing = False
+            if c.finishing:  # F2: Finishing -> Preparing -> Charging, never F -> C
+                c.finishing = False
+                self._refresh(c, now)
             self._start_transaction(c, id_tag, now)
             return
         timeout = self.config.get_int("ConnectionTimeOut")
@@ -824,14 +851,19 @@ class Wallbox:
             tx = c.transaction
             if tx is None:
                 continue
-            c.meter.set_current(now, 0.0)
+            # The EV keeps what it got, even though the charger forgets the transaction.
+            added = c.meter.set_current(now, 0.0, phases=c.ev.phases if c.ev else None)
+            if c.ev is not None:
+                c.ev.delivered_wh += added
             c.transaction = None
             c.next_sample_at = None
             c.ev_suspended = c.evse_suspended = False
             tx.stop_reason = StopReason.HARD_RESET
             self.lost_transactions.append(tx)
             self.outbox.drop_where(
-                _belongs_to(tx), "hard reset loses the running transaction (reference §3.1)"
+                _belongs_to(tx),
+                "hard reset loses the running transaction (reference §3.1)",
+                in_flight=True,
             )
         self._reboot(now)
 
@@ -881,7 +913,11 @@ class Wallbox:
         targets = self.connectors if connector_id == 0 else [self.connectors[connector_id]]
         scheduled = False
         for c in targets:
-            if c.transaction is not None and not operative:
+            # OCPP 1.6 §4.9 has no Preparing -> Unavailable (no B8), so like a running
+            # transaction a session being prepared makes the change Scheduled; it applies
+            # once the connector is free (as EVerest libocpp does).
+            busy = c.transaction is not None or (c.id > 0 and c.derive_status() is Status.PREPARING)
+            if busy and not operative:
                 c.pending_operative = operative
                 scheduled = True
             else:
