@@ -12,21 +12,30 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from emulator.fleet.ledger import compare as compare_ledgers
+from emulator.fleet.ledger import fleet_ledger
 from emulator.fleet.runner import Fleet, FleetCounts, FleetStartError
 from emulator.fleet.scenario import Scenario, ScenarioError, load_scenario
+from emulator.metrics import MultiReporter, Reporter
 from emulator.metrics.stats import RunStats
 from emulator.metrics.summary import render_summary, summary_dict
+
+if TYPE_CHECKING:
+    from emulator.csms import ReferenceCsms
+    from emulator.csms.operations import OperationSchedule
+    from emulator.metrics.prometheus import MetricsEndpoint
 
 EXIT_USAGE = 2
 EXIT_START = 3
@@ -68,11 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--id-prefix", help="charger id prefix (default: from the scenario)")
     run.add_argument("--seed", type=int, help="random seed (default: scenario seed, else 1)")
     run.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
+    run.add_argument(
+        "--ledger",
+        type=Path,
+        metavar="DIR",
+        help="write the fleet's ledger (and the embedded CSMS's, and their comparison) to DIR",
+    )
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument(
         "--strict",
         action="store_true",
         help="validate every outgoing frame against the OCPP 1.6 schemas too",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=os.environ.get("OCPP_FLEET_METRICS_PORT") or None,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port; "
+        "default $OCPP_FLEET_METRICS_PORT, else no metrics server)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default=os.environ.get("OCPP_FLEET_METRICS_HOST") or "127.0.0.1",
+        help="address the metrics server listens on "
+        "(default $OCPP_FLEET_METRICS_HOST, else 127.0.0.1)",
     )
 
     csms = sub.add_parser("csms", help="run the embedded reference CSMS")
@@ -89,6 +117,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
     return value
 
 
@@ -148,19 +186,48 @@ async def _csms(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     scenario: Scenario = load_scenario(args.scenario)
+    # A pipe or CI log gets a wide table instead of rich's 80-column default.
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    if args.metrics_port is None:
+        return await _run_fleet(args, scenario, console, None)
+    from emulator.metrics.prometheus import MetricsEndpoint, disable_created_series
+
+    disable_created_series()
+    try:
+        metrics = MetricsEndpoint(host=args.metrics_host, port=args.metrics_port)
+    except OSError as exc:
+        raise FleetStartError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    console.print(f"Prometheus metrics on {metrics.url}")
+    try:
+        return await _run_fleet(args, scenario, console, metrics)
+    finally:
+        metrics.close()
+
+
+async def _run_fleet(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    console: Console,
+    metrics: MetricsEndpoint | None,
+) -> int:
     chargers = args.chargers or scenario.fleet.chargers
     seed = (
         args.seed if args.seed is not None else (scenario.seed if scenario.seed is not None else 1)
     )
-    # A pipe or CI log gets a wide table instead of rich's 80-column default.
-    console = Console(width=None if sys.stdout.isatty() else 132)
     stats = RunStats()
+    reporter: Reporter = stats
+    if metrics is not None:
+        reporter = MultiReporter(reporters=(stats, metrics.reporter))
     csms = None
     url = args.csms_url
     if url is None:
         from emulator.csms import ReferenceCsms
 
-        csms = ReferenceCsms(host="127.0.0.1", port=0)
+        # The embedded CSMS knows the scenario's invalid, blocked and expired cards.
+        csms = ReferenceCsms(host="127.0.0.1", port=0, id_tags=scenario.csms_id_tags())
         await csms.start()
         url = csms.url
         console.print(f"embedded reference CSMS on {url}")
@@ -171,10 +238,12 @@ async def _run(args: argparse.Namespace) -> int:
         csms_url=url,
         chargers=chargers,
         seed=seed,
-        reporter=stats,
+        reporter=reporter,
         id_prefix=args.id_prefix,
         strict=args.strict,
     )
+    if metrics is not None:
+        metrics.collector.add(fleet)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, fleet.stop)
@@ -182,6 +251,7 @@ async def _run(args: argparse.Namespace) -> int:
         f"{chargers} wallboxes, scenario [bold]{scenario.name}[/], seed {seed}, "
         f"{args.duration:g} s → {url}"
     )
+    operations = _csms_operations(scenario, csms, fleet, chargers, seed, console)
     started = time.monotonic()
     progress_task = None
     live = None
@@ -192,7 +262,11 @@ async def _run(args: argparse.Namespace) -> int:
         live.start()
         progress_task = asyncio.create_task(_show_progress(live, fleet, stats, started))
     try:
-        await fleet.run(duration=args.duration)
+        if metrics is None:
+            await fleet.run(duration=args.duration)
+        else:
+            async with metrics.loop_lag_monitor():
+                await fleet.run(duration=args.duration)
     finally:
         stats.stop()
         if progress_task is not None:
@@ -202,6 +276,8 @@ async def _run(args: argparse.Namespace) -> int:
         if live is not None:
             live.update(_progress(fleet.counts(), stats, time.monotonic() - started, 0.0))
             live.stop()
+        if operations is not None:
+            await operations.stop()
         if csms is not None:
             await csms.stop()
     render_summary(stats, console=console)
@@ -211,14 +287,66 @@ async def _run(args: argparse.Namespace) -> int:
         f"{counts.transactions_stopped} stopped; transaction messages not delivered: "
         f"{counts.transaction_backlog}"
     )
+    books = fleet_ledger(fleet.wallboxes)
+    if args.ledger:
+        args.ledger.mkdir(parents=True, exist_ok=True)
+        (args.ledger / "fleet-ledger.json").write_text(json.dumps(books, indent=1))
     if csms is not None:
         ledger = csms.ledger.to_json()
         console.print(f"reference CSMS ledger: {_ledger_line(ledger)}")
+        comparison = compare_ledgers(books, ledger)
+        verdict = "[green]ledgers agree[/]" if comparison.consistent else "[red]LEDGERS DISAGREE[/]"
+        console.print(
+            f"{verdict}: {comparison.matched} transactions matched, "
+            f"{len(comparison.explained)} differences explained by rules, "
+            f"{len(comparison.discrepancies)} discrepancies"
+        )
+        for line in comparison.discrepancies[:20]:
+            console.print(f"  [red]✗[/] {line}", highlight=False)
+        if args.ledger:
+            (args.ledger / "csms-ledger.json").write_text(json.dumps(ledger, indent=1))
+            (args.ledger / "comparison.json").write_text(json.dumps(comparison.to_json(), indent=1))
+    if operations is not None:
+        console.print("reference CSMS operations (answers per charger):")
+        for outcome in operations.outcomes:
+            console.print(f"  {outcome.line()}", highlight=False)
     if args.json:
         report = summary_dict(stats)
         report["fleet"] = counts.__dict__ if hasattr(counts, "__dict__") else _counts_dict(counts)
+        if operations is not None:
+            report["csmsOperations"] = [o.to_json() for o in operations.outcomes]
         args.json.write_text(json.dumps(report, indent=2))
     return 0
+
+
+def _csms_operations(
+    scenario: Scenario,
+    csms: ReferenceCsms | None,
+    fleet: Fleet,
+    chargers: int,
+    seed: int,
+    console: Console,
+) -> OperationSchedule | None:
+    """Start the scenario's ``[[csms.operations]]`` on the embedded CSMS, if it runs."""
+    operations = scenario.csms.operations
+    if not operations:
+        return None
+    if csms is None:
+        console.print(
+            f"[yellow]note:[/] the scenario's {len(operations)} csms.operations are not run: "
+            "only the embedded reference CSMS runs them (no --csms-url)"
+        )
+        return None
+    from emulator.csms.operations import OperationSchedule
+
+    schedule = OperationSchedule(
+        csms=csms,
+        operations=operations,
+        charger_ids=[fleet.charger_id(n) for n in range(1, chargers + 1)],
+        seed=seed,
+    )
+    schedule.start()
+    return schedule
 
 
 def _counts_dict(counts: FleetCounts) -> dict[str, int]:

@@ -5,10 +5,17 @@ AllowOfflineTxForUnknownId: "the charger will not allow any ID except in local
 authentication list while it is offline" when the charger model keeps that
 firmware quirk (``offline_local_list_only``); otherwise OCPP 1.6 §3.5.2 applies
 (list, then cache, then AllowOfflineTxForUnknownId for unknown identifiers).
+
+The Local Authorization List is managed by SendLocalList and GetLocalListVersion
+(OCPP 1.6 §5.10, §5.15) within the reference document's limits (§3.1 SendLocalList:
+"Each list is limited to 5 ID tag, each ID tag with max 20 characters; The charger has
+a total limit of 20 ID tags", i.e. SendLocalListMaxLength and LocalAuthListMaxLength).
+Like the configuration it lives in the charger's flash: it survives resets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -50,6 +57,19 @@ class IdTagInfo:
         return self.status
 
 
+ID_TAG_MAX = 20
+"""OCPP 1.6 IdToken is CiString20Type; reference §3.1: "each ID tag with max 20 characters"."""
+
+
+class UpdateStatus(StrEnum):
+    """SendLocalList.conf status (OCPP 1.6 §7.46 UpdateStatus)."""
+
+    ACCEPTED = "Accepted"
+    FAILED = "Failed"
+    NOT_SUPPORTED = "NotSupported"
+    VERSION_MISMATCH = "VersionMismatch"
+
+
 class Decision(StrEnum):
     ACCEPT = "accept"  # start without asking the CSMS
     REJECT = "reject"
@@ -59,7 +79,14 @@ class Decision(StrEnum):
 class Authorizer:
     """Decides locally where it may; the Wallbox sends Authorize.req on ASK."""
 
-    __slots__ = ("_config", "cache", "local_list", "local_list_version", "offline_local_list_only")
+    __slots__ = (
+        "_config",
+        "cache",
+        "last_list_failure",
+        "local_list",
+        "local_list_version",
+        "offline_local_list_only",
+    )
 
     def __init__(self, *, config: Configuration, offline_local_list_only: bool) -> None:
         self._config = config
@@ -67,6 +94,7 @@ class Authorizer:
         self.cache: dict[str, IdTagInfo] = {}
         self.local_list: dict[str, IdTagInfo] = {}
         self.local_list_version = 0
+        self.last_list_failure = ""  # why the last SendLocalList was not Accepted
 
     def _list_enabled(self) -> bool:
         return self._config.knows("LocalAuthListEnabled") and self._config.get_bool(
@@ -118,3 +146,105 @@ class Authorizer:
 
     def clear_cache(self) -> None:
         self.cache.clear()
+
+    # --- Local Authorization List management (OCPP 1.6 §5.10, §5.15) ---
+
+    def list_version(self) -> int:
+        """GetLocalListVersion.conf listVersion (OCPP 1.6 §5.10).
+
+        "A version number of 0 (zero) SHALL be used to indicate that the local
+        authorization list is empty, and a version number of -1 SHALL be used to indicate
+        that the Charge Point does not support Local Authorization Lists": -1 while
+        LocalAuthListEnabled is false (the list is kept, unused, until it is enabled again).
+        """
+        if not self._list_enabled():
+            return -1
+        return self.local_list_version if self.local_list else 0
+
+    def update_list(
+        self, *, update_type: str, version: int, entries: Sequence[Mapping[str, Any]]
+    ) -> UpdateStatus:
+        """SendLocalList (OCPP 1.6 §5.15): all of it applies, or nothing does.
+
+        * LocalAuthListEnabled false: ``NotSupported`` ("Update of Local Authorization List
+          is not supported by Charge Point", §7.46), as the list would not be used.
+        * More idTags than SendLocalListMaxLength (5), a total above LocalAuthListMaxLength
+          (20), an idTag or parentIdTag over 20 characters, an idTag twice in one message,
+          a Full entry without idTagInfo (§7.1 AuthorizationData: required for Full), or a
+          non-empty list with a version below 1 (0 and -1 mean "empty" and "not supported"
+          in GetLocalListVersion.conf): ``Failed``.
+        * Differential with ``version`` not above the current one: ``VersionMismatch``
+          (§7.46: "less or equal then version number of current list").
+        * Differential: an entry with idTagInfo is added or replaced, one without is
+          removed (removing an unknown idTag is a no-op: the wanted state already holds).
+        """
+        status, why = self._apply_update(update_type, version, entries)
+        self.last_list_failure = why
+        return status
+
+    def _apply_update(
+        self, update_type: str, version: int, entries: Sequence[Mapping[str, Any]]
+    ) -> tuple[UpdateStatus, str]:
+        if not self._list_enabled():
+            return UpdateStatus.NOT_SUPPORTED, "LocalAuthListEnabled is false"
+        per_message = self._config.get_int("SendLocalListMaxLength")
+        if len(entries) > per_message:
+            return (
+                UpdateStatus.FAILED,
+                f"{len(entries)} idTags in one message; SendLocalListMaxLength is {per_message}",
+            )
+        seen: set[str] = set()
+        for entry in entries:
+            id_tag = entry["idTag"]
+            parent = (entry.get("idTagInfo") or {}).get("parentIdTag")
+            if len(id_tag) > ID_TAG_MAX or (parent is not None and len(parent) > ID_TAG_MAX):
+                return UpdateStatus.FAILED, f"idTag {id_tag!r}: more than {ID_TAG_MAX} characters"
+            if id_tag in seen:
+                return UpdateStatus.FAILED, f"idTag {id_tag!r} twice in one message"
+            seen.add(id_tag)
+        differential = update_type == "Differential"
+        if differential and version <= self.local_list_version:
+            return (
+                UpdateStatus.VERSION_MISMATCH,
+                f"differential version {version} <= current {self.local_list_version}",
+            )
+        new_list = dict(self.local_list) if differential else {}
+        try:
+            for entry in entries:
+                info = entry.get("idTagInfo")
+                if info is not None:
+                    new_list[entry["idTag"]] = IdTagInfo.from_json(info)
+                elif differential:
+                    new_list.pop(entry["idTag"], None)
+                else:
+                    return UpdateStatus.FAILED, f"Full entry {entry['idTag']!r} has no idTagInfo"
+        except (KeyError, ValueError) as exc:
+            return UpdateStatus.FAILED, f"unreadable idTagInfo: {exc}"
+        total = self._config.get_int("LocalAuthListMaxLength")
+        if len(new_list) > total:
+            return (
+                UpdateStatus.FAILED,
+                f"the list would hold {len(new_list)} idTags; LocalAuthListMaxLength is {total}",
+            )
+        if new_list and version < 1:
+            return UpdateStatus.FAILED, f"version {version} is reserved for an empty list"
+        self.local_list = new_list
+        self.local_list_version = version if new_list else 0
+        return UpdateStatus.ACCEPTED, ""
+
+    def conflicts(self, id_tag: str, info: IdTagInfo, now: float) -> bool:
+        """The CSMS's idTagInfo disagrees with the list entry (OCPP 1.6 §3.5.2 LocalListConflict).
+
+        ConcurrentTx counts as Accepted: the tag is valid, it is just in use elsewhere.
+        """
+        if not self._list_enabled() or id_tag not in self.local_list:
+            return False
+        entry = self.local_list[id_tag]
+
+        def norm(status: AuthorizationStatus) -> AuthorizationStatus:
+            concurrent = status is AuthorizationStatus.CONCURRENT_TX
+            return AuthorizationStatus.ACCEPTED if concurrent else status
+
+        return norm(entry.valid_at(now)) is not norm(info.valid_at(now)) or (
+            entry.parent_id_tag != info.parent_id_tag
+        )

@@ -36,7 +36,7 @@ class Connector:
     ev_suspended: bool = False  # the EV draws nothing (full, or paused by the car)
     ev_paused: bool = False  # the car stopped drawing on its own (Wallbox.ev_pause)
     evse_suspended: bool = False  # the charger offers nothing (limit, invalid id)
-    reserved_for: str | None = None  # issue 3 (Reservation) fills this in
+    reserved_for: str | None = None  # idTag of the reservation holding it (reservation.py)
     reported: Status | None = None  # last status queued as a StatusNotification
     error_code: str = "NoError"
     next_sample_at: float | None = None
@@ -55,10 +55,15 @@ class Connector:
             return Status.UNAVAILABLE
         if self.finishing:
             return Status.FINISHING
-        if self.plugged or self.intent is not None or self.awaiting_authorization is not None:
+        if self.intent is not None:
             return Status.PREPARING
         if self.reserved_for is not None:
+            # OCPP 1.6 §4.9 G2: only the reservation's identity leaves Reserved (for
+            # Preparing, when reservation.py claims it); a cable or an Authorize.req for
+            # someone else does not, and there is no way back from Preparing to Reserved.
             return Status.RESERVED
+        if self.plugged or self.awaiting_authorization is not None:
+            return Status.PREPARING
         return Status.AVAILABLE
 
     @property

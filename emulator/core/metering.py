@@ -1,9 +1,21 @@
-"""A connector's meter and the EV behind it (first cut; issue 4 brings the numpy physics).
+"""A connector's meter and the EV behind it: AC physics with numpy, integrated exactly.
 
-The energy register integrates active power exactly between state changes, so
-``meterStop - meterStart`` always equals the energy the charger delivered: power
-only changes at events (plug, limit, EV full), and the register is advanced to
-the event time first.  Reported values are integers in Wh as OCPP 1.6 §7.31 shows.
+What a CSMS sees of a fleet is its meter values, so they must add up:
+
+* **Voltage** per phase wanders around nominal: a slow Ornstein-Uhlenbeck drift
+  (grid load over minutes, σ ≈ 1.5 %), a little measurement noise (0.2 %) and the drop
+  across the supply impedance under load (0.15 Ω per phase).
+* **Current** is what the EV draws on each of its phases, never more than
+  ``Current.Offered`` (the charger's maximum, the cable rating and any smart-charging
+  limit, whichever is lowest).
+* **Power** is P = Σ Vᵢ·Iᵢ·pf over the phases, the power factor rising from 0.95 at a
+  trickle to 0.995 at full current, as onboard chargers do.
+* **Energy** is the integral of that power.  Power is piecewise constant: it changes
+  only at events (plug, limit, sample instants where voltage and the EV's taper are
+  re-read), and the register is advanced to the event time *before* anything changes,
+  so ``meterStop - meterStart`` is exactly the energy delivered and equals the integral
+  of the reported power sample by sample (left Riemann sum) when nothing else happened
+  between samples.  The register is reported as integer Wh (OCPP 1.6 §7.31).
 """
 
 from __future__ import annotations
@@ -13,33 +25,70 @@ from dataclasses import dataclass
 
 import numpy as np
 
-POWER_FACTOR = 0.99
+SUPPLY_OHMS = 0.15
+DRIFT_SIGMA = 0.015  # stationary standard deviation of the slow drift, relative
+DRIFT_TAU = 600.0  # seconds: how slowly the grid voltage wanders
+NOISE_SIGMA = 0.002  # measurement noise, relative
+
+
+def power_factor(current_a: float, max_current_a: float) -> float:
+    """Onboard chargers correct their power factor best at full load."""
+    if current_a <= 0:
+        return 1.0
+    load = min(1.0, current_a / max(max_current_a, 1e-9))
+    return 0.95 + 0.045 * load
 
 
 @dataclass(slots=True, kw_only=True)
 class Ev:
-    """What the car wants: energy, and what its onboard charger can draw."""
+    """The car: how much energy it wants and how its onboard charger draws it.
+
+    ``current_at`` tapers the draw linearly from ``max_current`` at ``taper_from`` of
+    the wanted energy down to ``min_current`` at 100 % (the constant-voltage phase of a
+    Li-ion charge); below ``min_current`` the car stops drawing: SuspendedEV.
+    """
 
     energy_wanted_wh: float
     max_current: float = 32.0
     min_current: float = 6.0
     phases: int = 3
     delivered_wh: float = 0.0
+    taper_from: float = 1.0  # 1.0: no taper (full current until full)
+    model: str = ""
 
     @property
     def full(self) -> bool:
         # A micro-Wh of slack: float integration must not keep a full EV drawing forever.
         return self.delivered_wh >= self.energy_wanted_wh - 1e-6
 
+    def current_wanted(self) -> float:
+        """What the car would draw now if the charger offered everything."""
+        if self.full:
+            return 0.0
+        if not math.isfinite(self.energy_wanted_wh) or self.taper_from >= 1.0:
+            return self.max_current
+        fill = self.delivered_wh / self.energy_wanted_wh
+        if fill <= self.taper_from:
+            return self.max_current
+        remaining = (1.0 - fill) / (1.0 - self.taper_from)
+        return max(
+            self.min_current, self.min_current + (self.max_current - self.min_current) * remaining
+        )
+
 
 class Meter:
-    """Per-connector energy register and instantaneous values."""
+    """Per-connector energy register and instantaneous values (3 phases, some idle)."""
 
     __slots__ = (
+        "_drift",
         "_energy_wh",
         "_last",
+        "_last_drift",
+        "active_phases",
         "current_a",
+        "max_current",
         "nominal_voltage",
+        "pf",
         "phases",
         "rng",
         "voltage_v",
@@ -53,34 +102,78 @@ class Meter:
         lifetime_wh: float,
         rng: np.random.Generator,
         now: float,
+        max_current: float = 32.0,
     ) -> None:
         self.phases = phases
         self.nominal_voltage = nominal_voltage
+        self.max_current = max_current
         self.rng = rng
         self._energy_wh = float(lifetime_wh)
         self._last = now
+        self._last_drift = now
+        self._drift = rng.normal(0.0, DRIFT_SIGMA, 3)
         self.current_a = 0.0  # per active phase
-        self.voltage_v = nominal_voltage
+        self.active_phases = phases
+        self.pf = 1.0
+        self.voltage_v = np.full(3, nominal_voltage)
+        self._reading()
+
+    # ------------------------------------------------------------------ physics
+
+    def _reading(self) -> None:
+        """Re-read the phase voltages: drift, noise and the drop under the present load."""
+        noise = self.rng.normal(0.0, NOISE_SIGMA, 3)
+        drop = np.zeros(3)
+        drop[: self.active_phases] = self.current_a * SUPPLY_OHMS
+        self.voltage_v = self.nominal_voltage * (1.0 + self._drift + noise) - drop
+
+    def _evolve_drift(self, now: float) -> None:
+        dt = now - self._last_drift
+        if dt <= 0:
+            return
+        # Exact Ornstein-Uhlenbeck step: mean-reverting to 0 with time constant DRIFT_TAU.
+        decay = math.exp(-dt / DRIFT_TAU)
+        spread = DRIFT_SIGMA * math.sqrt(1.0 - decay * decay)
+        self._drift = self._drift * decay + self.rng.normal(0.0, spread, 3)
+        self._last_drift = now
 
     def power_w(self, phases: int | None = None) -> float:
-        used = self.phases if phases is None else min(phases, self.phases)
-        return used * self.voltage_v * self.current_a * POWER_FACTOR if self.current_a else 0.0
+        """Active power now: Σ Vᵢ·I·pf over the phases in use."""
+        if self.current_a <= 0:
+            return 0.0
+        used = self.active_phases if phases is None else min(phases, self.phases)
+        return float(self.voltage_v[:used].sum()) * self.current_a * self.pf
 
     def advance(self, now: float, *, phases: int | None = None) -> float:
         """Integrate power up to ``now``; returns the Wh added."""
         dt = now - self._last
         if dt <= 0:
             return 0.0
-        added = self.power_w(phases) * dt / 3600.0
+        added = self.power_w() * dt / 3600.0
         self._energy_wh += added
         self._last = now
         return added
 
     def set_current(self, now: float, current_a: float, *, phases: int | None = None) -> float:
         """Change the draw at ``now`` (integrating the old draw first); returns Wh added."""
-        added = self.advance(now, phases=phases)
-        self.current_a = max(0.0, current_a)
+        added = self.advance(now)
+        if phases is not None:
+            self.active_phases = min(phases, self.phases)
+        current = max(0.0, current_a)
+        if current != self.current_a:
+            self.current_a = current
+            self.pf = power_factor(current, self.max_current)
+            self._reading()  # the drop across the supply follows the load at once
         return added
+
+    def sample_voltage(self, now: float, *, phases: int | None = None) -> float:
+        """A new reading at ``now`` (register advanced first); returns the mean phase voltage."""
+        self.advance(now)
+        self._evolve_drift(now)
+        self._reading()
+        return float(self.voltage_v[: self.phases].mean())
+
+    # ------------------------------------------------------------------ readings
 
     @property
     def last_update(self) -> float:
@@ -94,11 +187,9 @@ class Meter:
     def register_wh(self) -> int:
         return math.floor(self._energy_wh)
 
-    def sample_voltage(self, now: float, *, phases: int | None = None) -> float:
-        """Mains voltage with a little noise (±1 %); issue 4 adds drift and per-phase values.
+    def phase_voltages(self) -> list[float]:
+        return [float(v) for v in self.voltage_v[: self.phases]]
 
-        The register is advanced first, so a new voltage never changes energy already counted.
-        """
-        self.advance(now, phases=phases)
-        self.voltage_v = float(self.nominal_voltage * (1.0 + 0.01 * self.rng.standard_normal()))
-        return self.voltage_v
+    def phase_currents(self) -> list[float]:
+        """Current per phase of the charger (idle phases carry 0 A)."""
+        return [self.current_a if i < self.active_phases else 0.0 for i in range(self.phases)]

@@ -13,6 +13,18 @@ class Variant(StrEnum):
     CABLE = "cable"
 
 
+class FirmwareStatusSet(StrEnum):
+    """Which FirmwareStatusNotification statuses a charger sends (issue 3, Firmware Management).
+
+    ``ocpp``: every status of OCPP 1.6 §4.5 (Downloading, Downloaded, Installing, Installed
+    and the failures).  ``reference``: only those the reference document lists (§3.1:
+    Downloading, Installed, DownloadFailed, InstallationFailed).
+    """
+
+    OCPP = "ocpp"
+    REFERENCE = "reference"
+
+
 ALL_PROFILES: tuple[str, ...] = (
     "Core",
     "FirmwareManagement",
@@ -43,3 +55,10 @@ class ChargerModel:
     # except in local authentication list while it is offline".  True emulates that
     # firmware; False gives the OCPP 1.6 behaviour (cache, list, unknown ids per key).
     offline_local_list_only: bool = True
+    # Firmware Management (emulator.core.firmware): the FirmwareStatusNotification set,
+    # the share of UpdateFirmware requests whose download / installation fails (drawn per
+    # request from the wallbox's seeded generator) and how long installing takes.
+    firmware_statuses: FirmwareStatusSet = FirmwareStatusSet.OCPP
+    firmware_download_failure_share: float = 0.0
+    firmware_install_failure_share: float = 0.0
+    firmware_install_seconds: float = 5.0

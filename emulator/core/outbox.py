@@ -265,6 +265,7 @@ class Outbox:
                 message.not_before = now + interval * message.attempts
                 self._tx_queue.appendleft(message)
                 return
+            reason = f"TransactionMessageAttempts ({limit}) exhausted after {reason}"
             self.ledger.dropped[
                 f"{message.action}: TransactionMessageAttempts ({limit}) exhausted"
             ] += 1

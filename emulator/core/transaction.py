@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class StopReason(StrEnum):
@@ -35,6 +36,9 @@ class Transaction:
     stop_reason: StopReason | None = None
     energy_cap_wh: float | None = None  # MaxEnergyOnInvalidId after a non-Accepted start
     samples_sent: int = 0
+    transaction_data: list[dict[str, Any]] = field(default_factory=list)  # StopTxn*Data readings
+    stop_acknowledged: bool = False
+    dropped: list[str] = field(default_factory=list)  # messages given up, with the rule
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, Self
@@ -28,7 +29,13 @@ from websockets.headers import build_www_authenticate_basic, parse_authorization
 from websockets.http11 import Request, Response
 from websockets.typing import Data, Subprotocol
 
-from emulator.csms.central_system import CentralSystem, DataTransferHandler, IdTagEntry
+from emulator.csms.central_system import (
+    CentralSystem,
+    DataTransferHandler,
+    IdTagEntry,
+    format_datetime,
+    utc_now,
+)
 from emulator.csms.misbehaviour import (
     AnswerCallError,
     AnswerGarbage,
@@ -360,6 +367,62 @@ class ReferenceCsms:
             for _ in range(workers):
                 group.create_task(worker())
         return {charger_id: results[charger_id] for charger_id in ids}
+
+    # -- Firmware Management (issue 3): fleet-wide conveniences over call_all ------------
+
+    async def update_firmware(
+        self,
+        location: str,
+        retrieve_date: datetime | None = None,
+        *,
+        charger_ids: Iterable[str] | None = None,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, dict[str, Any] | Exception]:
+        """UpdateFirmware (OCPP 1.6 §5.19) to ``charger_ids`` or every connected charger.
+
+        ``retrieve_date`` defaults to now. Progress arrives as FirmwareStatusNotification:
+        see ``chargers[id].firmware_status`` / ``firmware_history``.
+        """
+        payload: dict[str, Any] = {
+            "location": location,
+            "retrieveDate": format_datetime(retrieve_date or utc_now()),
+        }
+        if retries is not None:
+            payload["retries"] = retries
+        if retry_interval is not None:
+            payload["retryInterval"] = retry_interval
+        return await self.call_all(
+            "UpdateFirmware", payload, charger_ids=charger_ids, timeout=timeout
+        )
+
+    async def get_diagnostics(
+        self,
+        location: str,
+        *,
+        charger_ids: Iterable[str] | None = None,
+        start_time: datetime | None = None,
+        stop_time: datetime | None = None,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, dict[str, Any] | Exception]:
+        """GetDiagnostics (OCPP 1.6 §5.9) to ``charger_ids`` or every connected charger;
+        each answer names the file (``fileName``) uploaded into the directory ``location``.
+        Progress: ``chargers[id].diagnostics_status`` / ``diagnostics_history``."""
+        payload: dict[str, Any] = {"location": location}
+        if start_time is not None:
+            payload["startTime"] = format_datetime(start_time)
+        if stop_time is not None:
+            payload["stopTime"] = format_datetime(stop_time)
+        if retries is not None:
+            payload["retries"] = retries
+        if retry_interval is not None:
+            payload["retryInterval"] = retry_interval
+        return await self.call_all(
+            "GetDiagnostics", payload, charger_ids=charger_ids, timeout=timeout
+        )
 
     async def send_raw(self, charger_id: str, text: str) -> None:
         """Send any text to a charger (to test its handling of broken frames)."""

@@ -1,8 +1,20 @@
 """The world around one wallbox: drivers arrive, plug in, swipe cards, leave (pure, seeded).
 
 A behaviour owns no I/O and reads no clock: the driver task calls ``tick(now)`` at
-``next_deadline()`` and hands it the wallbox's events.  Arrivals are a Poisson
-process per charger (issue 4 adds time-of-day profiles and an EV catalogue).
+``next_deadline()`` and hands it the wallbox's events.  What each visit looks like is
+drawn by :mod:`emulator.fleet.sessions` (arrival profile, EV, card, how it ends).
+
+A visit, in ``random`` mode:
+
+* authorization first (card, then cable within ``plug_in_delay``) or plug first;
+* a *no-show* authorizes and never plugs in: the charger's ConnectionTimeOut ends it;
+* with ``dwell_minutes`` the driver leaves at departure time, full or not; without,
+  ``idle_after_full`` after the car is full (SuspendedEV);
+* the driver ends it with the card (``Local``) or by unplugging at the car
+  (``EVDisconnected``), by ``stop_by_tag_share``.
+
+In ``remote-only`` mode nothing happens until the CSMS's RemoteStartTransaction is
+accepted; the EV is then plugged in within ``plug_in_delay``.
 """
 
 from __future__ import annotations
@@ -13,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emulator.core.metering import Ev
 from emulator.core.wallbox import Event, EventKind, Wallbox
 from emulator.fleet.scenario import SessionMode, SessionSettings
+from emulator.fleet.sessions import ArrivalProcess, SessionPlan, draw_session
 
 Action = Callable[[float], None]
 
@@ -43,9 +55,12 @@ class SessionBehaviour:
         self.rng = rng
         self._queue: list[_Scheduled] = []
         self._seq = 0
-        self._in_session = False
+        self._visit: SessionPlan | None = None
         self._stopping = False
+        self._start = now
+        self._arrivals = ArrivalProcess(settings=settings, start=now)
         self.sessions_started = 0
+        self.plans: list[SessionPlan] = []  # every visit so far, for reproducibility checks
         if settings.mode is SessionMode.RANDOM:
             self._schedule_arrival(now)
 
@@ -68,61 +83,78 @@ class SessionBehaviour:
         self._stopping = True
         self._queue.clear()
 
-    # ------------------------------------------------------------------ draws
-
-    def _ev(self) -> Ev:
-        model = self.wallbox.model
-        energy_kwh = self.settings.energy_kwh.sample(self.rng)
-        return Ev(
-            energy_wanted_wh=energy_kwh * 1000.0,
-            max_current=model.max_current,
-            phases=model.phases,
-        )
-
     def _plug_delay(self) -> float:
         return self.settings.plug_in_delay.sample(self.rng)
 
     # ------------------------------------------------------------------ random sessions
 
     def _schedule_arrival(self, now: float) -> None:
-        rate = self.settings.arrivals_per_hour
-        if rate <= 0 or self._stopping:
+        if self._stopping:
             return
-        self._at(now + float(self.rng.exponential(3600.0 / rate)), self._arrive)
+        arrival = self._arrivals.next_arrival(now, self._start, self.rng)
+        if arrival is not None:
+            self._at(arrival, self._arrive)
+
+    def _draw(self, now: float) -> SessionPlan:
+        plan = draw_session(
+            settings=self.settings, model=self.wallbox.model, rng=self.rng, arrival=now
+        )
+        self.plans.append(plan)
+        return plan
 
     def _arrive(self, now: float) -> None:
         c = self.wallbox.connectors[1]
-        if self._in_session or not c.free or c.plugged:
+        if self._visit is not None or not c.free or c.plugged:
             self._schedule_arrival(now)  # the driver finds the charger busy and leaves
             return
-        self._in_session = True
+        plan = self._visit = self._draw(now)
         self.sessions_started += 1
-        tag = self.settings.draw_id_tag(self.rng)
-        if self.rng.random() < self.settings.authorize_first_share:
-            self.wallbox.present_id_tag(tag, now)
-            self._at(now + self._plug_delay(), self._plug)
+        if plan.no_show or plan.authorize_first:
+            self.wallbox.present_id_tag(plan.id_tag, now)
+            if not plan.no_show:
+                self._at(now + self._plug_delay(), self._plug)
         else:
             self._plug(now)
-            self._at(now + self._plug_delay(), lambda at: self.wallbox.present_id_tag(tag, at))
+            self._at(
+                now + self._plug_delay(), lambda at: self.wallbox.present_id_tag(plan.id_tag, at)
+            )
+        if plan.dwell is not None and not plan.no_show:
+            self._at(now + plan.dwell, self._leave)
 
     def _plug(self, now: float) -> None:
-        if not self.wallbox.connectors[1].plugged:
-            self.wallbox.plug_in(now, ev=self._ev())
+        if self._visit is not None and not self.wallbox.connectors[1].plugged:
+            self.wallbox.plug_in(now, ev=self._visit.make_ev())
 
     def _leave(self, now: float) -> None:
-        """The driver ends the session: by card (Local) or by unplugging at the EV."""
+        """The driver ends the visit: by card (Local) or by unplugging at the EV."""
+        plan = self._visit
+        if plan is None:
+            return
         c = self.wallbox.connectors[1]
         tx = c.transaction
-        if tx is not None and self.rng.random() < self.settings.stop_by_tag_share:
+        if tx is not None and plan.stop_by_tag:
             self.wallbox.present_id_tag(tx.id_tag, now)
-            self._at(now + self._plug_delay(), self._unplug)
+            self._unplug_later(now)
         else:
             self._unplug(now)
 
     def _unplug(self, now: float) -> None:
         self.wallbox.unplug(now)
-        if self._in_session:
-            self._in_session = False
+        self._end_visit(now)
+
+    def _unplug_later(self, now: float) -> None:
+        """Unplug after a moment, unless that visit is over by then (no stray unplugs)."""
+        visit = self._visit
+
+        def unplug(at: float) -> None:
+            if self._visit is visit:
+                self._unplug(at)
+
+        self._at(now + self._plug_delay(), unplug)
+
+    def _end_visit(self, now: float) -> None:
+        if self._visit is not None:
+            self._visit = None
             if self.settings.mode is SessionMode.RANDOM:
                 self._schedule_arrival(now)
 
@@ -131,26 +163,25 @@ class SessionBehaviour:
     def on_events(self, events: list[Event], now: float) -> None:
         if self._stopping:
             return
+        plugged = self.wallbox.connectors[1].plugged
         for event in events:
             kind = event.kind
             if kind is EventKind.REMOTE_START_ACCEPTED:
-                if not self.wallbox.connectors[1].plugged:
-                    self._in_session = True
+                if not plugged and self._visit is None:
+                    self._visit = self._draw(now)
                     self.sessions_started += 1
                     self._at(now + self._plug_delay(), self._plug)
             elif kind is EventKind.EV_FULL:
-                idle = self.settings.idle_after_full.sample(self.rng)
-                self._at(now + idle, self._leave)
+                if self._visit is not None and self._visit.dwell is None:
+                    self._at(now + self.settings.idle_after_full.sample(self.rng), self._leave)
             elif kind is EventKind.TRANSACTION_STOPPED:
                 # Stopped by the CSMS, the charger or a card: the driver unplugs and goes.
-                if self.wallbox.connectors[1].plugged:
-                    self._at(now + self._plug_delay(), self._unplug)
+                if plugged:
+                    self._unplug_later(now)
             elif kind in (EventKind.AUTHORIZATION_REJECTED, EventKind.CONNECTION_TIMEOUT):
-                if self.wallbox.connectors[1].plugged:
-                    self._at(now + self._plug_delay(), self._unplug)
-                elif self._in_session:
-                    self._in_session = False
-                    if self.settings.mode is SessionMode.RANDOM:
-                        self._schedule_arrival(now)
-            elif kind is EventKind.REBOOTED and self.wallbox.connectors[1].plugged:
-                self._at(now + self._plug_delay(), self._unplug)
+                if plugged:
+                    self._unplug_later(now)
+                else:
+                    self._end_visit(now)
+            elif kind is EventKind.REBOOTED and plugged:
+                self._unplug_later(now)

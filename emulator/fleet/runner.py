@@ -1,16 +1,28 @@
 """The fleet engine: many wallboxes in one event loop, ramped up, stopped gracefully.
 
-Used by ``ocpp-fleet run`` and (issue 5) by the Locust bridge.  Randomness comes
-from one seeded ``numpy.random.Generator`` split per wallbox (``Generator.spawn``),
-so the same scenario and seed replay the same fleet.
+Used by ``ocpp-fleet run`` (:meth:`Fleet.run`: a fixed fleet, ramped, for a duration)
+and by the Locust bridge (:meth:`Fleet.serve` plus :meth:`Fleet.add_wallbox` /
+:meth:`Fleet.remove_wallbox`: one wallbox per Locust user, added and removed while the
+loop runs).  Randomness comes from one seeded ``numpy.random.Generator`` split per
+wallbox: charger number ``n`` always gets child ``n - 1`` of the seed's
+``SeedSequence`` (what ``Generator.spawn`` hands out in order), so the same scenario
+and seed replay the same fleet, and a wallbox added at runtime behaves like the same
+number in a standalone run.
+
+Every fleet measures its own health (:mod:`emulator.fleet.health`): loop lag and how
+late wallbox deadlines fire, so a run can tell when the generator, not the CSMS, is
+the bottleneck.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,9 +31,11 @@ from emulator.core.model import ChargerModel
 from emulator.core.status import Status
 from emulator.core.wallbox import Wallbox
 from emulator.fleet.behaviour import SessionBehaviour
+from emulator.fleet.health import GeneratorHealth
 from emulator.fleet.scenario import Scenario
 from emulator.protocol.schemas import SchemaRegistry
 from emulator.transport.driver import ConnectionSettings, WallboxDriver
+from emulator.transport.transfers import FileTransfers
 
 if TYPE_CHECKING:
     from emulator.metrics import Reporter
@@ -45,6 +59,34 @@ class FleetCounts:
     transactions_stopped: int
     queue_depth: int
     transaction_backlog: int
+    # Connectors (id >= 1) by the status last reported to the CSMS.
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def parse_address_pool(text: str) -> list[str]:
+    """``"127.0.0.2-127.0.0.9"``, ``"10.0.0.5,10.0.0.6"`` or a mix: the addresses, in order.
+
+    A range includes both ends.  Raises ValueError naming the bad part.
+    """
+    addresses: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        try:
+            low = ipaddress.ip_address(first.strip())
+            high = ipaddress.ip_address(last.strip()) if sep else low
+        except ValueError:
+            raise ValueError(f"not an IP address or range: {part!r}") from None
+        if low.version != high.version or int(high) < int(low):
+            raise ValueError(f"not an address range (low-high): {part!r}")
+        if int(high) - int(low) >= 65536:
+            raise ValueError(f"address range too large: {part!r}")
+        kind = type(low)
+        addresses.extend(str(kind(i)) for i in range(int(low), int(high) + 1))
+    if not addresses:
+        raise ValueError("empty address pool")
+    return addresses
 
 
 class Fleet:
@@ -60,48 +102,164 @@ class Fleet:
         first_index: int = 1,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
+        source_addresses: Sequence[str] = (),
+        health: GeneratorHealth | None = None,
     ) -> None:
+        """``chargers`` wallboxes numbered from ``first_index`` (0 for an empty fleet that
+        :meth:`add_wallbox` fills).  ``source_addresses``: local addresses the wallboxes
+        bind to, round robin by charger number (each address has its own ~28k ephemeral
+        ports towards one CSMS address and port).
+        """
         self.scenario = scenario
         self.csms_url = csms_url
         self.reporter = reporter
         self.clock = clock
+        self.seed = seed
+        self.strict = strict
         self.schemas = SchemaRegistry()
+        self.health = health if health is not None else GeneratorHealth()
+        # One FTP semaphore for the fleet: a roll-out to every wallbox queues for
+        # scenario.fleet.max_transfers sessions instead of opening them all at once.
+        self.transfers = FileTransfers(max_concurrent=scenario.fleet.max_transfers)
         self._stop = asyncio.Event()
-        prefix = scenario.fleet.id_prefix if id_prefix is None else id_prefix
-        root = np.random.default_rng(seed)
-        models: list[ChargerModel] = scenario.pick_models(chargers, root)
+        self.prefix = scenario.fleet.id_prefix if id_prefix is None else id_prefix
         settings = ConnectionSettings(
             url=csms_url,
             strict_outgoing=strict,
             basic_auth_password=scenario.fleet.basic_auth_password,
         )
-        now = clock()
+        self._settings: list[ConnectionSettings] = [
+            replace(settings, source_address=address) for address in source_addresses
+        ] or [settings]
         self.drivers: list[WallboxDriver] = []
-        for offset, (model, child) in enumerate(zip(models, root.spawn(chargers), strict=True)):
-            wb_rng, behaviour_rng, net_rng = child.spawn(3)
-            wallbox = Wallbox(
-                charge_point_id=f"{prefix}{first_index + offset:06d}",
-                model=model,
-                rng=wb_rng,
-                now=now,
-                response_timeout=scenario.fleet.response_timeout,
-                boot_on_reconnect=scenario.fleet.boot_on_reconnect,
-                strict=strict,
-            )
-            behaviour = SessionBehaviour(
-                wallbox=wallbox, settings=scenario.sessions, rng=behaviour_rng, now=now
-            )
-            self.drivers.append(
-                WallboxDriver(
-                    wallbox=wallbox,
-                    behaviour=behaviour,
-                    settings=settings,
-                    schemas=self.schemas,
-                    reporter=reporter,
-                    rng=net_rng,
-                    clock=clock,
-                )
-            )
+        self._by_number: dict[int, WallboxDriver] = {}
+        self._removing: set[int] = set()
+        self._group: asyncio.TaskGroup | None = None
+        # Called on the fleet's loop with the number and driver of a removed wallbox
+        # once the driver has finished (connection closed): the number may be reused.
+        self.on_removed: Callable[[int, WallboxDriver], None] | None = None
+        root = np.random.default_rng(seed)
+        models: list[ChargerModel] = scenario.pick_models(chargers, root)
+        now = clock()
+        for offset, model in enumerate(models):
+            self._create(first_index + offset, model, now)
+
+    def charger_id(self, number: int) -> str:
+        return f"{self.prefix}{number:06d}"
+
+    def _create(self, number: int, model: ChargerModel, now: float) -> WallboxDriver:
+        # Child number-1 of the seed (what root.spawn() hands the number-th charger),
+        # split in three as child.spawn(3) would, without building the child Generator.
+        child = np.random.SeedSequence(self.seed, spawn_key=(number - 1,))
+        wb_rng, behaviour_rng, net_rng = (
+            np.random.Generator(np.random.PCG64(s)) for s in child.spawn(3)
+        )
+        scenario = self.scenario
+        wallbox = Wallbox(
+            charge_point_id=self.charger_id(number),
+            model=model,
+            rng=wb_rng,
+            now=now,
+            response_timeout=scenario.fleet.response_timeout,
+            boot_on_reconnect=scenario.fleet.boot_on_reconnect,
+            strict=self.strict,
+        )
+        behaviour = SessionBehaviour(
+            wallbox=wallbox, settings=scenario.sessions, rng=behaviour_rng, now=now
+        )
+        driver = WallboxDriver(
+            wallbox=wallbox,
+            behaviour=behaviour,
+            settings=self._settings[(number - 1) % len(self._settings)],
+            schemas=self.schemas,
+            reporter=self.reporter,
+            rng=net_rng,
+            clock=self.clock,
+            on_late=self._late,
+            transfers=self.transfers,
+        )
+        self.drivers.append(driver)
+        self._by_number[number] = driver
+        return driver
+
+    def _late(self, seconds: float) -> None:
+        """A wallbox deadline fired ``seconds`` after it was due (one call per deadline)."""
+        self.health.late(seconds)
+        self.reporter.lateness(seconds)
+
+    # ------------------------------------------------------------------ runtime changes
+
+    def add_wallbox(self, number: int, model: ChargerModel) -> WallboxDriver:
+        """Add charger ``number`` (its id is ``prefix`` + number) and, if the fleet is
+        serving, connect it now.  Call on the fleet's loop."""
+        if number in self._by_number:
+            raise ValueError(f"charger {self.charger_id(number)} is already in the fleet")
+        driver = self._create(number, model, self.clock())
+        if self._group is not None:
+            self._start(number, driver)
+        elif self._stop.is_set():
+            driver.stop()
+        return driver
+
+    def remove_wallbox(self, number: int) -> None:
+        """Stop charger ``number`` cleanly (transactions stopped, messages flushed, close
+        1001); it leaves :attr:`drivers` when its driver has finished.  Call on the loop."""
+        driver = self._by_number.get(number)
+        if driver is None or number in self._removing:
+            return
+        self._removing.add(number)
+        if driver.stopped.is_set() or self._group is None:
+            self._forget(number)
+        else:
+            driver.stop()
+
+    def drop_connections(self, share: float, rng: np.random.Generator) -> int:
+        """Cut ``share`` of the open connections as a network failure would (no close
+        handshake); those wallboxes reconnect with their backoff.  Returns how many."""
+        open_drivers = [d for d in self.drivers if d.ws is not None and not d.stopping]
+        count = round(len(open_drivers) * min(max(share, 0.0), 1.0))
+        if count:
+            for i in rng.choice(len(open_drivers), size=count, replace=False):
+                ws = open_drivers[int(i)].ws
+                if ws is not None:
+                    ws.transport.abort()
+        return count
+
+    def _forget(self, number: int) -> None:
+        driver = self._by_number.pop(number, None)
+        self._removing.discard(number)
+        if driver is not None:
+            # O(n), but only per removed wallbox, never per message.
+            self.drivers.remove(driver)
+            if self.on_removed is not None:
+                self.on_removed(number, driver)
+
+    def _start(self, number: int, driver: WallboxDriver) -> None:
+        assert self._group is not None
+        self._group.create_task(self._drive(number, driver), name=driver.wallbox.charge_point_id)
+
+    async def _drive(self, number: int, driver: WallboxDriver) -> None:
+        try:
+            await driver.run()
+        finally:
+            if number in self._removing and self._by_number.get(number) is driver:
+                self._forget(number)
+
+    async def serve(self) -> None:
+        """Run the wallboxes present and those added later until :meth:`stop`; then stop
+        them all cleanly and return when every one has finished (the Locust bridge)."""
+        async with asyncio.TaskGroup() as group:
+            monitor = group.create_task(self.health.monitor(), name="generator-health")
+            self._group = group
+            try:
+                for number, driver in list(self._by_number.items()):
+                    self._start(number, driver)
+                await self._stop.wait()
+            finally:
+                self._group = None
+                for driver in self.drivers:
+                    driver.stop()
+                monitor.cancel()
 
     @property
     def wallboxes(self) -> list[Wallbox]:
@@ -113,12 +271,16 @@ class Fleet:
 
     def counts(self, started: int | None = None) -> FleetCounts:
         connected = booted = charging = running = started_tx = stopped_tx = depth = backlog = 0
+        statuses: Counter[str] = Counter()
         for d in self.drivers:
             wb = d.wallbox
             if d.connected:
                 connected += 1
                 if wb.accepted:
                     booted += 1
+            for connector in wb.connectors[1:]:
+                if connector.reported is not None:
+                    statuses[connector.reported] += 1
             c = wb.connectors[1]
             if c.reported is Status.CHARGING:
                 charging += 1
@@ -139,6 +301,7 @@ class Fleet:
             transactions_stopped=stopped_tx,
             queue_depth=depth,
             transaction_backlog=backlog,
+            statuses={str(status): n for status, n in sorted(statuses.items())},
         )
 
     async def run(self, *, duration: float) -> None:
@@ -152,12 +315,14 @@ class Fleet:
         connect_deadline = started_at + self.scenario.fleet.connect_timeout
         error: FleetStartError | None = None
         async with asyncio.TaskGroup() as group:
+            monitor = group.create_task(self.health.monitor(), name="generator-health")
+            self._group = group
             try:
-                for i, driver in enumerate(self.drivers):
+                for i, (number, driver) in enumerate(list(self._by_number.items())):
                     if self._stop.is_set():
                         break
                     await self._sleep_until(started_at + i / ramp)
-                    group.create_task(driver.run(), name=driver.wallbox.charge_point_id)
+                    self._start(number, driver)
                     error = self._start_error(connect_deadline)
                     if error is not None:
                         break
@@ -166,13 +331,13 @@ class Fleet:
                     remaining = deadline - asyncio.get_running_loop().time()
                     if remaining <= 0:
                         break
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), timeout=min(remaining, 0.5))
-                    except TimeoutError:
-                        pass
             finally:
+                self._group = None
                 for driver in self.drivers:
                     driver.stop()
+                monitor.cancel()
         if error is not None:
             raise error
 

@@ -34,9 +34,11 @@ import msgspec.inspect as mi
 import numpy as np
 from msgspec import Meta
 
-from emulator.core.model import ALL_PROFILES, ChargerModel, Variant
+from emulator.core.model import ALL_PROFILES, ChargerModel, FirmwareStatusSet, Variant
 
 __all__ = [
+    "CsmsOperation",
+    "CsmsSettings",
     "FleetSettings",
     "IdTagPool",
     "ModelSpec",
@@ -68,6 +70,8 @@ NonNegative = Annotated[float, Meta(ge=0)]
 Positive = Annotated[float, Meta(gt=0)]
 Share = Annotated[float, Meta(gt=0)]
 Probability = Annotated[float, Meta(ge=0, le=1)]
+TagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
+DayProfile = Literal["flat", "home", "workplace", "public"]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 ConfigValue = str | int | bool
 
@@ -128,6 +132,9 @@ class FleetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     response_timeout: Positive = 30.0
     ramp_per_second: Positive = 50.0
     basic_auth_password: str | None = None
+    # Firmware Management: FTP sessions (diagnostics uploads, firmware downloads) open
+    # at once in the whole fleet; more wait for a free one.
+    max_transfers: Annotated[int, Meta(ge=1)] = 64
 
     def charger_id(self, index: int) -> str:
         """Charge point identity of the ``index``-th charger (1-based)."""
@@ -153,6 +160,10 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     nominal_voltage: Positive = 230.0
     profiles: Annotated[tuple[str, ...], Meta(min_length=1)] = ALL_PROFILES
     offline_local_list_only: bool = True
+    firmware_statuses: FirmwareStatusSet = FirmwareStatusSet.OCPP
+    firmware_download_failure_share: Probability = 0.0
+    firmware_install_failure_share: Probability = 0.0
+    firmware_install_seconds: Annotated[float, Meta(ge=0, le=3600)] = 5.0
     configuration: dict[str, ConfigValue] = {}
 
     def configuration_strings(self) -> dict[str, str]:
@@ -172,6 +183,10 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             profiles=tuple(self.profiles),
             configuration=self.configuration_strings(),
             offline_local_list_only=self.offline_local_list_only,
+            firmware_statuses=self.firmware_statuses,
+            firmware_download_failure_share=self.firmware_download_failure_share,
+            firmware_install_failure_share=self.firmware_install_failure_share,
+            firmware_install_seconds=self.firmware_install_seconds,
         )
 
 
@@ -181,9 +196,25 @@ class IdTagPool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     prefix: str = "TAG"
     count: Annotated[int, Meta(ge=1)] = 100
     share: Share = 1.0
+    # What the embedded reference CSMS answers for these tags (a real CSMS decides itself).
+    status: TagStatus = "Accepted"
 
     def tag(self, n: int) -> str:
         return f"{self.prefix}{n:0{_ID_TAG_DIGITS}d}"
+
+
+class EvSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[sessions.evs]]``: one kind of EV in the catalogue, chosen by share."""
+
+    name: NonEmptyStr
+    share: Share = 1.0
+    battery_kwh: Positive = 60.0
+    phases: Literal[1, 2, 3] = 3
+    max_current: Positive = 16.0
+    min_current: Positive = 6.0
+    arrival_soc: Range = Range(0.2, 0.6)
+    target_soc: Range = Range(0.8, 1.0)
+    taper_from: Annotated[float, Meta(gt=0, le=1)] = 0.8
 
 
 class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -197,6 +228,12 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     authorize_first_share: Probability = 0.5
     stop_by_tag_share: Probability = 0.3
     id_tags: Annotated[tuple[IdTagPool, ...], Meta(min_length=1)] = (IdTagPool(),)
+    profile: DayProfile = "flat"
+    utc_offset_hours: Annotated[float, Meta(ge=-12, le=14)] = 0.0
+    time_compression: Annotated[float, Meta(ge=1, le=1440)] = 1.0
+    dwell_minutes: Range | None = None
+    no_show_share: Probability = 0.0
+    evs: tuple[EvSpec, ...] = ()
 
     def draw_id_tag(self, rng: np.random.Generator) -> str:
         """A tag from a pool chosen by share, uniform within the pool."""
@@ -209,6 +246,24 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         return pool.tag(int(rng.integers(pool.count)))
 
 
+class CsmsOperation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[csms.operations]]``: a CALL the embedded reference CSMS sends during the run
+    (run by :class:`emulator.csms.operations.OperationSchedule`)."""
+
+    at: NonNegative  # seconds after the run starts
+    action: NonEmptyStr  # a CSMS-initiated OCPP 1.6 action
+    payload: dict[str, Any] = {}
+    # "all", a share of the fleet in (0, 1], or an array of charger numbers and/or ids.
+    target: str | float | tuple[int | str, ...] = "all"
+    every: Positive | None = None  # repeat every so many seconds until the run ends
+
+
+class CsmsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[csms]``: what the embedded reference CSMS does on its own during the run."""
+
+    operations: tuple[CsmsOperation, ...] = ()
+
+
 class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A validated scenario: what :func:`load_scenario` returns."""
 
@@ -218,6 +273,7 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fleet: FleetSettings = FleetSettings()
     models: tuple[ModelSpec, ...] = (ModelSpec(),)
     sessions: SessionSettings = SessionSettings()
+    csms: CsmsSettings = CsmsSettings()
 
     def charger_id(self, index: int) -> str:
         """Charge point identity of the ``index``-th charger (1-based)."""
@@ -240,6 +296,14 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for i in by_remainder[:left]:
             counts[i] += 1
         return counts
+
+    def csms_id_tags(self) -> dict[str, str]:
+        """idTag -> status for the embedded reference CSMS (non-Accepted pools only)."""
+        table: dict[str, str] = {}
+        for pool in self.sessions.id_tags:
+            if pool.status != "Accepted":
+                table.update((pool.tag(n), pool.status) for n in range(pool.count))
+        return table
 
     def pick_models(self, count: int, rng: np.random.Generator) -> list[ChargerModel]:
         """The model of each of ``count`` chargers: :meth:`model_counts`, shuffled by ``rng``.
@@ -268,6 +332,7 @@ class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     fleet: FleetSettings = FleetSettings()
     models: Annotated[tuple[ModelSpec, ...], Meta(min_length=1)] = (ModelSpec(),)
     sessions: SessionSettings = SessionSettings()
+    csms: CsmsSettings = CsmsSettings()
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -309,6 +374,7 @@ def parse_scenario(text: str, *, source: str) -> Scenario:
         fleet=document.fleet,
         models=document.models,
         sessions=document.sessions,
+        csms=document.csms,
     )
 
 
@@ -391,6 +457,59 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
                 f"got {_show(pool.prefix)} making {_show(pool.tag(pool.count - 1))}",
             )
         seen_prefixes.setdefault(pool.prefix, i)
+    yield from _check_csms(doc.csms)
+
+
+def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
+    """``[[csms.operations]]``: a known CSMS action, a payload its OCPP 1.6 schema accepts
+    (relative times filled in as if sent now), a target that can name chargers."""
+    from emulator.csms.operations import materialize
+    from emulator.protocol.errors import RemoteProtocolError
+    from emulator.protocol.schemas import CSMS_INITIATED, SchemaRegistry
+
+    registry: SchemaRegistry | None = None
+    for i, op in enumerate(csms.operations):
+        at = f"csms.operations[{i}]"
+        for name, number in (("at", op.at), ("every", op.every)):
+            if number is not None and not math.isfinite(number):
+                yield f"{at}.{name}", f"expected a finite number, got {_show(number)}"
+        if op.action not in CSMS_INITIATED:
+            close = difflib.get_close_matches(op.action, sorted(CSMS_INITIATED), n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            yield (
+                f"{at}.action",
+                f"expected an action the CSMS sends (OCPP 1.6 §5), got {_show(op.action)}{hint}",
+            )
+            continue
+        try:
+            payload = materialize(op.payload, 0.0)
+        except ValueError as exc:
+            yield f"{at}.payload", str(exc)
+            continue
+        registry = registry or SchemaRegistry()
+        try:
+            registry.validate_request(op.action, payload)
+        except RemoteProtocolError as exc:
+            problem = exc.description.removeprefix(f"{op.action}.req: ")
+            yield f"{at}.payload", f"{problem} (the OCPP 1.6 {op.action}.req schema)"
+        target = op.target
+        expected = 'expected "all", a share from 0 to 1, or an array of charger numbers or ids'
+        if isinstance(target, str):
+            if target != "all":
+                yield f"{at}.target", f"{expected}, got {_show(target)}"
+        elif isinstance(target, float):
+            if not 0 < target <= 1:
+                hint = f" (charger numbers go in an array: [{target:g}])" if target > 1 else ""
+                yield f"{at}.target", f"{expected}, got {_show(target)}{hint}"
+        elif not target:
+            yield f"{at}.target", f"{expected}, got []"
+        else:
+            for j, item in enumerate(target):
+                if (isinstance(item, int) and item < 1) or item == "":
+                    yield (
+                        f"{at}.target[{j}]",
+                        f"expected a charger number >= 1 or a charger id, got {_show(item)}",
+                    )
 
 
 def _check_profiles(at: str, profiles: Sequence[str]) -> Iterator[tuple[str, str]]:
@@ -511,6 +630,9 @@ def _field_type(node: Any, name: str) -> Any:
 
 
 def _item_type(node: Any, index: int) -> Any:
+    if isinstance(node, mi.UnionType):  # e.g. csms.operations.target: the array member
+        arrays = [t for t in node.types if isinstance(_unwrap(t), mi.ListType | mi.VarTupleType)]
+        node = _unwrap(arrays[0]) if arrays else node
     if isinstance(node, mi.ListType | mi.VarTupleType):
         return node.item_type
     if isinstance(node, mi.StructType) and node.array_like and index < len(node.fields):

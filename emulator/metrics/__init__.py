@@ -2,7 +2,8 @@
 
 :class:`Reporter` is that interface.  :class:`~emulator.metrics.stats.RunStats` keeps
 in-process statistics for the end-of-run summary; later reporters (Prometheus, Locust)
-implement the same methods, and :class:`MultiReporter` feeds several at once.
+implement the same methods (:class:`~emulator.metrics.prometheus.PrometheusReporter`),
+and :class:`MultiReporter` feeds several at once.
 
 Conventions for every implementation:
 
@@ -10,6 +11,9 @@ Conventions for every implementation:
 * labels are bounded: an OCPP action name, an outcome, an error code or a short reason,
   never a charger id;
 * calls are cheap and never raise into the transport.
+
+``emulator.metrics.prometheus`` is imported on demand (it is not needed for a run
+without ``--metrics-port``), so importing this package stays cheap.
 """
 
 from __future__ import annotations
@@ -60,6 +64,14 @@ class Reporter(Protocol):
     def message_received(self) -> None:
         """One OCPP-J frame was read from a socket."""
 
+    def lateness(self, seconds: float) -> None:
+        """A scheduled wallbox deadline fired ``seconds`` after it was due.
+
+        The driver reports this when a timer it waited for (heartbeat, meter sample,
+        ping, session step) is served: a few milliseconds is normal; more means the
+        generator, not the CSMS, is the bottleneck.
+        """
+
 
 class NullReporter:
     """Discards everything (tests, or a run that wants no statistics)."""
@@ -86,6 +98,9 @@ class NullReporter:
         pass
 
     def message_received(self) -> None:
+        pass
+
+    def lateness(self, seconds: float) -> None:
         pass
 
 
@@ -128,6 +143,10 @@ class MultiReporter:
     def message_received(self) -> None:
         for reporter in self.reporters:
             reporter.message_received()
+
+    def lateness(self, seconds: float) -> None:
+        for reporter in self.reporters:
+            reporter.lateness(seconds)
 
 
 if TYPE_CHECKING:  # mypy checks that every implementation fits the Protocol

@@ -192,6 +192,7 @@ class RunStats:
         self.actions: dict[tuple[Direction, str], ActionStats] = {}
         self.connect_latency = Histogram()
         self.ping_rtt_latency = Histogram()
+        self.send_lateness = Histogram()  # how late scheduled deadlines fired
         self.connects = 0
         self.reconnects = 0
         self.connect_failures: Counter[str] = Counter()
@@ -233,6 +234,9 @@ class RunStats:
     def message_received(self) -> None:
         self.messages_received += 1
 
+    def lateness(self, seconds: float) -> None:
+        self.send_lateness.record(seconds)
+
     # -- the rest ----------------------------------------------------------------------
 
     def increment(self, name: str, n: int = 1) -> None:
@@ -263,6 +267,7 @@ class RunStats:
             mine.merge(theirs)
         self.connect_latency.merge(other.connect_latency)
         self.ping_rtt_latency.merge(other.ping_rtt_latency)
+        self.send_lateness.merge(other.send_lateness)
         self.connects += other.connects
         self.reconnects += other.reconnects
         self.connect_failures.update(other.connect_failures)

@@ -23,6 +23,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redact_url
 from emulator.core.transaction import StopReason
 from emulator.core.wallbox import Effect, Event, Wallbox
 from emulator.protocol.codec import (
@@ -38,6 +39,7 @@ from emulator.protocol.codec import (
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 from emulator.protocol.schemas import SchemaRegistry
 from emulator.transport.backoff import backoff
+from emulator.transport.transfers import FileTransfers, TransferError
 
 if TYPE_CHECKING:
     from emulator.metrics import Reporter
@@ -90,8 +92,18 @@ class WallboxDriver:
         reporter: Reporter,
         rng: np.random.Generator,
         clock: Callable[[], float] = time.time,
+        on_late: Callable[[float], None] | None = None,
+        transfers: FileTransfers | None = None,
     ) -> None:
         self.wallbox = wallbox
+        # FTP transfers of Firmware Management: the fleet shares one FileTransfers (its
+        # semaphore bounds the sessions of the whole process); one task per transfer.
+        self.transfers = transfers if transfers is not None else FileTransfers()
+        self._transfer_tasks: dict[int, asyncio.Task[None]] = {}  # by job id
+        self._abandoned: set[asyncio.Task[None]] = set()  # cancelled, not yet finished
+        # Called with (now - deadline) when a wallbox deadline fires: the fleet's
+        # generator-health measure of send lateness (emulator.fleet.health).
+        self.on_late = on_late
         self.behaviour = behaviour
         self.settings = settings
         self.schemas = schemas
@@ -146,6 +158,7 @@ class WallboxDriver:
             if self.ws is not None:
                 await self._close(1001, "emulator stopping")
                 self.reporter.disconnected("stopped")
+            await self._stop_transfers()
             self.stopped.set()
 
     async def _connect(self) -> None:
@@ -226,6 +239,7 @@ class WallboxDriver:
         if self.behaviour is not None:
             self.behaviour.tick(now)
         wb.tick(now)
+        self._start_transfers()  # online or not: FTP does not need the websocket
         self._check_timeout()
         if self.behaviour is not None:
             events = wb.take_events()
@@ -267,6 +281,8 @@ class WallboxDriver:
                         self._timeout = timeout
                         data = await ws.recv()
                 except TimeoutError:
+                    if deadline is not None and self.on_late is not None:
+                        self.on_late(self.clock() - deadline)
                     continue
                 finally:
                     self._timeout = None
@@ -452,6 +468,56 @@ class WallboxDriver:
             await ws.close(code, reason)
         except Exception:  # already gone
             pass
+
+    # ------------------------------------------------------------------ file transfers
+    # Firmware Management (emulator.core.firmware): the wallbox asks for FTP transfers
+    # with effects; each runs as its own task, so the pump keeps serving OCPP meanwhile,
+    # and reports back with Wallbox.transfer_done.
+
+    def _start_transfers(self) -> None:
+        for effect in self.wallbox.take_transfers():
+            if isinstance(effect, CancelTransfer):
+                task = self._transfer_tasks.pop(effect.job_id, None)
+                if task is not None:
+                    task.cancel()
+                    self._abandoned.add(task)
+                    task.add_done_callback(self._abandoned.discard)
+                continue
+            name = f"{self.wallbox.charge_point_id}-transfer-{effect.job_id}"
+            self._transfer_tasks[effect.job_id] = asyncio.create_task(
+                self._transfer(effect), name=name
+            )
+
+    async def _transfer(self, effect: FtpUpload | FtpDownload) -> None:
+        wb = self.wallbox
+        try:
+            if isinstance(effect, FtpUpload):
+                detail = await self.transfers.upload(effect.url, effect.filename, effect.data)
+            else:
+                detail = await self.transfers.download(effect.url)
+            ok = True
+        except TransferError as exc:
+            ok, detail = False, str(exc)
+        except Exception as exc:  # a bug of ours (or aioftp's) must not kill the wallbox
+            log.exception("%s: transfer %r failed", wb.charge_point_id, effect)
+            ok, detail = False, f"internal error ({type(exc).__name__})"
+        finally:
+            if self._transfer_tasks.get(effect.job_id) is asyncio.current_task():
+                del self._transfer_tasks[effect.job_id]
+        if log.isEnabledFor(logging.DEBUG):
+            url = redact_url(effect.url)
+            log.debug("%s: transfer %s %s: %s", wb.charge_point_id, url, ok, detail)
+        wb.transfer_done(effect.job_id, ok, detail, self.clock())
+        self.wake()
+
+    async def _stop_transfers(self) -> None:
+        """Cancel every transfer still running and wait for each to end (no orphans)."""
+        tasks = [*self._transfer_tasks.values(), *self._abandoned]
+        self._transfer_tasks.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _failure_reason(exc: BaseException) -> str:

@@ -125,6 +125,7 @@ class FakeCsms:
         self.events: list[tuple[float, Event]] = []
         self.pings: list[float] = []
         self.reboots: list[float] = []
+        self.transfers: list[Any] = []  # file transfers asked for (emulator.core.firmware)
         self.transitions: list[tuple[int, Status, Status]] = []
         self.transaction_ids = itertools.count(1001)
         self.reconnect_at: float | None = None
@@ -254,6 +255,8 @@ class FakeCsms:
                     if self.wb.online:
                         self.wb.disconnected(self.now)
                     self.reconnect_at = self.now + self.wb.reboot_seconds
+                else:  # FtpUpload / FtpDownload / CancelTransfer: see finish_transfer
+                    self.transfers.append(effect)
 
     def _settle(self) -> None:
         self._drain()
@@ -289,6 +292,11 @@ class FakeCsms:
 
     def advance(self, seconds: float) -> None:
         self.run_until(self.now + seconds)
+
+    def finish_transfer(self, job_id: int, *, ok: bool = True, detail: str = "done") -> None:
+        """The transport reports the outcome of a transfer in :attr:`transfers`."""
+        self.wb.transfer_done(job_id, ok, detail, self.now)
+        self._settle()
 
     @property
     def elapsed(self) -> float:

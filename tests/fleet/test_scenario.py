@@ -11,6 +11,9 @@ import pytest
 
 from emulator.core.model import ALL_PROFILES, ChargerModel, Variant
 from emulator.fleet.scenario import (
+    CsmsOperation,
+    CsmsSettings,
+    EvSpec,
     FleetSettings,
     IdTagPool,
     ModelSpec,
@@ -408,6 +411,9 @@ def documented_fields() -> list[str]:
         ("models", ModelSpec),
         ("sessions", SessionSettings),
         ("sessions.id_tags", IdTagPool),
+        ("sessions.evs", EvSpec),
+        ("csms", CsmsSettings),
+        ("csms.operations", CsmsOperation),
     ]
     names = ["scenario.name", "scenario.description", "scenario.seed"]
     for table, struct in tables:

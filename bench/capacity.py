@@ -1,0 +1,257 @@
+"""How many wallboxes can one ocpp-fleet process hold?  The capacity benchmark.
+
+    .venv/bin/python bench/capacity.py --chargers 10000
+
+Against a minimal responder (bench/responder.py, its own process, answering every CALL
+at once), it runs in turn, each in a fresh process against a fresh responder:
+
+  (b) ocpp-fleet's standalone engine (the Fleet of `ocpp-fleet run`) with the steady
+      scenario (bench/steady.toml): every CSMS answer is checked against the OCPP 1.6
+      schemas; the responder records the frames each charger sent;
+  (a) the floor client (bench/floor.py): raw websockets + uvloop replaying exactly those
+      frames on the same schedule;
+  (c) the same fleet under Locust (one process, bench/locust_phase.py).
+
+Each connects all its chargers at once (Locust at --spawn-rate), waits --warmup seconds,
+then measures for --measure seconds: RSS per wallbox above the process's baseline
+(taken before the fleet exists), CPU seconds per OCPP round trip, connect rate, and how
+late scheduled sends went out (p99).  Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PYTHON = sys.executable
+KIB = 1024
+
+
+def start_responder(record: Path | None) -> tuple[subprocess.Popen[str], str]:
+    cmd = [PYTHON, str(HERE / "responder.py")]
+    if record is not None:
+        cmd += ["--record", str(record)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    if not line or line[0] != "ready":
+        proc.kill()
+        raise SystemExit("the responder did not start")
+    return proc, f"ws://127.0.0.1:{line[1]}/ocpp"
+
+
+def stop_responder(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def phase(script: str, args: list[str], timeout: float) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{ROOT}")
+    done = subprocess.run(
+        [PYTHON, str(HERE / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    sys.stderr.write(done.stderr[-4000:])
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{script} failed (exit {done.returncode})")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def derived(r: dict[str, Any]) -> dict[str, float]:
+    n = max(1, r["chargers"])
+    return {
+        "rss_kib": (r["steady_rss"] - r["baseline_rss"]) / KIB / n,
+        "cpu_us_per_rt": r["cpu_seconds"] / max(1, r["round_trips"]) * 1e6,
+        "connect_rate": r["connected"] / r["connect_seconds"] if r["connect_seconds"] else math.nan,
+        "boot_rate": r["booted"] / r["boot_seconds"] if r["boot_seconds"] else math.nan,
+        "throughput": r["round_trips"] / r["window_seconds"],
+        "lateness_p99_ms": r["lateness_p99"] * 1000.0,
+        "cpu_share": r["cpu_seconds"] / r["window_seconds"] * 100.0,
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        ("wallboxes connected/booted", lambda r, d: f"{r['connected']}/{r['booted']}"),
+        ("RSS per wallbox above baseline", lambda r, d: f"{d['rss_kib']:.1f} KiB"),
+        ("connect: all connected after", lambda r, d: f"{r['connect_seconds']:.2f} s"),
+        ("connect: all booted after", lambda r, d: f"{r['boot_seconds']:.2f} s"),
+        ("connect rate", lambda r, d: f"{d['connect_rate']:.0f} /s"),
+        ("connect + boot rate", lambda r, d: f"{d['boot_rate']:.0f} /s"),
+        ("CPU until all booted", lambda r, d: f"{r['connect_cpu']:.2f} s"),
+        ("OCPP round trips in window", lambda r, d: f"{r['round_trips']}"),
+        ("throughput", lambda r, d: f"{d['throughput']:.0f} rt/s"),
+        ("CPU in window", lambda r, d: f"{d['cpu_share']:.0f} % of a core"),
+        ("CPU per round trip", lambda r, d: f"{d['cpu_us_per_rt']:.0f} µs"),
+        ("send lateness p50", lambda r, d: f"{r['lateness_p50'] * 1000:.1f} ms"),
+        ("send lateness p99", lambda r, d: f"{d['lateness_p99_ms']:.1f} ms"),
+        (
+            "loop lag p99",
+            lambda r, d: (
+                f"{r['loop_lag_p99'] * 1000:.1f} ms" if not math.isnan(r["loop_lag_p99"]) else "-"
+            ),
+        ),
+        ("connect failures / timeouts", lambda r, d: f"{r['connect_failures']} / {r['timeouts']}"),
+    ]
+    names = [r["client"] for r in results]
+    width = max(len(label) for label, _ in rows) + 2
+    cols = [max(len(n), 14) + 2 for n in names]
+    out = ["".ljust(width) + "".join(n.rjust(c) for n, c in zip(names, cols, strict=True))]
+    for label, fn in rows:
+        cells = [fn(r, derived(r)) for r in results]
+        out.append(
+            label.ljust(width) + "".join(v.rjust(c) for v, c in zip(cells, cols, strict=True))
+        )
+    return "\n".join(out)
+
+
+def verdicts(floor: dict[str, Any], fleet: dict[str, Any], under: dict[str, Any] | None) -> str:
+    f, b = derived(floor), derived(fleet)
+    lines = ["", "ratios and targets (ocpp-fleet vs floor):"]
+
+    def check(label: str, value: str, ok: bool, target: str) -> None:
+        lines.append(f"  {label:<44}{value:>12}   target {target:<12} {'ok' if ok else 'MISSED'}")
+
+    check(
+        "RSS per wallbox above baseline", f"{b['rss_kib']:.1f} KiB", b["rss_kib"] <= 32, "≤ 32 KiB"
+    )
+    cpu_ratio = b["cpu_us_per_rt"] / f["cpu_us_per_rt"]
+    check("CPU per round trip, ocpp-fleet / floor", f"{cpu_ratio:.2f}×", cpu_ratio <= 2.0, "≤ 2×")
+    rate_ratio = b["connect_rate"] / f["connect_rate"]
+    check("connect rate, ocpp-fleet / floor", f"{rate_ratio:.2f}×", rate_ratio >= 0.7, "≥ 0.7×")
+    boot_ratio = b["boot_rate"] / f["boot_rate"]
+    check("connect + boot rate, ocpp-fleet / floor", f"{boot_ratio:.2f}×", True, "(info)")
+    check(
+        "send lateness p99",
+        f"{b['lateness_p99_ms']:.0f} ms",
+        b["lateness_p99_ms"] < 250,
+        "< 250 ms",
+    )
+    if under is not None:
+        u = derived(under)
+        share = u["throughput"] / b["throughput"]
+        same = u["lateness_p99_ms"] < 250
+        check(
+            "throughput under Locust / standalone",
+            f"{share * 100:.0f} %",
+            share >= 0.8 and same,
+            "≥ 80 %",
+        )
+        check("send lateness p99 under Locust", f"{u['lateness_p99_ms']:.0f} ms", same, "< 250 ms")
+        check(
+            "CPU per round trip, Locust / standalone",
+            f"{u['cpu_us_per_rt'] / b['cpu_us_per_rt']:.2f}×",
+            True,
+            "(info)",
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu_model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu_model}), "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--chargers", type=int, default=1000)
+    parser.add_argument("--scenario", default=str(HERE / "steady.toml"))
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds after all booted")
+    parser.add_argument("--measure", type=float, default=60.0, help="measurement window, s")
+    parser.add_argument("--spawn-rate", type=float, default=1000.0, help="Locust users/s")
+    parser.add_argument("--no-locust", action="store_true", help="skip phase (c)")
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+    common = [
+        "--chargers",
+        str(args.chargers),
+        "--warmup",
+        str(args.warmup),
+        "--measure",
+        str(args.measure),
+    ]
+    budget = 300.0 + 2 * (args.warmup + args.measure)
+    print(
+        f"capacity benchmark: {args.chargers} wallboxes, warm-up {args.warmup:g} s, "
+        f"window {args.measure:g} s; {machine()}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace.jsonl"
+        responder, url = start_responder(trace)
+        try:
+            fleet = phase(
+                "fleet_phase.py", ["--url", url, "--scenario", args.scenario, *common], budget
+            )
+        finally:
+            stop_responder(responder)
+        time.sleep(1.0)
+        responder, url = start_responder(None)
+        try:
+            floor = phase("floor.py", ["--url", url, "--trace", str(trace), *common], budget)
+        finally:
+            stop_responder(responder)
+    under = None
+    if not args.no_locust:
+        time.sleep(1.0)
+        responder, url = start_responder(None)
+        try:
+            under = phase(
+                "locust_phase.py",
+                [
+                    "--url",
+                    url,
+                    "--scenario",
+                    args.scenario,
+                    "--spawn-rate",
+                    str(args.spawn_rate),
+                    *common,
+                ],
+                budget + args.chargers / args.spawn_rate,
+            )
+        finally:
+            stop_responder(responder)
+    results = [floor, fleet] + ([under] if under else [])
+    print()
+    print(table(results))
+    print(verdicts(floor, fleet, under))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

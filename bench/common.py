@@ -1,0 +1,45 @@
+"""Shared by the benchmark's processes: what one process measures about itself."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+from typing import Any
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss() -> int:
+    """Resident set size of this process, bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def baseline_rss() -> int:
+    gc.collect()
+    return rss()
+
+
+def cpu() -> float:
+    """CPU seconds (user + system) this process used so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The phase's result: one JSON line on stdout (logs go to stderr)."""
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def log(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)

@@ -1,0 +1,104 @@
+"""Benchmark phase (b): ocpp-fleet's standalone engine, the same Fleet `ocpp-fleet run` uses.
+
+Run by capacity.py; prints one JSON line of measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import time
+
+import uvloop
+from common import baseline_rss, cpu, emit, log, raise_fd_limit, rss
+
+from emulator.fleet.runner import Fleet
+from emulator.fleet.scenario import load_scenario
+from emulator.metrics.stats import Direction, RunStats
+
+
+def round_trips(stats: RunStats) -> int:
+    return sum(
+        a.count for (direction, _), a in stats.actions.items() if direction is Direction.CP_TO_CSMS
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    raise_fd_limit()
+    scenario = load_scenario(args.scenario)
+    if args.source_address:
+        pool = [args.source_address]
+    else:
+        pool = []
+    base = baseline_rss()
+    stats = RunStats()
+    fleet = Fleet(
+        scenario=scenario,
+        csms_url=args.url,
+        chargers=args.chargers,
+        seed=1,
+        reporter=stats,
+        source_addresses=pool,
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    cpu_start = cpu()
+    run = asyncio.create_task(fleet.run(duration=3600.0))
+    connected_at = booted_at = math.nan
+    deadline = started + args.connect_timeout
+    while loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        counts = fleet.counts()
+        if math.isnan(connected_at) and counts.connected >= args.chargers:
+            connected_at = loop.time()
+        if counts.booted >= args.chargers:
+            booted_at = loop.time()
+            break
+    cpu_connect = cpu() - cpu_start
+    log(f"fleet: {fleet.counts().connected} connected in {connected_at - started:.2f} s")
+    await asyncio.sleep(args.warmup)
+    fleet.health.reset()
+    rt0, cpu0, t0 = round_trips(stats), cpu(), time.monotonic()
+    await asyncio.sleep(args.measure)
+    rt1, cpu1, t1 = round_trips(stats), cpu(), time.monotonic()
+    fleet.health.close_window()
+    figures = fleet.health.percentiles()
+    steady_rss = rss()
+    counts = fleet.counts()
+    fleet.stop()
+    await asyncio.wait_for(run, 60)
+    emit(
+        {
+            "client": "ocpp-fleet",
+            "chargers": args.chargers,
+            "connected": counts.connected,
+            "booted": counts.booted,
+            "baseline_rss": base,
+            "steady_rss": steady_rss,
+            "connect_seconds": connected_at - started,
+            "boot_seconds": booted_at - started,
+            "connect_cpu": cpu_connect,
+            "window_seconds": t1 - t0,
+            "round_trips": rt1 - rt0,
+            "cpu_seconds": cpu1 - cpu0,
+            "lateness_p50": figures["lateness_p50"],
+            "lateness_p99": figures["lateness_p99"],
+            "lateness_max": figures["lateness_max"],
+            "loop_lag_p99": figures["loop_lag_p99"],
+            "connect_failures": sum(stats.connect_failures.values()),
+            "timeouts": sum(a.outcomes["timeout"] for a in stats.actions.values()),
+        }
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--chargers", type=int, required=True)
+    parser.add_argument("--warmup", type=float, default=30.0)
+    parser.add_argument("--measure", type=float, default=60.0)
+    parser.add_argument("--connect-timeout", type=float, default=120.0)
+    parser.add_argument("--source-address", default="")
+    uvloop.run(main(parser.parse_args()))

@@ -1,0 +1,181 @@
+"""Seeded session plans: when drivers arrive, with which car and card, and how they leave.
+
+Arrivals per charger are a non-homogeneous Poisson process whose rate follows a
+time-of-day profile (home chargers fill in the evening, workplace ones in the
+morning, public ones through the day), drawn by thinning (Lewis & Shedler 1979):
+candidate gaps at the peak rate, each kept with probability λ(t)/λ_max.  The
+profile is read on a *virtual* clock that runs ``time_compression`` times faster
+than the wall clock, so a day of sessions fits in an hour while heartbeats, samples
+and timeouts keep their real protocol intervals; dwell times and the energy the EVs
+want shrink by the same factor so that a compressed session still ends the way the
+real one would (full, or unplugged at departure).
+
+Everything is drawn from the one ``numpy.random.Generator`` handed in, in a fixed
+order, so the same seed gives the same plans (issue 4: reproducible).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from emulator.core.metering import Ev
+from emulator.core.model import ChargerModel
+from emulator.fleet.scenario import EvSpec, SessionSettings
+
+# Relative arrival intensity per local hour 0..23 (normalised to mean 1 below); shapes
+# after the published load curves of residential, workplace and public AC charging
+# (e.g. the ElaadNL open data and the NREL EVI-Pro profiles): evening peak at home,
+# morning peak at work, a broad daytime hump in public.
+_RAW_PROFILES: dict[str, tuple[float, ...]] = {
+    "flat": (1.0,) * 24,
+    "home": (0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.2, 0.4, 0.5, 0.5, 0.5, 0.6,
+             0.7, 0.7, 0.8, 1.1, 1.6, 2.4, 2.9, 2.6, 2.0, 1.4, 0.9, 0.5),
+    "workplace": (0.05, 0.05, 0.05, 0.05, 0.1, 0.3, 1.2, 3.5, 4.5, 3.0, 1.5, 0.9,
+                  1.1, 1.3, 0.9, 0.6, 0.4, 0.3, 0.2, 0.15, 0.1, 0.1, 0.05, 0.05),
+    "public": (0.2, 0.1, 0.1, 0.1, 0.1, 0.2, 0.4, 0.7, 1.0, 1.3, 1.5, 1.6,
+               1.7, 1.6, 1.5, 1.5, 1.6, 1.7, 1.5, 1.2, 0.9, 0.6, 0.4, 0.3),
+}  # fmt: skip
+
+
+def hourly_profile(name: str) -> np.ndarray:
+    """The profile's 24 weights, scaled to a mean of 1 (so the daily count is rate × 24)."""
+    raw = np.asarray(_RAW_PROFILES[name], dtype=float)
+    return raw * (24.0 / raw.sum())
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    """One driver's visit, drawn at arrival (fields in draw order)."""
+
+    arrival: float  # wall-clock seconds
+    id_tag: str
+    ev: str  # catalogue name, or "" without a catalogue
+    energy_wh: float
+    max_current: float
+    min_current: float
+    phases: int
+    taper_from: float
+    authorize_first: bool
+    no_show: bool
+    stop_by_tag: bool
+    dwell: float | None  # wall-clock seconds plugged in, None: until full + idle
+
+    def make_ev(self) -> Ev:
+        return Ev(
+            energy_wanted_wh=self.energy_wh,
+            max_current=self.max_current,
+            min_current=self.min_current,
+            phases=self.phases,
+            taper_from=self.taper_from,
+            model=self.ev,
+        )
+
+
+class ArrivalProcess:
+    """Arrivals of one charger on the virtual clock of the scenario."""
+
+    __slots__ = ("_peak", "_rate", "_weights", "compression", "offset")
+
+    def __init__(self, *, settings: SessionSettings, start: float) -> None:
+        self._weights = hourly_profile(settings.profile)
+        self._rate = settings.arrivals_per_hour / 3600.0  # per virtual second, mean
+        self._peak = self._rate * float(self._weights.max())
+        self.compression = settings.time_compression
+        # Virtual time starts at the wall-clock time of day of ``start`` in local time.
+        self.offset = start + settings.utc_offset_hours * 3600.0
+
+    def virtual(self, now: float, start: float) -> float:
+        return self.offset + (now - start) * self.compression
+
+    def rate_at(self, virtual: float) -> float:
+        """λ per virtual second at a virtual instant."""
+        hour = int((virtual % 86400.0) // 3600.0)
+        return self._rate * float(self._weights[hour])
+
+    def next_arrival(self, now: float, start: float, rng: np.random.Generator) -> float | None:
+        """The next arrival after ``now`` (wall clock), or None with a zero rate."""
+        if self._peak <= 0:
+            return None
+        virtual = self.virtual(now, start)
+        while True:
+            virtual += float(rng.exponential(1.0 / self._peak))
+            if rng.random() * self._peak <= self.rate_at(virtual):
+                return start + (virtual - self.offset) / self.compression
+
+
+def _pick_ev(evs: tuple[EvSpec, ...], rng: np.random.Generator) -> EvSpec:
+    if len(evs) == 1:
+        return evs[0]
+    shares = np.array([e.share for e in evs], dtype=float)
+    return evs[int(rng.choice(len(evs), p=shares / shares.sum()))]
+
+
+def draw_session(
+    *,
+    settings: SessionSettings,
+    model: ChargerModel,
+    rng: np.random.Generator,
+    arrival: float,
+) -> SessionPlan:
+    """Everything about one visit, drawn in a fixed order from ``rng``."""
+    compression = settings.time_compression
+    id_tag = settings.draw_id_tag(rng)
+    if settings.evs:
+        spec = _pick_ev(settings.evs, rng)
+        soc_in = spec.arrival_soc.sample(rng)
+        soc_out = max(soc_in, spec.target_soc.sample(rng))
+        energy_wh = (soc_out - soc_in) * spec.battery_kwh * 1000.0
+        ev_name, max_a, min_a = spec.name, spec.max_current, spec.min_current
+        phases, taper = min(spec.phases, model.phases), spec.taper_from
+    else:
+        energy_wh = settings.energy_kwh.sample(rng) * 1000.0
+        ev_name, max_a, min_a, phases, taper = "", model.max_current, 6.0, model.phases, 1.0
+    if math.isfinite(energy_wh):
+        energy_wh /= compression
+    authorize_first = bool(rng.random() < settings.authorize_first_share)
+    no_show = bool(rng.random() < settings.no_show_share)
+    stop_by_tag = bool(rng.random() < settings.stop_by_tag_share)
+    dwell = None
+    if settings.dwell_minutes is not None:
+        dwell = settings.dwell_minutes.sample(rng) * 60.0 / compression
+    return SessionPlan(
+        arrival=arrival,
+        id_tag=id_tag,
+        ev=ev_name,
+        energy_wh=energy_wh,
+        max_current=max_a,
+        min_current=min_a,
+        phases=phases,
+        taper_from=taper,
+        authorize_first=authorize_first,
+        no_show=no_show,
+        stop_by_tag=stop_by_tag,
+        dwell=dwell,
+    )
+
+
+def plan_sessions(
+    *,
+    settings: SessionSettings,
+    model: ChargerModel,
+    rng: np.random.Generator,
+    start: float,
+    horizon: float,
+) -> list[SessionPlan]:
+    """Every arrival in ``[start, start + horizon)`` with its draws (ignoring busy chargers).
+
+    The behaviour draws the same way one arrival at a time; this is the planner's view
+    for tests and for ``ocpp-fleet plan``-style previews.
+    """
+    process = ArrivalProcess(settings=settings, start=start)
+    plans: list[SessionPlan] = []
+    now = start
+    while True:
+        arrival = process.next_arrival(now, start, rng)
+        if arrival is None or arrival >= start + horizon:
+            return plans
+        plans.append(draw_session(settings=settings, model=model, rng=rng, arrival=arrival))
+        now = arrival

@@ -1,0 +1,52 @@
+"""Fleets under Locust: one Locust user is one wallbox (issue 5).
+
+The only package besides ``locustfiles/`` that imports Locust, and so gevent's
+monkey-patching: nothing else in ``emulator`` imports it.  A locustfile is a few lines::
+
+    from locust import events
+
+    from emulator.loadtest import WallboxUser, register
+
+    register(events)
+
+
+    class Wallbox(WallboxUser):
+        pass
+
+Modules: :mod:`.bridge` (the fleet engine's event loop in a native thread, results
+handed to gevent through a queue), :mod:`.plugin` (Locust events, options, summary),
+:mod:`.users`, :mod:`.shapes` and :mod:`.schedules` (load shapes), :mod:`.partition`
+(charger ids per worker, model mix), :mod:`.view` and :mod:`.webui` (the Fleet tab).
+See ``docs/loadtest.md``.
+
+Importing this package does not import Locust: the names below are loaded on first
+use, so the pure modules (``partition``, ``schedules``, ``view``, ``options``) can be
+used, and tested, in a process that must never be monkey-patched.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.loadtest.plugin import FleetPlugin, plugin_of, register
+    from emulator.loadtest.shapes import ScheduleShape
+    from emulator.loadtest.users import WallboxUser
+
+__all__ = ["FleetPlugin", "ScheduleShape", "WallboxUser", "plugin_of", "register"]
+
+_HOMES = {
+    "FleetPlugin": "emulator.loadtest.plugin",
+    "plugin_of": "emulator.loadtest.plugin",
+    "register": "emulator.loadtest.plugin",
+    "ScheduleShape": "emulator.loadtest.shapes",
+    "WallboxUser": "emulator.loadtest.users",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(home), name)

@@ -1,0 +1,750 @@
+"""Prometheus metrics of a fleet process: per-message reporter plus a scrape-time collector.
+
+Two halves, both registered in a :class:`~prometheus_client.CollectorRegistry` passed
+in (tests get a fresh one; nothing touches the global ``REGISTRY``):
+
+* :class:`PrometheusReporter` implements :class:`emulator.metrics.Reporter`: the
+  transport calls it once per message, so it only does a dict lookup and one
+  ``observe``/``inc`` on a pre-bound label child.  Label values are normalised to
+  bounded sets (OCPP 1.6 action names, OCPP-J error codes, a few outcomes, at most
+  :data:`MAX_REASONS` connection reasons): a misbehaving CSMS that sends made-up
+  actions or error codes cannot grow the number of series.
+* :class:`FleetCollector` computes fleet-wide gauges (connected, booted, connectors
+  by status, transactions, energy, power, queue depth) when Prometheus scrapes,
+  from the :class:`~emulator.fleet.runner.Fleet` objects it watches.  Never one series
+  per wallbox: a charger id is never a label.
+
+:func:`serve_metrics` starts prometheus_client's HTTP server on a port; nothing is
+served unless a caller asks for it (``ocpp-fleet run --metrics-port``).
+
+Every metric, with its type, labels and help text, is listed in ``docs/metrics.md``;
+``tests/metrics/test_prometheus.py`` keeps that table and this module identical.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
+
+from ocpp.v16.enums import Action
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from emulator.core.status import Status
+from emulator.metrics.looplag import LoopLagMonitor
+from emulator.protocol.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from emulator.core.connector import Connector
+    from emulator.fleet.runner import Fleet
+
+__all__ = [
+    "CALL_BUCKETS",
+    "HANDLING_BUCKETS",
+    "LAG_BUCKETS",
+    "FleetCollector",
+    "MetricsEndpoint",
+    "MetricsServer",
+    "PrometheusReporter",
+    "disable_created_series",
+    "new_registry",
+    "serve_metrics",
+]
+
+# Charger-initiated round trips, connects, pongs: 1-2-5 steps from 1 ms to 60 s, so
+# histogram_quantile() interpolates within a factor of 2.5 anywhere in that range.
+CALL_BUCKETS = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0,
+)  # fmt: skip
+# Handling a CSMS-initiated CALL is local work: tens of microseconds to milliseconds.
+HANDLING_BUCKETS = (
+    0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005,
+    0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+# Loop lag and send lateness: sub-millisecond when healthy, seconds when overloaded.
+LAG_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+# Bounded label values.
+OTHER = "(other)"
+MALFORMED = "(malformed)"  # a broken frame we answered with a CALLERROR
+GARBAGE = "(garbage)"  # a broken frame without a readable CALL id
+UNEXPECTED_RESULT = "(unexpected result)"  # a CALLRESULT for no CALL of ours
+UNEXPECTED_ERROR = "(unexpected error)"  # a CALLERROR for no CALL of ours
+_FRAME_ACTIONS = frozenset({MALFORMED, GARBAGE})
+_UNEXPECTED = {UNEXPECTED_RESULT: "callresult", UNEXPECTED_ERROR: "callerror"}
+ACTIONS: frozenset[str] = frozenset(a.value for a in Action) | _FRAME_ACTIONS | set(_UNEXPECTED)
+ERROR_CODES: frozenset[str] = frozenset(c.value for c in ErrorCode)
+# The codes SchemaRegistry and the frame codec answer a payload or frame that breaks
+# the OCPP 1.6 schemas with; the wallbox itself only answers NotSupported,
+# NotImplemented, SecurityError, InternalError (and OccurenceConstraintViolation for a
+# GetConfiguration over GetConfigurationMaxKeys, a constraint of the reference charger).
+SCHEMA_CODES: frozenset[str] = frozenset(
+    {
+        ErrorCode.FORMATION_VIOLATION,
+        ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+        ErrorCode.OCCURENCE_CONSTRAINT_VIOLATION,
+        ErrorCode.TYPE_CONSTRAINT_VIOLATION,
+        ErrorCode.PROTOCOL_ERROR,
+    }
+)
+OUTCOMES = ("ok", "callerror", "schema")  # answered round trips (a latency)
+UNANSWERED = ("timeout", "disconnected")  # how long we waited is not a latency
+MAX_REASONS = 32  # distinct connect-failure / disconnect reasons before "(other)"
+_MAX_CACHED = 4096  # raw label tuples remembered per metric (the hot-path cache)
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+
+
+def new_registry(*, process: bool = True) -> CollectorRegistry:
+    """A fresh registry, with the process/platform/GC collectors when ``process``.
+
+    ``process_*`` (CPU seconds, resident memory, open and maximum file descriptors)
+    are what the generator-health dashboard compares with the fleet size.
+    """
+    registry = CollectorRegistry()
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    return registry
+
+
+def disable_created_series() -> None:
+    """Drop the ``*_created`` series prometheus_client adds to every counter and histogram.
+
+    They double the series count and no dashboard reads them.  This is process-wide
+    prometheus_client state, so programs call it (``ocpp-fleet run`` does), never an import.
+    """
+    disable_created_metrics()
+
+
+def _action(action: str) -> str:
+    return action if action in ACTIONS else OTHER
+
+
+def _code(code: str | None) -> str:
+    if code is None:
+        return OTHER
+    return code if code in ERROR_CODES else OTHER
+
+
+class _Reasons:
+    """Keeps a free-text reason label bounded: the first MAX_REASONS distinct short ones."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, reason: str) -> str:
+        if reason in self.seen:
+            return reason
+        if len(self.seen) >= MAX_REASONS or not (0 < len(reason) <= 40 and reason.isprintable()):
+            return OTHER
+        self.seen.add(reason)
+        return reason
+
+
+class PrometheusReporter:
+    """The per-message half: implements :class:`emulator.metrics.Reporter`.
+
+    Label children are bound on first use and kept in dicts keyed by the raw
+    arguments, so a call costs one dict lookup plus the metric update; the label
+    normalisation runs once per distinct argument tuple.
+    """
+
+    def __init__(self, *, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.call_duration = Histogram(
+            "ocpp_fleet_call_duration_seconds",
+            "Round trip of charger-initiated CALLs that got an answer, from sending the CALL "
+            "to receiving its CALLRESULT or CALLERROR (outcome: ok, callerror, schema).",
+            ["action", "outcome"],
+            registry=registry,
+            buckets=CALL_BUCKETS,
+        )
+        self.calls_unanswered = Counter(
+            "ocpp_fleet_calls_unanswered",
+            "Charger-initiated CALLs that got no answer: reason=timeout (the response "
+            "timeout ran out) or reason=disconnected (the connection closed first).",
+            ["action", "reason"],
+            registry=registry,
+        )
+        self.csms_call_handling = Histogram(
+            "ocpp_fleet_csms_call_handling_seconds",
+            "Time the emulated charger took to answer a CSMS-initiated CALL (validation, "
+            "handling, sending the CALLRESULT or CALLERROR).",
+            ["action"],
+            registry=registry,
+            buckets=HANDLING_BUCKETS,
+        )
+        self.callerrors = Counter(
+            "ocpp_fleet_callerrors",
+            "CALLERRORs by the action of the CALL they answer and their error code; "
+            "sender=csms: the CSMS refused a charger's CALL, sender=charger: a charger "
+            "refused a CSMS CALL.",
+            ["sender", "action", "code"],
+            registry=registry,
+        )
+        self.schema_violations = Counter(
+            "ocpp_fleet_schema_violations",
+            "CSMS messages that broke OCPP 1.6: message=call (a CSMS CALL payload failed "
+            "its schema), callresult (a CALLRESULT failed its schema), frame (not a valid "
+            "OCPP-J frame).",
+            ["message", "action", "code"],
+            registry=registry,
+        )
+        self.unexpected_answers = Counter(
+            "ocpp_fleet_unexpected_answers",
+            "CALLRESULTs or CALLERRORs from the CSMS whose unique id matches no CALL in flight.",
+            ["message"],
+            registry=registry,
+        )
+        self.connect_duration = Histogram(
+            "ocpp_fleet_connect_duration_seconds",
+            "Time to open a websocket: TCP connect, TLS handshake and HTTP upgrade.",
+            registry=registry,
+            buckets=CALL_BUCKETS,
+        )
+        self.connect_failures = Counter(
+            "ocpp_fleet_connect_failures",
+            "Failed websocket connection attempts by reason (refused, timeout, http_401, "
+            "subprotocol, os_error_N, ...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.disconnects = Counter(
+            "ocpp_fleet_disconnects",
+            "Open websocket connections that closed, by reason (closed N with N the close "
+            "code, reboot, stopped).",
+            ["reason"],
+            registry=registry,
+        )
+        self.reconnects = Counter(
+            "ocpp_fleet_reconnects",
+            "Connections opened after a disconnect (the first connect of a wallbox is not one).",
+            registry=registry,
+        )
+        self.pong_rtt = Histogram(
+            "ocpp_fleet_pong_rtt_seconds",
+            "Websocket ping to pong round trip (WebSocketPingInterval pings); the count is "
+            "the number of pings answered.",
+            registry=registry,
+            buckets=CALL_BUCKETS,
+        )
+        self.messages = Counter(
+            "ocpp_fleet_messages",
+            "OCPP-J frames written to (direction=sent) or read from (direction=received) "
+            "websockets.",
+            ["direction"],
+            registry=registry,
+        )
+        self.send_lateness = Histogram(
+            "ocpp_fleet_send_lateness_seconds",
+            "How late scheduled wallbox deadlines (heartbeats, meter samples, pings, session "
+            "steps) fired; large values mean the generator, not the CSMS, is the bottleneck.",
+            registry=registry,
+            buckets=LAG_BUCKETS,
+        )
+        self.event_loop_lag = Histogram(
+            "ocpp_fleet_loop_lag_seconds",
+            "How late a periodic asyncio.sleep on the fleet's event loop woke up "
+            "(LoopLagMonitor samples).",
+            registry=registry,
+            buckets=LAG_BUCKETS,
+        )
+        # Hot-path caches: raw arguments -> pre-bound children.
+        self._round_trips: dict[tuple[str, str], tuple[_Observer | None, _Incrementer | None]] = {}
+        self._csms_calls: dict[
+            tuple[str, str | None],
+            tuple[_Observer | None, _Incrementer | None, _Incrementer | None],
+        ] = {}
+        self._connect_failures: dict[str, _Incrementer] = {}
+        self._disconnects: dict[str, _Incrementer] = {}
+        self._failure_reasons = _Reasons()
+        self._disconnect_reasons = _Reasons()
+        self._sent = self.messages.labels("sent")
+        self._received = self.messages.labels("received")
+        self._connect_observe = self.connect_duration.observe
+        self._pong_observe = self.pong_rtt.observe
+        self._lateness_observe = self.send_lateness.observe
+        self._lag_observe = self.event_loop_lag.observe
+        self._reconnect = self.reconnects.inc
+        self._awaiting_reconnect = 0
+
+    # -- Reporter ----------------------------------------------------------------------
+
+    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+        bound = self._round_trips.get((action, outcome))
+        if bound is None:
+            bound = self._bind_round_trip(action, outcome)
+        histogram, counter = bound
+        if histogram is not None:
+            histogram.observe(seconds)
+        if counter is not None:
+            counter.inc()
+
+    def csms_call(self, action: str, seconds: float, error: str | None) -> None:
+        bound = self._csms_calls.get((action, error))
+        if bound is None:
+            bound = self._bind_csms_call(action, error)
+        handling, callerror, violation = bound
+        if handling is not None:
+            handling.observe(seconds)
+        if callerror is not None:
+            callerror.inc()
+        if violation is not None:
+            violation.inc()
+
+    def connected(self, seconds: float) -> None:
+        self._connect_observe(seconds)
+        if self._awaiting_reconnect:
+            self._awaiting_reconnect -= 1
+            self._reconnect()
+
+    def connect_failed(self, reason: str) -> None:
+        child = self._connect_failures.get(reason)
+        if child is None:
+            child = self.connect_failures.labels(self._failure_reasons(reason))
+            if len(self._connect_failures) < _MAX_CACHED:
+                self._connect_failures[reason] = child
+        child.inc()
+
+    def disconnected(self, reason: str) -> None:
+        child = self._disconnects.get(reason)
+        if child is None:
+            child = self.disconnects.labels(self._disconnect_reasons(reason))
+            if len(self._disconnects) < _MAX_CACHED:
+                self._disconnects[reason] = child
+        child.inc()
+        # Like RunStats: a connect that follows an unmatched disconnect is a reconnect.
+        if reason != "stopped":
+            self._awaiting_reconnect += 1
+
+    def ping_rtt(self, seconds: float) -> None:
+        self._pong_observe(seconds)
+
+    def message_sent(self) -> None:
+        self._sent.inc()
+
+    def message_received(self) -> None:
+        self._received.inc()
+
+    def lateness(self, seconds: float) -> None:
+        if seconds >= 0.0:  # a deadline served early is not late (and NaN is nothing)
+            self._lateness_observe(seconds)
+
+    # -- not part of Reporter ----------------------------------------------------------
+
+    def loop_lag(self, seconds: float) -> None:
+        """One :class:`~emulator.metrics.looplag.LoopLagMonitor` sample."""
+        self._lag_observe(seconds)
+
+    # -- binding (once per distinct argument tuple) --------------------------------------
+
+    def _bind_round_trip(
+        self, action: str, outcome: str
+    ) -> tuple[_Observer | None, _Incrementer | None]:
+        label = _action(action)
+        kind, _, code = outcome.partition(":")
+        histogram: _Observer | None = None
+        counter: _Incrementer | None = None
+        if kind == "ok" and not code:
+            histogram = self.call_duration.labels(label, "ok")
+        elif kind == "callerror":
+            histogram = self.call_duration.labels(label, "callerror")
+            counter = self.callerrors.labels("csms", label, _code(code))
+        elif kind == "schema":
+            histogram = self.call_duration.labels(label, "schema")
+            counter = self.schema_violations.labels("callresult", label, _code(code or None))
+        elif kind in UNANSWERED and not code:
+            counter = self.calls_unanswered.labels(label, kind)
+        else:  # an outcome this reporter does not know: still timed, never dropped
+            histogram = self.call_duration.labels(label, OTHER)
+        bound = (histogram, counter)
+        if len(self._round_trips) < _MAX_CACHED:
+            self._round_trips[action, outcome] = bound
+        return bound
+
+    def _bind_csms_call(
+        self, action: str, error: str | None
+    ) -> tuple[_Observer | None, _Incrementer | None, _Incrementer | None]:
+        label = _action(action)
+        handling: _Observer | None = None
+        callerror: _Incrementer | None = None
+        violation: _Incrementer | None = None
+        if label in _UNEXPECTED:
+            violation = self.unexpected_answers.labels(_UNEXPECTED[label])
+        elif label in _FRAME_ACTIONS:
+            # Not a CALL we could handle: no handling time.  A malformed CALL with a
+            # readable id was answered with a CALLERROR; garbage could not be.
+            violation = self.schema_violations.labels("frame", label, _code(error))
+            if label == MALFORMED:
+                callerror = self.callerrors.labels("charger", label, _code(error))
+        else:
+            handling = self.csms_call_handling.labels(label)
+            if error is not None:
+                code = _code(error)
+                callerror = self.callerrors.labels("charger", label, code)
+                if code in SCHEMA_CODES and not (
+                    action == "GetConfiguration"
+                    and code == ErrorCode.OCCURENCE_CONSTRAINT_VIOLATION
+                ):
+                    violation = self.schema_violations.labels("call", label, code)
+        bound = (handling, callerror, violation)
+        if len(self._csms_calls) < _MAX_CACHED:
+            self._csms_calls[action, error] = bound
+        return bound
+
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Observer(Protocol):
+        def observe(self, amount: float) -> None: ...
+
+    class _Incrementer(Protocol):
+        def inc(self, amount: float = 1) -> None: ...
+
+
+# -- scrape-time fleet gauges ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Totals:
+    chargers: int = 0
+    connected: int = 0
+    booted: int = 0
+    transactions_running: int = 0
+    transactions_started: int = 0
+    transactions_stopped: int = 0
+    outbox: int = 0
+    backlog: int = 0
+    energy_wh: float = 0.0
+    power_w: float = 0.0
+    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    scenarios: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Watched:
+    fleet: Fleet
+    energy_baseline_wh: float
+    # Per wallbox: how many leading transactions are settled (stopped, or lost in a
+    # hard reset: both are final) and how many of those stopped.  Counting only the
+    # unsettled tail keeps a scrape O(chargers), not O(every transaction of a soak).
+    settled: list[int]
+    settled_stopped: list[int]
+
+
+class FleetCollector(Collector):
+    """Fleet-wide gauges and counters, computed when Prometheus scrapes.
+
+    Watches any number of fleets (:meth:`add`, :meth:`remove`; a Locust worker may run
+    several) and sums them.  A scrape runs in the HTTP server's thread and only reads
+    fleet state: every value read is final or a plain attribute, so a scrape never
+    blocks nor waits for the event loop.  Counters stay monotonic when a fleet is
+    removed (its totals are kept) and whatever the float noise of the projected
+    energy registers.
+    """
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        self._lock = threading.Lock()
+        self._watched: list[_Watched] = []
+        self._retired_started = 0
+        self._retired_stopped = 0
+        self._retired_energy_wh = 0.0
+        self._high_energy_wh = 0.0  # monotonic clamp of the energy counter
+        self._high_started = 0
+        self._high_stopped = 0
+        if registry is not None:
+            registry.register(self)
+
+    def add(self, fleet: Fleet) -> None:
+        """Start watching ``fleet``; energy counts from now."""
+        with self._lock:
+            if any(w.fleet is fleet for w in self._watched):
+                return
+            now = fleet.clock()
+            baseline = sum(
+                _register_wh(c, now) for d in fleet.drivers for c in d.wallbox.connectors[1:]
+            )
+            n = len(fleet.drivers)
+            self._watched.append(_Watched(fleet, baseline, [0] * n, [0] * n))
+
+    def remove(self, fleet: Fleet) -> None:
+        """Stop watching ``fleet``; its transactions and energy stay in the counters."""
+        with self._lock:
+            for i, watched in enumerate(self._watched):
+                if watched.fleet is fleet:
+                    totals = _Totals()
+                    self._add_fleet(watched, totals)
+                    self._retired_started += totals.transactions_started
+                    self._retired_stopped += totals.transactions_stopped
+                    self._retired_energy_wh += totals.energy_wh
+                    del self._watched[i]
+                    return
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(_Totals()))
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            totals = _Totals()
+            for watched in self._watched:
+                self._add_fleet(watched, totals)
+            totals.transactions_started += self._retired_started
+            totals.transactions_stopped += self._retired_stopped
+            totals.energy_wh += self._retired_energy_wh
+            # Counters never go down, whatever a racing read or float rounding says.
+            self._high_energy_wh = totals.energy_wh = max(self._high_energy_wh, totals.energy_wh)
+            self._high_started = totals.transactions_started = max(
+                self._high_started, totals.transactions_started
+            )
+            self._high_stopped = totals.transactions_stopped = max(
+                self._high_stopped, totals.transactions_stopped
+            )
+        return list(self._families(totals))
+
+    @staticmethod
+    def _add_fleet(watched: _Watched, t: _Totals) -> None:
+        fleet = watched.fleet
+        now = fleet.clock()
+        t.scenarios.add(fleet.scenario.name)
+        statuses = t.statuses
+        energy = 0.0
+        settled, settled_stopped = watched.settled, watched.settled_stopped
+        for i, driver in enumerate(fleet.drivers):
+            wb = driver.wallbox
+            t.chargers += 1
+            if driver.connected:
+                t.connected += 1
+                if wb.accepted:
+                    t.booted += 1
+            for c in wb.connectors[1:]:
+                status = c.reported
+                if status is not None:
+                    statuses[status.value] += 1
+                if c.transaction is not None:
+                    t.transactions_running += 1
+                ev = c.ev
+                power = c.meter.power_w(ev.phases if ev is not None else None)
+                t.power_w += power
+                energy += _register_wh(c, now, power)
+            transactions = wb.transactions
+            count = len(transactions)
+            done, stopped = settled[i], settled_stopped[i]
+            if done > count:  # the list was trimmed: count afresh
+                done = stopped = 0
+            lost = wb.lost_transactions
+            while done < count:
+                tx = transactions[done]
+                if tx.stopped_at is not None:
+                    stopped += 1
+                elif not any(tx is gone for gone in lost):
+                    break
+                done += 1
+            settled[i], settled_stopped[i] = done, stopped
+            for tx in transactions[done:]:
+                if tx.stopped_at is not None:
+                    stopped += 1
+            t.transactions_started += count
+            t.transactions_stopped += stopped
+            t.outbox += wb.outbox.depth
+            t.backlog += wb.outbox.transaction_backlog
+        t.energy_wh += max(0.0, energy - watched.energy_baseline_wh)
+
+    @staticmethod
+    def _families(t: _Totals) -> Iterator[Metric]:
+        def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, documentation, value=value)
+
+        yield gauge(
+            "ocpp_fleet_chargers", "Emulated wallboxes in this process (fleet size).", t.chargers
+        )
+        yield gauge(
+            "ocpp_fleet_chargers_connected",
+            "Wallboxes with an open websocket to the CSMS.",
+            t.connected,
+        )
+        yield gauge(
+            "ocpp_fleet_chargers_booted",
+            "Connected wallboxes whose BootNotification was Accepted.",
+            t.booted,
+        )
+        connectors = GaugeMetricFamily(
+            "ocpp_fleet_connectors",
+            "Connectors by the status last sent in a StatusNotification (OCPP 1.6 §7.7).",
+            labels=["status"],
+        )
+        for status in STATUSES:
+            connectors.add_metric([status], t.statuses[status])
+        yield connectors
+        yield gauge(
+            "ocpp_fleet_transactions_running",
+            "Transactions in progress (started, not yet stopped).",
+            t.transactions_running,
+        )
+        yield CounterMetricFamily(
+            "ocpp_fleet_transactions_started",
+            "Transactions started by the wallboxes (StartTransaction queued).",
+            value=t.transactions_started,
+        )
+        yield CounterMetricFamily(
+            "ocpp_fleet_transactions_stopped",
+            "Transactions stopped by the wallboxes (StopTransaction queued).",
+            value=t.transactions_stopped,
+        )
+        yield CounterMetricFamily(
+            "ocpp_fleet_energy_delivered_wh",
+            "Energy the emulated meters delivered to EVs since the fleet started, in Wh "
+            "(the unit of OCPP meter values).",
+            value=t.energy_wh,
+        )
+        yield gauge(
+            "ocpp_fleet_power_watts",
+            "Active power the emulated EVs draw right now.",
+            t.power_w,
+        )
+        yield gauge(
+            "ocpp_fleet_outbox_messages",
+            "Charger-initiated messages queued in the wallboxes' outboxes (offline queue "
+            "depth, including the CALL in flight).",
+            t.outbox,
+        )
+        yield gauge(
+            "ocpp_fleet_transaction_backlog_messages",
+            "Transaction messages (Start/StopTransaction, transaction MeterValues) not yet "
+            "delivered to the CSMS.",
+            t.backlog,
+        )
+        info = GaugeMetricFamily(
+            "ocpp_fleet_scenario_info",
+            "Always 1: the scenario this process runs and the ocpp-fleet version.",
+            labels=["scenario", "version"],
+        )
+        for scenario in sorted(t.scenarios):
+            info.add_metric([scenario, _version()], 1)
+        yield info
+
+
+def _register_wh(connector: Connector, now: float, power: float | None = None) -> float:
+    """A connector's energy register projected to ``now``, without touching the meter.
+
+    The meter integrates lazily (at events and samples); a scrape must not advance it
+    (the EV's delivered energy is credited in the same step), so it projects the
+    current draw over the time since the meter's last update instead.
+    """
+    meter = connector.meter
+    if power is None:
+        ev = connector.ev
+        power = meter.power_w(ev.phases if ev is not None else None)
+    energy: float = meter.energy_wh
+    elapsed = now - meter.last_update
+    if power and elapsed > 0:
+        energy += power * elapsed / 3600.0
+    return energy
+
+
+@cache
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ocpp-fleet")
+    except Exception:  # not installed (running from a source tree)
+        return "unknown"
+
+
+# -- serving -------------------------------------------------------------------------
+
+
+class MetricsServer:
+    """prometheus_client's HTTP server in its daemon thread; :meth:`close` stops it."""
+
+    def __init__(self, *, server: WSGIServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout)
+
+
+def serve_metrics(*, registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
+    """Serve ``registry`` at ``http://host:port/metrics`` (port 0: any free port).
+
+    Raises OSError when the port cannot be bound.
+    """
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    return MetricsServer(server=server, thread=thread)
+
+
+class MetricsEndpoint:
+    """What a fleet process needs to be scraped, in one object.
+
+    A fresh registry with the process collectors, a :class:`PrometheusReporter` (add it
+    to the fleet's reporters), a :class:`FleetCollector` (:meth:`FleetCollector.add`
+    each fleet) and the HTTP server on ``host:port``.  ``ocpp-fleet run --metrics-port``
+    uses it, and so can any other fleet process (a Locust worker: its own port each)::
+
+        metrics = MetricsEndpoint(host="0.0.0.0", port=9100)
+        fleet = Fleet(..., reporter=MultiReporter(reporters=(stats, metrics.reporter)))
+        metrics.collector.add(fleet)
+        async with metrics.loop_lag_monitor():
+            await fleet.run(duration=600)
+        metrics.close()
+
+    Raises OSError when the port cannot be bound.
+    """
+
+    def __init__(self, *, host: str, port: int, process: bool = True) -> None:
+        self.registry = new_registry(process=process)
+        self.reporter = PrometheusReporter(registry=self.registry)
+        self.collector = FleetCollector(registry=self.registry)
+        self.server = serve_metrics(registry=self.registry, host=host, port=port)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def loop_lag_monitor(self, interval: float = 0.25) -> LoopLagMonitor:
+        """A monitor feeding ``ocpp_fleet_loop_lag_seconds``; use with ``async with``."""
+        return LoopLagMonitor(record=self.reporter.loop_lag, interval=interval)
+
+    def close(self) -> None:
+        self.server.close()
