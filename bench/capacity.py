@@ -5,8 +5,8 @@
 Against a minimal responder (bench/responder.py, its own process, answering every CALL
 at once), it runs in turn, each in a fresh process against a fresh responder:
 
-  (b) ocpp-fleet's standalone engine (the Fleet of `ocpp-fleet run`) with the steady
-      scenario (bench/steady.toml): every CSMS answer is checked against the OCPP 1.6
+  (b) ocpp-fleet's standalone engine (the Fleet of `ocpp-fleet run`) with steady traffic
+      (bench/steady-traffic.toml): every CSMS answer is checked against the OCPP 1.6
       schemas; the responder records the frames each charger sent;
   (a) the floor client (bench/floor.py): raw websockets + uvloop replaying exactly those
       frames on the same schedule;
@@ -188,7 +188,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--chargers", type=int, default=1000)
-    parser.add_argument("--scenario", default=str(HERE / "steady.toml"))
+    parser.add_argument("--scenario", default=str(HERE / "steady-traffic.toml"))
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds after all booted")
     parser.add_argument("--measure", type=float, default=60.0, help="measurement window, s")
     parser.add_argument("--spawn-rate", type=float, default=1000.0, help="Locust users/s")

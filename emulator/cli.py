@@ -20,14 +20,18 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from emulator.fleet.faults import csms_misbehaviour
+from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.ledger import compare as compare_ledgers
 from emulator.fleet.ledger import fleet_ledger
-from emulator.fleet.runner import Fleet, FleetCounts, FleetStartError
+from emulator.fleet.runner import Fleet, FleetCounts, FleetStartError, parse_address_pool
 from emulator.fleet.scenario import Scenario, ScenarioError, load_scenario
+from emulator.fleet.security import SecurityConfigError
 from emulator.metrics import MultiReporter, Reporter
 from emulator.metrics.stats import RunStats
 from emulator.metrics.summary import render_summary, summary_dict
@@ -75,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=_positive_float, default=60.0, help="seconds to run (default 60)"
     )
     run.add_argument("--id-prefix", help="charger id prefix (default: from the scenario)")
+    run.add_argument(
+        "--source-addresses",
+        type=_address_pool,
+        default=(),
+        help="local addresses to connect from, round robin, e.g. 127.0.0.2-127.0.0.9 or "
+        "10.1.0.5,10.1.0.6: each holds ~28k connections to one CSMS address (docs/loadtest.md)",
+    )
     run.add_argument("--seed", type=int, help="random seed (default: scenario seed, else 1)")
     run.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
     run.add_argument(
@@ -130,6 +141,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _address_pool(text: str) -> list[str]:
+    try:
+        return parse_address_pool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -154,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except UsageError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_USAGE
+    except SecurityConfigError as exc:
+        err.print(f"[red]error:[/] {args.scenario}: {exc}", highlight=False)
         return EXIT_USAGE
     except FleetStartError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
@@ -222,6 +243,7 @@ async def _run_fleet(
     if metrics is not None:
         reporter = MultiReporter(reporters=(stats, metrics.reporter))
     csms = None
+    background: list[asyncio.Task[None]] = []
     url = args.csms_url
     if url is None:
         from emulator.csms import ReferenceCsms
@@ -231,6 +253,15 @@ async def _run_fleet(
         await csms.start()
         url = csms.url
         console.print(f"embedded reference CSMS on {url}")
+        csms.misbehave = csms_misbehaviour(scenario.faults, np.random.default_rng([seed, 1]))
+        if scenario.faults.csms_restart_seconds > 0:
+            background.append(
+                asyncio.create_task(
+                    _restart_later(
+                        csms, scenario.faults.csms_restart_at, scenario.faults.csms_restart_seconds
+                    )
+                )
+            )
     elif not url.startswith(("ws://", "wss://")):
         raise UsageError(f"--csms-url must start with ws:// or wss://, got {url!r}")
     fleet = Fleet(
@@ -241,7 +272,9 @@ async def _run_fleet(
         reporter=reporter,
         id_prefix=args.id_prefix,
         strict=args.strict,
+        source_addresses=args.source_addresses,
     )
+    fleet.health.on_change = lambda snapshot: _health_changed(console, snapshot)
     if metrics is not None:
         metrics.collector.add(fleet)
     loop = asyncio.get_running_loop()
@@ -278,9 +311,14 @@ async def _run_fleet(
             live.stop()
         if operations is not None:
             await operations.stop()
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if csms is not None:
             await csms.stop()
     render_summary(stats, console=console)
+    _health_summary(console, fleet)
     counts = fleet.counts()
     console.print(
         f"transactions: {counts.transactions_started} started, "
@@ -315,6 +353,7 @@ async def _run_fleet(
         report["fleet"] = counts.__dict__ if hasattr(counts, "__dict__") else _counts_dict(counts)
         if operations is not None:
             report["csmsOperations"] = [o.to_json() for o in operations.outcomes]
+        report["generator"] = fleet.health.report()
         args.json.write_text(json.dumps(report, indent=2))
     return 0
 
@@ -347,6 +386,42 @@ def _csms_operations(
     )
     schedule.start()
     return schedule
+
+
+def _health_changed(console: Console, snapshot: HealthSnapshot) -> None:
+    """The generator's verdict flipped (emulator.fleet.health): say so at once."""
+    if snapshot.overloaded:
+        console.print(
+            f"[bold red]warning:[/] the load generator is the bottleneck ({snapshot.describe()}): "
+            "latencies measured now include its own delays; run fewer wallboxes per process",
+            highlight=False,
+        )
+    else:
+        console.print(f"the load generator keeps up again ({snapshot.describe()})", highlight=False)
+
+
+def _health_summary(console: Console, fleet: Fleet) -> None:
+    health = fleet.health
+    report = health.report()
+    line = (
+        f"generator: worst p99 send lateness {report['worstLatenessP99'] * 1000:.0f} ms "
+        f"(limit {health.lateness_limit * 1000:.0f}), worst p99 loop lag "
+        f"{report['worstLoopLagP99'] * 1000:.0f} ms (limit {health.lag_limit * 1000:.0f})"
+    )
+    if report["overloadedSeconds"] > 0:
+        console.print(
+            f"{line}\n[bold red]WARNING:[/] the load generator was the bottleneck for "
+            f"{report['overloadedSeconds']:.0f} s of this run: latencies measured then include "
+            "its own delays. Run fewer wallboxes per process (or more processes).",
+            highlight=False,
+        )
+    else:
+        console.print(f"{line}: kept up", highlight=False)
+
+
+async def _restart_later(csms: ReferenceCsms, at: float, down_for: float) -> None:
+    await asyncio.sleep(at)
+    await csms.restart(down_for=down_for)
 
 
 def _counts_dict(counts: FleetCounts) -> dict[str, int]:

@@ -65,6 +65,7 @@ class KeyType(StrEnum):
     INTEGER = "integer"
     BOOLEAN = "boolean"
     CSL = "CSL"
+    STRING = "string"
 
 
 class ConfigurationStatus(StrEnum):
@@ -167,6 +168,28 @@ def phase_rotation(raw: str, config: Configuration) -> str:
         ):
             raise ConfigurationValueError(f"{item!r} is not <connector>.<rotation>")
     return ",".join(items)
+
+
+def _raise_only(raw: str, config: Configuration) -> str:
+    """SecurityProfile may only be raised (Security Whitepaper §2.5), 0-3."""
+    value = _parse_int(raw)
+    current = config.get_int("SecurityProfile")
+    if not current <= value <= 3:
+        raise ConfigurationValueError(
+            f"{value}: the profile can only be raised, from {current} to 3"
+        )
+    return str(value)
+
+
+def _authorization_key(raw: str) -> str:
+    """AuthorizationKey: the Basic-auth password, 16 to 40 characters (Whitepaper §2.1)."""
+    if not 16 <= len(raw) <= 40:
+        raise ConfigurationValueError("expected 16 to 40 characters")
+    return raw
+
+
+WRITE_ONLY_KEYS: frozenset[str] = frozenset({"AuthorizationKey"})
+"""Never reported by GetConfiguration (Security Whitepaper §2.1: write-only)."""
 
 
 _SAMPLED_DEFAULT = (
@@ -357,6 +380,23 @@ KEY_SPECS: tuple[KeySpec, ...] = (
         default="1",
         profile="SmartCharging",
     ),
+    # --- Security (OCPP 1.6 Security Whitepaper §2; present with a security profile) ---
+    KeySpec(
+        name="SecurityProfile",
+        type=INT,
+        readonly=False,
+        default="0",
+        profile="Security",
+        check=lambda raw, config: _raise_only(raw, config),
+    ),
+    KeySpec(
+        name="AuthorizationKey",
+        type=KeyType.STRING,
+        readonly=False,
+        default="",
+        profile="Security",
+        check=lambda raw, _config: _authorization_key(raw),
+    ),
     # --- Reservation ---
     KeySpec(
         name="ReserveConnectorZeroSupported",
@@ -391,12 +431,20 @@ class Configuration:
         profiles: Iterable[str],
         overrides: Mapping[str, str] | None = None,
         readonly_overrides: Mapping[str, str] | None = None,
+        security_profile: int = 0,
     ) -> None:
         self._profiles = tuple(profiles)
         self.last_rejection = ""  # why the last change was Rejected, for logs and errors
-        self._specs = {name: s for name, s in SPECS_BY_NAME.items() if s.profile in self._profiles}
+        with_security = ("Security",) if security_profile > 0 else ()
+        self._specs = {
+            name: s
+            for name, s in SPECS_BY_NAME.items()
+            if s.profile in self._profiles or s.profile in with_security
+        }
         self._values = {name: s.default for name, s in self._specs.items()}
         self._values["SupportedFeatureProfiles"] = ",".join(self._profiles)
+        if security_profile > 0:
+            self._values["SecurityProfile"] = str(security_profile)
         for key, value in (readonly_overrides or {}).items():
             if key not in self._specs:
                 raise KeyError(key)
@@ -451,6 +499,8 @@ class Configuration:
         known: list[KeyValue] = []
         unknown: list[str] = []
         for name in names:
+            if name in WRITE_ONLY_KEYS and name in self._specs:
+                continue  # neither known nor unknown: it exists, but is never read back
             spec = self._specs.get(name)
             if spec is None:
                 unknown.append(name)
@@ -473,7 +523,7 @@ def markdown_table() -> str:
     """The key table of docs/reference-charger.md, generated so it cannot drift."""
     rows = ["| Key | Profile | Type | Access | Default |", "|---|---|---|---|---|"]
     for spec in KEY_SPECS:
-        access = "R" if spec.readonly else "RW"
+        access = "W" if spec.name in WRITE_ONLY_KEYS else "R" if spec.readonly else "RW"
         default = f"`{spec.default}`" if spec.default else "(empty)"
         rows.append(f"| `{spec.name}` | {spec.profile} | {spec.type} | {access} | {default} |")
     return "\n".join(rows)

@@ -55,6 +55,9 @@ class ChargerModel:
     # except in local authentication list while it is offline".  True emulates that
     # firmware; False gives the OCPP 1.6 behaviour (cache, list, unknown ids per key).
     offline_local_list_only: bool = True
+    # OCPP 1.6 Security Whitepaper profile 1-3 (0: none); adds SecurityProfile and the
+    # write-only AuthorizationKey to the configuration.
+    security_profile: int = 0
     # Firmware Management (emulator.core.firmware): the FirmwareStatusNotification set,
     # the share of UpdateFirmware requests whose download / installation fails (drawn per
     # request from the wallbox's seeded generator) and how long installing takes.

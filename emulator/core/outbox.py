@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from emulator.core.configuration import Configuration
     from emulator.core.transaction import Transaction
 
+MAX_NORMAL_QUEUE = 100
+"""Best-effort messages waiting at most (transaction messages are never dropped this way)."""
+
 ResultHandler = Callable[[dict[str, Any], float], None]
 FailureHandler = Callable[[str, float], None]
 
@@ -118,6 +121,11 @@ class Outbox:
                     self._normal.remove(old)
                     self.ledger.dropped[f"{old.action}: superseded by a newer one"] += 1
                     break
+        if len(self._normal) >= MAX_NORMAL_QUEUE:
+            # A CSMS that floods us with TriggerMessage while answering slowly must not
+            # grow a charger's memory: the oldest best-effort message goes.
+            old = self._normal.popleft()
+            self.ledger.dropped[f"{old.action}: queue full ({MAX_NORMAL_QUEUE})"] += 1
         self._normal.append(message)
 
     def has_queued(self, action: str) -> bool:

@@ -154,7 +154,12 @@ class Wallbox:
         self.strict = strict  # raise on a derived status change OCPP does not list (tests)
         self.boot_on_reconnect = boot_on_reconnect
         self.reboot_seconds = reboot_seconds
-        self.config = Configuration(profiles=model.profiles, overrides=model.configuration)
+        self._next_reboot_delay: float | None = None
+        self.config = Configuration(
+            profiles=model.profiles,
+            overrides=model.configuration,
+            security_profile=model.security_profile,
+        )
         self.auth = Authorizer(
             config=self.config, offline_local_list_only=model.offline_local_list_only
         )
@@ -248,6 +253,13 @@ class Wallbox:
             if message.on_failure:
                 message.on_failure("connection lost", now)
         self.boot_retry_at = None  # after the callbacks: a failed boot would re-arm it
+
+    @property
+    def authorization_key(self) -> str | None:
+        """The Basic-auth password set by ChangeConfiguration AuthorizationKey, if any."""
+        if not self.config.knows("AuthorizationKey"):
+            return None
+        return self.config.get("AuthorizationKey") or None
 
     @property
     def accepted(self) -> bool:
@@ -628,10 +640,15 @@ class Wallbox:
                 }
             ],
         }
-        if tx is not None:
+        if tx is not None and context != "Trigger":
             payload["transactionId"] = tx.transaction_id or 0
             tx.samples_sent += 1
             self._enqueue("MeterValues", payload, transactional=True, tx=tx)
+        elif tx is not None and tx.transaction_id is not None:
+            # A triggered reading is an answer to the CSMS, not transaction data: best
+            # effort, so a CSMS flooding TriggerMessage cannot grow the persistent queue.
+            payload["transactionId"] = tx.transaction_id
+            self._enqueue("MeterValues", payload)
         else:
             # Without a transaction a reading is best-effort: while offline only the newest
             # per connector waits, instead of a day of 15-s readings bursting at reconnect.
@@ -1015,6 +1032,28 @@ class Wallbox:
                 in_flight=True,
             )
         self._reboot(now)
+
+    def reboot(self, now: float) -> None:
+        """The charger restarts on its own (watchdog, update): transactions end with Reboot."""
+        self.stop_all_transactions(now, StopReason.REBOOT)
+        self._reboot(now)
+
+    def power_loss(self, now: float, *, outage: float) -> None:
+        """Power is gone for ``outage`` seconds (fault injection).
+
+        The running transaction ends with reason PowerLoss at the moment of the loss; its
+        StopTransaction waits in the persistent queue and goes out after the restart
+        (OCPP 1.6 §4.10), with the meter value the charger had when the power went.
+        """
+        self.stop_all_transactions(now, StopReason.POWER_LOSS)
+        self._next_reboot_delay = outage
+        self._reboot(now)
+
+    def take_reboot_delay(self) -> float:
+        """Seconds until the restarted charger is back on the network (driver's side)."""
+        delay = self._next_reboot_delay
+        self._next_reboot_delay = None
+        return self.reboot_seconds if delay is None else delay
 
     def soft_reset(self, now: float) -> None:
         """Reference §3.1 Reset: stop the transaction, then restart."""

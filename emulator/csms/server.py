@@ -17,8 +17,8 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from http import HTTPStatus
+from ssl import CERT_REQUIRED, SSLContext
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import unquote
@@ -29,13 +29,7 @@ from websockets.headers import build_www_authenticate_basic, parse_authorization
 from websockets.http11 import Request, Response
 from websockets.typing import Data, Subprotocol
 
-from emulator.csms.central_system import (
-    CentralSystem,
-    DataTransferHandler,
-    IdTagEntry,
-    format_datetime,
-    utc_now,
-)
+from emulator.csms.central_system import CentralSystem, DataTransferHandler, IdTagEntry
 from emulator.csms.misbehaviour import (
     AnswerCallError,
     AnswerGarbage,
@@ -150,6 +144,7 @@ class ReferenceCsms:
         ping_timeout: float | None = 20.0,
         close_timeout: float = 5.0,
         call_all_concurrency: int = 64,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.central = CentralSystem(
             registry=registry,
@@ -169,6 +164,9 @@ class ReferenceCsms:
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
         self._call_all_concurrency = call_all_concurrency
+        # TLS (security profiles 2 and 3); with CERT_REQUIRED the client certificate's
+        # commonName must be the charger id (Security Whitepaper §2.4).
+        self._ssl = ssl
         self._server: Server | None = None
         self._sessions: dict[str, _Session] = {}
         self._waiters: set[asyncio.Future[None]] = set()
@@ -192,6 +190,7 @@ class ReferenceCsms:
             ping_interval=self._ping_interval,
             ping_timeout=self._ping_timeout,
             close_timeout=self._close_timeout,
+            ssl=self._ssl,
         )
         sockname = self._server.sockets[0].getsockname()
         self._port = sockname[1]
@@ -202,6 +201,20 @@ class ReferenceCsms:
         if server is not None:
             server.close()
             await server.wait_closed()
+
+    async def restart(self, *, down_for: float) -> None:
+        """Go away like a crashed or redeployed CSMS, and come back on the same port.
+
+        Every charger loses its connection at once; what follows is the mass reconnect
+        (with the chargers' jittered backoff) a real restart causes.  The ledger and
+        charger records survive, as a CSMS's database would.
+        """
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # closes every connection (1001)
+            await server.wait_closed()
+        await asyncio.sleep(down_for)
+        await self.start()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -228,7 +241,8 @@ class ReferenceCsms:
             host = "127.0.0.1"
         elif ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self._port}/ocpp"
+        scheme = "wss" if self._ssl is not None else "ws"
+        return f"{scheme}://{host}:{self._port}/ocpp"
 
     # -- observation -----------------------------------------------------------------
 
@@ -368,62 +382,6 @@ class ReferenceCsms:
                 group.create_task(worker())
         return {charger_id: results[charger_id] for charger_id in ids}
 
-    # -- Firmware Management (issue 3): fleet-wide conveniences over call_all ------------
-
-    async def update_firmware(
-        self,
-        location: str,
-        retrieve_date: datetime | None = None,
-        *,
-        charger_ids: Iterable[str] | None = None,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> dict[str, dict[str, Any] | Exception]:
-        """UpdateFirmware (OCPP 1.6 §5.19) to ``charger_ids`` or every connected charger.
-
-        ``retrieve_date`` defaults to now. Progress arrives as FirmwareStatusNotification:
-        see ``chargers[id].firmware_status`` / ``firmware_history``.
-        """
-        payload: dict[str, Any] = {
-            "location": location,
-            "retrieveDate": format_datetime(retrieve_date or utc_now()),
-        }
-        if retries is not None:
-            payload["retries"] = retries
-        if retry_interval is not None:
-            payload["retryInterval"] = retry_interval
-        return await self.call_all(
-            "UpdateFirmware", payload, charger_ids=charger_ids, timeout=timeout
-        )
-
-    async def get_diagnostics(
-        self,
-        location: str,
-        *,
-        charger_ids: Iterable[str] | None = None,
-        start_time: datetime | None = None,
-        stop_time: datetime | None = None,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> dict[str, dict[str, Any] | Exception]:
-        """GetDiagnostics (OCPP 1.6 §5.9) to ``charger_ids`` or every connected charger;
-        each answer names the file (``fileName``) uploaded into the directory ``location``.
-        Progress: ``chargers[id].diagnostics_status`` / ``diagnostics_history``."""
-        payload: dict[str, Any] = {"location": location}
-        if start_time is not None:
-            payload["startTime"] = format_datetime(start_time)
-        if stop_time is not None:
-            payload["stopTime"] = format_datetime(stop_time)
-        if retries is not None:
-            payload["retries"] = retries
-        if retry_interval is not None:
-            payload["retryInterval"] = retry_interval
-        return await self.call_all(
-            "GetDiagnostics", payload, charger_ids=charger_ids, timeout=timeout
-        )
-
     async def send_raw(self, charger_id: str, text: str) -> None:
         """Send any text to a charger (to test its handling of broken frames)."""
         session = self._sessions.get(charger_id)
@@ -450,6 +408,18 @@ class ReferenceCsms:
         charger_id = charger_id_from_path(request.path)
         if not charger_id:
             return connection.respond(HTTPStatus.NOT_FOUND, "No charge point id in the path\n")
+        if self._ssl is not None and self._ssl.verify_mode == CERT_REQUIRED:
+            peer = connection.transport.get_extra_info("peercert") or {}
+            names = [
+                value
+                for rdn in peer.get("subject", ())
+                for key, value in rdn
+                if key == "commonName"
+            ]
+            if charger_id not in names:
+                return connection.respond(
+                    HTTPStatus.FORBIDDEN, "Client certificate is not for this charge point\n"
+                )
         if self._basic_auth is not None and not self._authorised(charger_id, request):
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid credentials\n")
             response.headers["WWW-Authenticate"] = build_www_authenticate_basic("ocpp-fleet")

@@ -172,6 +172,22 @@ class GeneratorHealth:
         self.overloaded_seconds = 0.0
         self._worst_lateness = self._worst_lag = 0.0
 
+    def report(self) -> dict[str, Any]:
+        """The whole run's figures for summaries and ``--json`` (seconds, camelCase)."""
+        figures = self.percentiles()
+        return {
+            "latenessP50": figures["lateness_p50"],
+            "latenessP99": figures["lateness_p99"],
+            "latenessMax": figures["lateness_max"],
+            "loopLagP99": figures["loop_lag_p99"],
+            "loopLagMax": figures["loop_lag_max"],
+            "worstLatenessP99": self._worst_lateness,
+            "worstLoopLagP99": self._worst_lag,
+            "overloadedSeconds": self.overloaded_seconds,
+            "latenessLimit": self.lateness_limit,
+            "lagLimit": self.lag_limit,
+        }
+
     def percentiles(self) -> dict[str, float]:
         """Whole-run figures in seconds (NaN when nothing was measured)."""
         late_p50, late_p99 = (

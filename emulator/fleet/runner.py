@@ -31,10 +31,12 @@ from emulator.core.model import ChargerModel
 from emulator.core.status import Status
 from emulator.core.wallbox import Wallbox
 from emulator.fleet.behaviour import SessionBehaviour
+from emulator.fleet.faults import Behaviours, FaultInjector
 from emulator.fleet.health import GeneratorHealth
 from emulator.fleet.scenario import Scenario
+from emulator.fleet.security import resolve as resolve_security
 from emulator.protocol.schemas import SchemaRegistry
-from emulator.transport.driver import ConnectionSettings, WallboxDriver
+from emulator.transport.driver import Behaviour, ConnectionSettings, WallboxDriver
 from emulator.transport.transfers import FileTransfers
 
 if TYPE_CHECKING:
@@ -123,10 +125,21 @@ class Fleet:
         self.transfers = FileTransfers(max_concurrent=scenario.fleet.max_transfers)
         self._stop = asyncio.Event()
         self.prefix = scenario.fleet.id_prefix if id_prefix is None else id_prefix
+        # Security profile: passwords, CA and client certificates are checked here, once,
+        # so a missing file is an error before the first connection (SecurityConfigError).
+        credentials = resolve_security(
+            scenario,
+            charger_ids=[self.charger_id(first_index + i) for i in range(chargers)],
+            url=csms_url,
+        )
         settings = ConnectionSettings(
             url=csms_url,
             strict_outgoing=strict,
-            basic_auth_password=scenario.fleet.basic_auth_password,
+            basic_auth_password=credentials.password,
+            ssl_for=credentials.ssl_for,
+            cert_expired=credentials.cert_expired,
+            stop_transactions_on_shutdown=scenario.fleet.shutdown_transactions == "stop",
+            drain_timeout=scenario.fleet.shutdown_drain_seconds,
         )
         self._settings: list[ConnectionSettings] = [
             replace(settings, source_address=address) for address in source_addresses
@@ -140,6 +153,8 @@ class Fleet:
         self.on_removed: Callable[[int, WallboxDriver], None] | None = None
         root = np.random.default_rng(seed)
         models: list[ChargerModel] = scenario.pick_models(chargers, root)
+        if scenario.security.profile:
+            models = [replace(m, security_profile=scenario.security.profile) for m in models]
         now = clock()
         for offset, model in enumerate(models):
             self._create(first_index + offset, model, now)
@@ -151,10 +166,20 @@ class Fleet:
         # Child number-1 of the seed (what root.spawn() hands the number-th charger),
         # split in three as child.spawn(3) would, without building the child Generator.
         child = np.random.SeedSequence(self.seed, spawn_key=(number - 1,))
-        wb_rng, behaviour_rng, net_rng = (
-            np.random.Generator(np.random.PCG64(s)) for s in child.spawn(3)
+        wb_rng, behaviour_rng, net_rng, fault_rng = (
+            np.random.Generator(np.random.PCG64(s)) for s in child.spawn(4)
         )
         scenario = self.scenario
+        faults = scenario.faults
+        clock = self.clock
+        if faults.clock_skew_seconds > 0:
+            skew = float(fault_rng.uniform(-faults.clock_skew_seconds, faults.clock_skew_seconds))
+            base_clock = self.clock
+
+            def clock() -> float:
+                return base_clock() + skew
+
+            now += skew
         wallbox = Wallbox(
             charge_point_id=self.charger_id(number),
             model=model,
@@ -164,17 +189,20 @@ class Fleet:
             boot_on_reconnect=scenario.fleet.boot_on_reconnect,
             strict=self.strict,
         )
-        behaviour = SessionBehaviour(
+        sessions = SessionBehaviour(
             wallbox=wallbox, settings=scenario.sessions, rng=behaviour_rng, now=now
         )
+        injector = FaultInjector(wallbox=wallbox, settings=faults, rng=fault_rng, now=now)
+        behaviour: Behaviour = Behaviours(sessions, injector) if injector.active else sessions
         driver = WallboxDriver(
             wallbox=wallbox,
             behaviour=behaviour,
+            network=injector.network,
             settings=self._settings[(number - 1) % len(self._settings)],
             schemas=self.schemas,
             reporter=self.reporter,
             rng=net_rng,
-            clock=self.clock,
+            clock=clock,
             on_late=self._late,
             transfers=self.transfers,
         )
@@ -264,6 +292,17 @@ class Fleet:
     @property
     def wallboxes(self) -> list[Wallbox]:
         return [d.wallbox for d in self.drivers]
+
+    def stop_faults(self) -> None:
+        """End fault injection (e.g. to let a soak drain before comparing ledgers)."""
+        for driver in self.drivers:
+            behaviour = driver.behaviour
+            if isinstance(behaviour, Behaviours):
+                for part in behaviour.parts:
+                    if isinstance(part, FaultInjector):
+                        part.finish(driver.clock())
+                        part.network.blocked_until = 0.0
+            driver.wake()
 
     def stop(self) -> None:
         """Ask the run to end (signal handlers call this)."""

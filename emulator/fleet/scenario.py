@@ -19,6 +19,7 @@ load) and a line to ``docs/scenarios.md``; the error messages need no change.
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 import tomllib
@@ -132,6 +133,11 @@ class FleetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     response_timeout: Positive = 30.0
     ramp_per_second: Positive = 50.0
     basic_auth_password: str | None = None
+    # At the end of a run (duration, Ctrl-C, SIGTERM): "stop" ends running transactions
+    # (reason Local) and delivers their StopTransaction; "leave" hands them over open, as
+    # chargers that keep charging while the generator is replaced (rolling restarts).
+    shutdown_transactions: Literal["stop", "leave"] = "stop"
+    shutdown_drain_seconds: Annotated[float, Meta(ge=0, le=600)] = 10.0
     # Firmware Management: FTP sessions (diagnostics uploads, firmware downloads) open
     # at once in the whole fleet; more wait for a free one.
     max_transfers: Annotated[int, Meta(ge=1)] = 64
@@ -264,6 +270,47 @@ class CsmsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     operations: tuple[CsmsOperation, ...] = ()
 
 
+class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[security]``: OCPP 1.6 security profiles (OCPP 1.6 Security Whitepaper §2).
+
+    Secrets never sit in the scenario: passwords come from an environment variable or a
+    file, keys from files; paths are relative to the scenario file.
+    """
+
+    profile: Literal[0, 1, 2, 3] = 0
+    password_env: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    client_cert_dir: str | None = None
+
+
+class FaultSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[faults]``: seeded fault injection (issue 7); every rate is per charger."""
+
+    disconnects_per_hour: NonNegative = 0.0
+    blackout_share: Probability = 0.0
+    blackout_at: NonNegative = 0.0
+    blackout_seconds: NonNegative = 0.0
+    reboots_per_hour: NonNegative = 0.0
+    power_losses_per_hour: NonNegative = 0.0
+    power_loss_seconds: Range = Range(5.0, 30.0)
+    connector_faults_per_hour: NonNegative = 0.0
+    connector_fault_seconds: Range = Range(30.0, 300.0)
+    connector_fault_codes: tuple[str, ...] = (
+        "GroundFailure",
+        "OverCurrentFailure",
+        "HighTemperature",
+    )
+    added_latency: Range = Range(0.0, 0.0)
+    clock_skew_seconds: NonNegative = 0.0  # each clock off by uniform(-x, +x)
+    # Faults of the embedded reference CSMS (a real CSMS brings its own):
+    csms_restart_at: NonNegative = 0.0
+    csms_restart_seconds: NonNegative = 0.0
+    csms_callerror_share: Probability = 0.0
+    csms_silence_share: Probability = 0.0
+    csms_delay: Range = Range(0.0, 0.0)
+
+
 class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A validated scenario: what :func:`load_scenario` returns."""
 
@@ -274,6 +321,9 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     models: tuple[ModelSpec, ...] = (ModelSpec(),)
     sessions: SessionSettings = SessionSettings()
     csms: CsmsSettings = CsmsSettings()
+    security: SecuritySettings = SecuritySettings()
+    faults: FaultSettings = FaultSettings()
+    base_dir: str = "."  # the scenario file's folder: relative paths start here
 
     def charger_id(self, index: int) -> str:
         """Charge point identity of the ``index``-th charger (1-based)."""
@@ -333,6 +383,8 @@ class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     models: Annotated[tuple[ModelSpec, ...], Meta(min_length=1)] = (ModelSpec(),)
     sessions: SessionSettings = SessionSettings()
     csms: CsmsSettings = CsmsSettings()
+    security: SecuritySettings = SecuritySettings()
+    faults: FaultSettings = FaultSettings()
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -349,7 +401,8 @@ def load_scenario(path: str | Path) -> Scenario:
             f"{source}: not UTF-8 text (byte {exc.start}): TOML files are UTF-8",
             source=source,
         ) from None
-    return parse_scenario(text, source=source)
+    scenario = parse_scenario(text, source=source)
+    return msgspec.structs.replace(scenario, base_dir=str(Path(path).resolve().parent))
 
 
 def parse_scenario(text: str, *, source: str) -> Scenario:
@@ -363,7 +416,7 @@ def parse_scenario(text: str, *, source: str) -> Scenario:
     except msgspec.ValidationError as exc:
         field, problem = _explain(str(exc), raw)
         raise ScenarioError(f"{source}: {field}: {problem}", source=source, field=field) from None
-    first = next(_check(document), None)
+    first = next(itertools.chain(_check(document), _check_security(document)), None)
     if first is not None:
         field, what = first
         raise ScenarioError(f"{source}: {field}: {what}", source=source, field=field)
@@ -375,6 +428,8 @@ def parse_scenario(text: str, *, source: str) -> Scenario:
         models=document.models,
         sessions=document.sessions,
         csms=document.csms,
+        security=document.security,
+        faults=document.faults,
     )
 
 
@@ -385,6 +440,25 @@ def _config_string(value: ConfigValue) -> str:
 
 
 # ------------------------------------------------------------------ semantic checks
+
+
+def _check_security(doc: _Document) -> Iterator[tuple[str, str]]:
+    sec = doc.security
+    if sec.password_env is not None and sec.password_file is not None:
+        yield "security.password_file", "expected either password_env or password_file, not both"
+    has_password = sec.password_env is not None or sec.password_file is not None
+    if sec.profile in (1, 2) and not has_password:
+        yield (
+            "security.password_env",
+            f"security profile {sec.profile} uses HTTP Basic authentication: "
+            "expected password_env or password_file",
+        )
+    if sec.profile == 3 and sec.client_cert_dir is None:
+        yield "security.client_cert_dir", "security profile 3 expected a client certificate folder"
+    if sec.profile == 0 and (has_password or sec.client_cert_dir is not None):
+        yield "security.profile", "expected 1, 2 or 3 when credentials are given, got 0"
+    if doc.fleet.basic_auth_password is not None and has_password:
+        yield "fleet.basic_auth_password", "expected one password source: [security] or this"
 
 
 def _check(doc: _Document) -> Iterator[tuple[str, str]]:

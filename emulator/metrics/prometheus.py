@@ -24,6 +24,7 @@ Every metric, with its type, labels and help text, is listed in ``docs/metrics.m
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from emulator.core.connector import Connector
+    from emulator.core.wallbox import Wallbox
     from emulator.fleet.runner import Fleet
 
 __all__ = [
@@ -445,63 +447,63 @@ class _Totals:
 
 
 @dataclass(slots=True)
-class _Watched:
-    fleet: Fleet
-    energy_baseline_wh: float
-    # Per wallbox: how many leading transactions are settled (stopped, or lost in a
-    # hard reset: both are final) and how many of those stopped.  Counting only the
-    # unsettled tail keeps a scrape O(chargers), not O(every transaction of a soak).
-    settled: list[int]
-    settled_stopped: list[int]
+class _Seen:
+    """What the collector remembers about one wallbox between scrapes."""
+
+    wallbox: weakref.ref[Wallbox]
+    baseline_wh: float  # its energy registers when first seen: energy counts from there
+    # How many leading transactions are settled (stopped, or lost in a hard reset: both
+    # final) and how many of those stopped: a scrape then looks only at the unsettled
+    # tail, O(wallboxes) instead of O(every transaction of a soak).
+    settled: int = 0
+    settled_stopped: int = 0
+    # Its last counts, kept when it leaves the fleet so the counters never go down.
+    started: int = 0
+    stopped: int = 0
+    energy_wh: float = 0.0
 
 
 class FleetCollector(Collector):
     """Fleet-wide gauges and counters, computed when Prometheus scrapes.
 
-    Watches any number of fleets (:meth:`add`, :meth:`remove`; a Locust worker may run
-    several) and sums them.  A scrape runs in the HTTP server's thread and only reads
-    fleet state: every value read is final or a plain attribute, so a scrape never
-    blocks nor waits for the event loop.  Counters stay monotonic when a fleet is
-    removed (its totals are kept) and whatever the float noise of the projected
-    energy registers.
+    Watches any number of fleets (:meth:`add`, :meth:`remove`) and sums them; wallboxes
+    may join and leave a fleet at any time (a Locust worker adds one per user).  A
+    scrape runs in the HTTP server's thread and only reads wallbox state, from a copy
+    of each fleet's driver list: it never blocks nor waits for the event loop.  The
+    counters (transactions, energy) stay monotonic when wallboxes or fleets go away:
+    what they counted is kept.
     """
 
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
         self._lock = threading.Lock()
-        self._watched: list[_Watched] = []
+        self._fleets: list[Fleet] = []
+        self._seen: dict[int, _Seen] = {}  # id(wallbox) -> what we know of it
         self._retired_started = 0
         self._retired_stopped = 0
         self._retired_energy_wh = 0.0
-        self._high_energy_wh = 0.0  # monotonic clamp of the energy counter
+        self._high_energy_wh = 0.0  # monotonic clamp against float noise and racing reads
         self._high_started = 0
         self._high_stopped = 0
         if registry is not None:
             registry.register(self)
 
     def add(self, fleet: Fleet) -> None:
-        """Start watching ``fleet``; energy counts from now."""
+        """Start watching ``fleet``; its energy counts from now."""
         with self._lock:
-            if any(w.fleet is fleet for w in self._watched):
+            if any(f is fleet for f in self._fleets):
                 return
+            self._fleets.append(fleet)
             now = fleet.clock()
-            baseline = sum(
-                _register_wh(c, now) for d in fleet.drivers for c in d.wallbox.connectors[1:]
-            )
-            n = len(fleet.drivers)
-            self._watched.append(_Watched(fleet, baseline, [0] * n, [0] * n))
+            for driver in list(fleet.drivers):
+                self._entry(driver.wallbox, now)
 
     def remove(self, fleet: Fleet) -> None:
         """Stop watching ``fleet``; its transactions and energy stay in the counters."""
         with self._lock:
-            for i, watched in enumerate(self._watched):
-                if watched.fleet is fleet:
-                    totals = _Totals()
-                    self._add_fleet(watched, totals)
-                    self._retired_started += totals.transactions_started
-                    self._retired_stopped += totals.transactions_stopped
-                    self._retired_energy_wh += totals.energy_wh
-                    del self._watched[i]
-                    return
+            if any(f is fleet for f in self._fleets):
+                self._add_fleet(fleet, _Totals(), set())  # their last counts, as of now
+            self._fleets = [f for f in self._fleets if f is not fleet]
+            # Its wallboxes are retired at the next collect, like any that left.
 
     def describe(self) -> Iterable[Metric]:
         return list(self._families(_Totals()))
@@ -509,8 +511,14 @@ class FleetCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             totals = _Totals()
-            for watched in self._watched:
-                self._add_fleet(watched, totals)
+            present: set[int] = set()
+            for fleet in self._fleets:
+                self._add_fleet(fleet, totals, present)
+            for key in [k for k in self._seen if k not in present]:
+                gone = self._seen.pop(key)
+                self._retired_started += gone.started
+                self._retired_stopped += gone.stopped
+                self._retired_energy_wh += gone.energy_wh
             totals.transactions_started += self._retired_started
             totals.transactions_stopped += self._retired_stopped
             totals.energy_wh += self._retired_energy_wh
@@ -524,21 +532,33 @@ class FleetCollector(Collector):
             )
         return list(self._families(totals))
 
-    @staticmethod
-    def _add_fleet(watched: _Watched, t: _Totals) -> None:
-        fleet = watched.fleet
+    def _entry(self, wallbox: Wallbox, now: float) -> _Seen:
+        key = id(wallbox)
+        seen = self._seen.get(key)
+        if seen is not None and seen.wallbox() is wallbox:
+            return seen
+        if seen is not None:  # the id of a wallbox that is gone, reused: retire that one
+            self._retired_started += seen.started
+            self._retired_stopped += seen.stopped
+            self._retired_energy_wh += seen.energy_wh
+        baseline = sum(_register_wh(c, now) for c in wallbox.connectors[1:])
+        seen = self._seen[key] = _Seen(weakref.ref(wallbox), baseline)
+        return seen
+
+    def _add_fleet(self, fleet: Fleet, t: _Totals, present: set[int]) -> None:
         now = fleet.clock()
         t.scenarios.add(fleet.scenario.name)
         statuses = t.statuses
-        energy = 0.0
-        settled, settled_stopped = watched.settled, watched.settled_stopped
-        for i, driver in enumerate(fleet.drivers):
+        for driver in list(fleet.drivers):  # a copy: the loop may add or remove meanwhile
             wb = driver.wallbox
+            seen = self._entry(wb, now)
+            present.add(id(wb))
             t.chargers += 1
             if driver.connected:
                 t.connected += 1
                 if wb.accepted:
                     t.booted += 1
+            energy = 0.0
             for c in wb.connectors[1:]:
                 status = c.reported
                 if status is not None:
@@ -549,9 +569,11 @@ class FleetCollector(Collector):
                 power = c.meter.power_w(ev.phases if ev is not None else None)
                 t.power_w += power
                 energy += _register_wh(c, now, power)
+            seen.energy_wh = max(seen.energy_wh, energy - seen.baseline_wh)
+            t.energy_wh += seen.energy_wh
             transactions = wb.transactions
             count = len(transactions)
-            done, stopped = settled[i], settled_stopped[i]
+            done, stopped = seen.settled, seen.settled_stopped
             if done > count:  # the list was trimmed: count afresh
                 done = stopped = 0
             lost = wb.lost_transactions
@@ -562,15 +584,15 @@ class FleetCollector(Collector):
                 elif not any(tx is gone for gone in lost):
                     break
                 done += 1
-            settled[i], settled_stopped[i] = done, stopped
-            for tx in transactions[done:]:
+            seen.settled, seen.settled_stopped = done, stopped
+            for tx in transactions[done:count]:
                 if tx.stopped_at is not None:
                     stopped += 1
+            seen.started, seen.stopped = count, stopped
             t.transactions_started += count
             t.transactions_stopped += stopped
             t.outbox += wb.outbox.depth
             t.backlog += wb.outbox.transaction_backlog
-        t.energy_wh += max(0.0, energy - watched.energy_baseline_wh)
 
     @staticmethod
     def _families(t: _Totals) -> Iterator[Metric]:

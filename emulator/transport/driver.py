@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from base64 import b64encode
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,6 +43,7 @@ from emulator.transport.backoff import backoff
 from emulator.transport.transfers import FileTransfers, TransferError
 
 if TYPE_CHECKING:
+    from emulator.fleet.faults import NetworkFaults
     from emulator.metrics import Reporter
 
 log = logging.getLogger(__name__)
@@ -70,8 +72,11 @@ class ConnectionSettings:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     drain_timeout: float = 10.0  # seconds to flush transaction messages at shutdown
+    stop_transactions_on_shutdown: bool = True
     source_address: str | None = None  # bind to this local address (beyond ~28k ports)
-    basic_auth_password: str | None = None  # security profile 1: user = charger id
+    basic_auth_password: str | None = field(default=None, repr=False)  # profiles 1, 2
+    ssl_for: Callable[[str], ssl.SSLContext] | None = field(default=None, repr=False)  # wss
+    cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)  # profile 3
     strict_outgoing: bool = False  # validate every frame we send (tests)
 
 
@@ -94,8 +99,10 @@ class WallboxDriver:
         clock: Callable[[], float] = time.time,
         on_late: Callable[[float], None] | None = None,
         transfers: FileTransfers | None = None,
+        network: NetworkFaults | None = None,
     ) -> None:
         self.wallbox = wallbox
+        self.network = network  # injected network faults (drops, blackouts, latency)
         # FTP transfers of Firmware Management: the fleet shares one FileTransfers (its
         # semaphore bounds the sessions of the whole process); one task per transfer.
         self.transfers = transfers if transfers is not None else FileTransfers()
@@ -163,14 +170,30 @@ class WallboxDriver:
 
     async def _connect(self) -> None:
         wb = self.wallbox
+        network = self.network
+        if network is not None and self.clock() < network.blocked_until:
+            self._reconnect_at = network.blocked_until  # blackout: no route to the CSMS
+            await self._idle_until(self._reconnect_at)
+            return
         url = charger_url(self.settings.url, wb.charge_point_id)
         started = perf_counter()
         kwargs: dict[str, Any] = {}
         if self.settings.source_address:
             kwargs["local_addr"] = (self.settings.source_address, 0)
-        if self.settings.basic_auth_password is not None:
-            token = f"{wb.charge_point_id}:{self.settings.basic_auth_password}".encode()
+        # ChangeConfiguration AuthorizationKey replaces the password (Security Whitepaper §2.1).
+        password = wb.authorization_key or self.settings.basic_auth_password
+        if password is not None:
+            token = f"{wb.charge_point_id}:{password}".encode()
             kwargs["additional_headers"] = {"Authorization": f"Basic {b64encode(token).decode()}"}
+        if self.settings.ssl_for is not None and url.startswith("wss://"):
+            try:
+                kwargs["ssl"] = self.settings.ssl_for(wb.charge_point_id)
+            except (ValueError, OSError, ssl.SSLError) as exc:  # e.g. no certificate for it
+                self.last_failure = str(exc)
+                self.reporter.connect_failed("tls_client_cert_missing")
+                self._reconnect_at = self.clock() + next(self._backoff)
+                await self._idle_until(self._reconnect_at)
+                return
         try:
             ws = await connect(
                 url,
@@ -187,6 +210,15 @@ class WallboxDriver:
             )
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             reason = _failure_reason(exc)
+            if (
+                self.settings.cert_expired is not None
+                and "ssl" in kwargs
+                and reason in ("handshake", "os_error_104", "os_error", "tls_error")
+            ):
+                # The CSMS closed the TLS connection on our certificate (TLS 1.3 sends
+                # its alert after the handshake, so nothing finer reaches us).
+                expired = self.settings.cert_expired(wb.charge_point_id)
+                reason = "tls_client_cert_expired" if expired else "tls_client_cert_rejected"
             self.connect_failures += 1
             self.last_failure = reason
             self.reporter.connect_failed(reason)
@@ -241,10 +273,9 @@ class WallboxDriver:
         wb.tick(now)
         self._start_transfers()  # online or not: FTP does not need the websocket
         self._check_timeout()
-        if self.behaviour is not None:
-            events = wb.take_events()
-            if events:
-                self.behaviour.on_events(events, now)
+        events = wb.take_events()  # always drained: nobody listening must not grow memory
+        if events and self.behaviour is not None:
+            self.behaviour.on_events(events, now)
 
     def _check_timeout(self) -> None:
         pending = self._pending
@@ -272,6 +303,8 @@ class WallboxDriver:
             while not self.stopping:
                 now = self.clock()
                 self._tick(now)
+                if self.network is not None and self.network.take_drop():
+                    ws.transport.abort()  # like a NAT timeout or a cut cable: no close frame
                 if await self._flush(ws):
                     return
                 deadline = self._next_deadline()
@@ -316,7 +349,7 @@ class WallboxDriver:
                 self._pending_lost()
                 wb.disconnected(self.clock())
                 self.reporter.disconnected("reboot")
-                self._reconnect_at = self.clock() + wb.reboot_seconds
+                self._reconnect_at = self.clock() + wb.take_reboot_delay()
                 return True
         if self._pending is None:
             call = wb.next_call(self.clock())
@@ -324,6 +357,9 @@ class WallboxDriver:
                 if self.settings.strict_outgoing:
                     self.schemas.validate_request(call.action, call.payload)
                 self._pending = (call.unique_id, call.action, perf_counter())
+                if self.network is not None and self.network.latency[1] > 0:
+                    low, high = self.network.latency
+                    await asyncio.sleep(float(self._rng.uniform(low, high)))
                 await ws.send(encode_call(call.unique_id, call.action, call.payload))
                 self.reporter.message_sent()
         return False
@@ -434,7 +470,8 @@ class WallboxDriver:
         wb = self.wallbox
         if self.behaviour is not None:
             self.behaviour.finish(now)
-        wb.stop_all_transactions(now, StopReason.LOCAL)
+        if self.settings.stop_transactions_on_shutdown:
+            wb.stop_all_transactions(now, StopReason.LOCAL)
         ws = self.ws
         if ws is None:
             return
@@ -511,16 +548,36 @@ class WallboxDriver:
         self.wake()
 
     async def _stop_transfers(self) -> None:
-        """Cancel every transfer still running and wait for each to end (no orphans)."""
-        tasks = [*self._transfer_tasks.values(), *self._abandoned]
+        """Cancel every transfer still running and wait for each to end (no orphans).
+
+        Cancelled again while one runs on: on Python 3.11 asyncio.wait_for (inside
+        aioftp) can swallow a cancellation (see emulator.transport.transfers).
+        """
+        pending = {*self._transfer_tasks.values(), *self._abandoned}
         self._transfer_tasks.clear()
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 def _failure_reason(exc: BaseException) -> str:
+    """A bounded label for a failed connect (metrics labels must stay bounded)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if "unable to get local issuer" in (exc.verify_message or ""):
+            return "tls_unknown_ca"
+        if "expired" in (exc.verify_message or ""):
+            return "tls_server_cert_expired"
+        return "tls_verify_failed"
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").upper()
+        if "CERTIFICATE_EXPIRED" in reason:
+            return "tls_client_cert_expired"
+        if "CERTIFICATE_REQUIRED" in reason or "HANDSHAKE_FAILURE" in reason:
+            return "tls_client_cert_required"
+        if "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason:
+            return "tls_client_cert_rejected"
+        return "tls_error"
     if isinstance(exc, InvalidStatus):
         return f"http_{exc.response.status_code}"
     if isinstance(exc, InvalidHandshake):

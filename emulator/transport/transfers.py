@@ -69,8 +69,8 @@ class FileTransfers:
     """FTP uploads and downloads, at most ``max_concurrent`` at once (per process/fleet).
 
     ``connect_timeout`` bounds opening a connection, ``idle_timeout`` any wait for the
-    server (a stalled transfer), ``total_timeout`` the whole attempt including the wait
-    for a free slot.
+    server (a stalled transfer), ``total_timeout`` the whole attempt once it has a slot
+    (the wait for a free slot is unbounded, and cancellable).
     """
 
     def __init__(
@@ -104,6 +104,7 @@ class FileTransfers:
             stage[0] = "STOR"
             async with client.upload_stream(target) as stream:
                 await stream.write(data)
+            _honour_cancellation()
             stage[0] = "QUIT"
             with contextlib.suppress(Exception):  # the file is stored; a rude QUIT is fine
                 await client.quit()
@@ -122,11 +123,14 @@ class FileTransfers:
                 expected = int(info[-1].strip())
             except (aioftp.StatusCodeError, ValueError):
                 expected = None  # SIZE is an extension (RFC 3659); RETR decides
+            _honour_cancellation()
             stage[0] = "RETR"
             received = 0
             async with client.download_stream(location.path) as stream:
                 async for block in stream.iter_by_block(BLOCK_SIZE):
                     received += len(block)
+                    _honour_cancellation()
+            _honour_cancellation()
             if expected is not None and received != expected:
                 raise TransferError(f"RETR: connection lost after {received} of {expected} bytes")
             stage[0] = "QUIT"
@@ -141,33 +145,30 @@ class FileTransfers:
         self, location: FtpLocation
     ) -> AsyncIterator[tuple[aioftp.Client, list[str]]]:
         """A logged-in client holding one of the slots; failures become TransferError."""
-        stage = ["wait"]
+        stage = ["connect"]
         ok = False
+        # Waiting for a slot is not part of the attempt: a roll-out to 10,000 wallboxes
+        # queues for a long time, and each transfer then still gets its full time.
+        client = aioftp.Client(
+            socket_timeout=self.idle_timeout,
+            connection_timeout=self.connect_timeout,
+            path_timeout=self.idle_timeout,
+        )
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
         try:
             async with asyncio.timeout(self.total_timeout):
-                self.waiting += 1
-                try:
-                    await self._slots.acquire()
-                finally:
-                    self.waiting -= 1
-                self.active += 1
-                self.peak_active = max(self.peak_active, self.active)
-                client = aioftp.Client(
-                    socket_timeout=self.idle_timeout,
-                    connection_timeout=self.connect_timeout,
-                    path_timeout=self.idle_timeout,
-                )
-                try:
-                    stage[0] = "connect"
-                    await client.connect(location.host, location.port)
-                    stage[0] = "login"
-                    await client.login(location.user, location.password)
-                    yield client, stage
-                    ok = True
-                finally:
-                    client.close()
-                    self.active -= 1
-                    self._slots.release()
+                await client.connect(location.host, location.port)
+                stage[0] = "login"
+                await client.login(location.user, location.password)
+                _honour_cancellation()
+                yield client, stage
+                ok = True
         except TransferError:
             raise
         except aioftp.StatusCodeError as exc:
@@ -182,10 +183,26 @@ class FileTransfers:
         except aioftp.AIOFTPException as exc:
             raise TransferError(_redact(f"{stage[0]}: {type(exc).__name__}", location)) from None
         finally:
+            client.close()
+            self.active -= 1
+            self._slots.release()
             if ok:
                 self.completed += 1
             else:
                 self.failed += 1
+
+
+def _honour_cancellation() -> None:
+    """Raise CancelledError if this task was asked to stop.
+
+    aioftp wraps every socket read and write in ``asyncio.wait_for``, which on Python
+    3.11 swallows a cancellation that arrives as the inner operation completes
+    (CPython gh-86296, fixed in 3.12); the transfer would then run to its end.  The
+    request is still visible as ``Task.cancelling()``, so check it between steps.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _status(exc: aioftp.StatusCodeError) -> str:

@@ -4,11 +4,14 @@ connector 0, who may start on a reserved connector, and Reserved in the derived 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from emulator.core.connector import Connector
+from emulator.core.metering import Meter
 from emulator.core.model import ALL_PROFILES
+from emulator.core.reservation import Admission, Reservation, Reservations, ReservationStatus
 from emulator.core.status import Status
 from emulator.core.timefmt import format_timestamp
 from emulator.core.wallbox import EventKind
@@ -412,3 +415,67 @@ def test_with_the_profile_switched_off_the_actions_are_not_supported_and_the_key
         assert refused.value.code is ErrorCode.NOT_SUPPORTED
     result = csms.call("GetConfiguration", {"key": ["ReserveConnectorZeroSupported"]})
     assert result["unknownKey"] == ["ReserveConnectorZeroSupported"]
+
+
+# ---------------------------------------------------------------- more connectors
+
+
+def connectors(count: int) -> list[Connector]:
+    """Bare connectors: reservation.py reads their facts, never their meters."""
+    return [Connector(id=i, meter=cast(Meter, None)) for i in range(count + 1)]
+
+
+def booking(rid: int, connector: int, id_tag: str = "ALICE") -> Reservation:
+    return Reservation(
+        reservation_id=rid, connector_id=connector, id_tag=id_tag, parent_id_tag=None, expiry=1e12
+    )
+
+
+def test_connector_zero_holds_nothing_while_more_connectors_are_free_than_reserved() -> None:
+    """§5.13: "one connector remains available for the reserved idTag" — and no more."""
+    cs = connectors(2)
+    book = Reservations()
+    assert book.reserve(booking(1, 0), cs, zero_supported=True) is ReservationStatus.ACCEPTED
+    assert book.assign(cs) == []
+    assert [c.reserved_for for c in cs[1:]] == [None, None]
+    assert book.admission(1, "BOB", "") is Admission.YES
+    cs[1].plugged = True  # BOB takes connector 1: connector 2 is the last free one
+    assert book.assign(cs) == [2]
+    assert cs[2].reserved_for == "ALICE"
+    assert book.admission(2, "BOB", "") is Admission.NO
+    assert book.reserve(booking(2, 0), cs, zero_supported=True) is ReservationStatus.OCCUPIED
+    assert book.reserve(booking(3, 2, "BOB"), cs, zero_supported=True) is (
+        ReservationStatus.OCCUPIED
+    )
+    cs[1].plugged = False
+    assert book.assign(cs) == [2]  # two free again: nothing held
+    assert cs[2].reserved_for is None
+
+
+def test_a_connector_zero_reservation_is_claimed_on_any_connector_by_its_identity() -> None:
+    cs = connectors(2)
+    book = Reservations()
+    book.reserve(booking(1, 0), cs, zero_supported=True)
+    book.assign(cs)
+    claimed = book.claim(2, "ALICE", "")
+    assert claimed is not None and claimed.reservation_id == 1
+    assert book.consume(1) == 1 and len(book) == 0
+
+
+def test_a_specific_reservation_leaves_the_other_connector_to_connector_zero() -> None:
+    cs = connectors(2)
+    book = Reservations()
+    book.reserve(booking(1, 1, "BOB"), cs, zero_supported=True)
+    book.reserve(booking(2, 0, "ALICE"), cs, zero_supported=True)
+    assert book.assign(cs) == [1, 2]
+    assert [c.reserved_for for c in cs[1:]] == ["BOB", "ALICE"]
+    assert book.reserve(booking(3, 0), cs, zero_supported=True) is ReservationStatus.OCCUPIED
+
+
+def test_all_connectors_faulted_answers_faulted_for_connector_zero() -> None:
+    cs = connectors(2)
+    for c in cs[1:]:
+        c.fault = "GroundFailure"
+    assert Reservations().reserve(booking(1, 0), cs, zero_supported=True) is (
+        ReservationStatus.FAULTED
+    )

@@ -17,6 +17,7 @@ import pytest
 
 from emulator.core.firmware import DAY, MAX_BYTES_PER_DAY
 from emulator.csms import ReferenceCsms
+from emulator.csms.operations import get_diagnostics, update_firmware
 from emulator.fleet.scenario import Scenario
 from emulator.transport.transfers import FileTransfers, FtpLocation, TransferError
 from tests.integration.ftp_server import FtpServer
@@ -138,15 +139,9 @@ def test_get_diagnostics_uploads_the_log_of_the_selected_day(ftp_root: Path) -> 
                         lambda: cp in csms.chargers and csms.chargers[cp].booted, 10
                     )
                     now = time.time()
-                    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+                    location = ftp.url("diag", "d1ag-pw", "uploads")  # a directory
                     answer = await csms.call(
-                        cp,
-                        "GetDiagnostics",
-                        {
-                            "location": ftp.url("diag", "d1ag-pw", "uploads"),
-                            "startTime": stamp,
-                            "stopTime": stamp,
-                        },
+                        cp, *get_diagnostics(location, start_time=now, stop_time=now)
                     )
                     record = csms.chargers[cp]
                     await csms.wait_until(lambda: record.diagnostics_status == "Uploaded", 10)
@@ -269,6 +264,31 @@ def test_the_wallbox_keeps_serving_ocpp_while_a_slow_download_runs(ftp_root: Pat
     asyncio.run(main())
 
 
+def test_stopping_the_fleet_cancels_and_awaits_running_transfers(ftp_root: Path) -> None:
+    async def main() -> None:
+        with FtpServer(ftp_root, users=USERS, rate=8 * 1024) as ftp:  # 64 KiB in ~8 s
+            async with ReferenceCsms() as csms:
+                async with running_fleet(scenario(mode="remote-only"), csms.url, chargers=3) as (
+                    fleet,
+                    _,
+                ):
+                    ids = [wb.charge_point_id for wb in fleet.wallboxes]
+                    await csms.wait_until(
+                        lambda: all(i in csms.chargers and csms.chargers[i].booted for i in ids), 10
+                    )
+                    location = ftp.url("fw", "s3cr3t-pw", "images/AC22-3P-1.10.0.bin")
+                    await csms.call_all(*update_firmware(location, time.time()))
+                    await csms.wait_until(lambda: fleet.transfers.active == 3, 5)
+                    started = time.perf_counter()
+            assert time.perf_counter() - started < 5, "the stop did not wait for the downloads"
+            assert fleet.transfers.active == 0 and fleet.transfers.completed == 0
+            assert all(not d._transfer_tasks and not d._abandoned for d in fleet.drivers)
+            leftovers = [t for t in asyncio.all_tasks() if "-transfer-" in t.get_name()]
+            assert leftovers == []
+
+    asyncio.run(main())
+
+
 # ------------------------------------------------------------------ a fleet roll-out
 
 
@@ -308,10 +328,13 @@ def test_a_200_wallbox_firmware_rollout_from_the_reference_csms(ftp_root: Path) 
                         10,
                     )
 
-                    answers = await csms.update_firmware(
-                        ftp.url("fw", "s3cr3t-pw", "images/AC22-3P-1.10.0.bin"),
-                        retries=2,
-                        retry_interval=1,
+                    answers = await csms.call_all(
+                        *update_firmware(
+                            ftp.url("fw", "s3cr3t-pw", "images/AC22-3P-1.10.0.bin"),
+                            time.time(),
+                            retries=2,
+                            retry_interval=1,
+                        )
                     )
                     assert answers == {i: {} for i in ids}
                     draws: dict[str, bool] = {}

@@ -140,7 +140,9 @@ async def locust(*args: str, timeout: float = 60.0, terminate: Any = None) -> tu
     except TimeoutError:
         proc.kill()
         out, _ = await proc.communicate()
-        raise AssertionError(f"locust {' '.join(args)} ran over {timeout} s:\n{out.decode()}")
+        raise AssertionError(
+            f"locust {' '.join(args)} ran over {timeout} s:\n{out.decode()}"
+        ) from None
     finally:
         stopping.cancel()
     return proc.returncode or 0, out.decode()

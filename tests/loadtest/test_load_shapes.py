@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from emulator.loadtest.schedules import (
@@ -14,6 +16,7 @@ from emulator.loadtest.schedules import (
     parse_duration,
     parse_schedule,
 )
+from tests.loadtest.support import run_python
 
 
 def test_linear_ramp_spawns_at_the_rate_that_reaches_the_fleet_at_the_end_of_the_ramp() -> None:
@@ -100,3 +103,19 @@ def test_durations_take_seconds_minutes_and_hours() -> None:
         5400.0,
         7200.0,
     ]
+
+
+def test_the_locust_shape_follows_its_schedule_and_sends_each_wave_once() -> None:
+    done = run_python("tests.loadtest.shape_probe", timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    probe = json.loads(done.stdout)
+    soak = probe["soak"]
+    assert [tuple(tick) if tick else None for _, tick, _ in soak["ticks"]] == [(50, 5.0)] * 7 + [
+        None
+    ]
+    # waves after the 10 s ramp, every 30 s: at 40, 70 and 100 (the hold ends at 110)
+    assert [sent for _, _, sent in soak["ticks"]] == [0, 0, 0, 1, 1, 2, 3, 3]
+    assert soak["messages"][0] == [probe["drop_message"], {"share": 0.2}]
+    steps = probe["steps"]
+    assert [tick for _, tick, _ in steps["ticks"]][:4] == [[5, 5.0], [5, 5.0], [10, 5.0], None]
+    assert steps["messages"] == []

@@ -34,7 +34,7 @@ def test_a_headless_run_configured_in_locust_conf_reports_each_action(tmp_path: 
                 "--config",
                 str(conf),
                 "--json-file",
-                str(report[:-5] if False else report.with_suffix("")),
+                str(report.with_suffix("")),  # Locust adds ".json"
             )
             return code, out, dict(csms.chargers)
 
@@ -107,7 +107,7 @@ def test_the_web_ui_starts_a_fleet_from_its_form_and_shows_the_fleet_tab(tmp_pat
             quit_ = asyncio.Event()
             run = asyncio.create_task(
                 locust(
-                    "--web-host", "127.0.0.1", "--web-port", str(port), timeout=60, terminate=quit_
+                    "--web-host", "127.0.0.1", "--web-port", str(port), timeout=120, terminate=quit_
                 )
             )
             found: dict[str, Any] = {}
@@ -120,7 +120,7 @@ def test_the_web_ui_starts_a_fleet_from_its_form_and_shows_the_fleet_tab(tmp_pat
                 except OSError:
                     return False
 
-            for _ in range(100):
+            for _ in range(300):  # Locust starts in a second or two; allow a busy machine
                 if await ui_up():
                     break
                 await asyncio.sleep(0.1)
@@ -136,7 +136,7 @@ def test_the_web_ui_starts_a_fleet_from_its_form_and_shows_the_fleet_tab(tmp_pat
             await asyncio.to_thread(urllib.request.urlopen, base + "/swarm", form, 5)
             await eventually(
                 lambda: len([r for r in csms.chargers.values() if r.booted]) == 3,
-                15,
+                30,
                 "3 booted wallboxes",
             )
 

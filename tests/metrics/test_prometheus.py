@@ -8,9 +8,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from emulator.core.transaction import Transaction
 from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import parse_scenario
 from emulator.metrics import MultiReporter, NullReporter, Reporter, RunStats
@@ -300,6 +302,35 @@ def test_counters_survive_removing_a_fleet(registry: CollectorRegistry) -> None:
     collector.remove(fleet)
     assert value(registry, "ocpp_fleet_chargers") == 0
     assert value(registry, "ocpp_fleet_energy_delivered_wh_total") == pytest.approx(energy)
+
+
+def test_wallboxes_joining_and_leaving_keep_the_counters_right(registry: CollectorRegistry) -> None:
+    clock = FakeClock()
+    fleet = make_fleet(clock, chargers=2)
+    collector = FleetCollector(registry=registry)
+    collector.add(fleet)
+    model = fleet.scenario.pick_models(1, np.random.default_rng(0))[0]
+    # A wallbox added later (a Locust user): its lifetime register is not "delivered".
+    late = fleet.add_wallbox(3, model).wallbox
+    assert value(registry, "ocpp_fleet_chargers") == 3
+    assert value(registry, "ocpp_fleet_energy_delivered_wh_total") == 0
+    late.connectors[1].meter.set_current(clock.now, 10.0)
+    clock.now += 3600
+    delivered = value(registry, "ocpp_fleet_energy_delivered_wh_total")
+    assert delivered == pytest.approx(late.connectors[1].meter.power_w())
+    late.transactions.append(_stopped_transaction())
+    assert value(registry, "ocpp_fleet_transactions_stopped_total") == 1
+    fleet.remove_wallbox(3)  # the user stops: what it did stays counted
+    assert value(registry, "ocpp_fleet_chargers") == 2
+    assert value(registry, "ocpp_fleet_energy_delivered_wh_total") == pytest.approx(delivered)
+    assert value(registry, "ocpp_fleet_transactions_started_total") == 1
+    assert value(registry, "ocpp_fleet_transactions_stopped_total") == 1
+
+
+def _stopped_transaction() -> Transaction:
+    tx = Transaction(local_id=1, connector_id=1, id_tag="TAG", meter_start=0, started_at=0.0)
+    tx.stopped_at = 1.0
+    return tx
 
 
 def test_a_registry_can_hold_the_reporter_and_the_collector_with_process_metrics() -> None:

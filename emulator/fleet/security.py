@@ -1,0 +1,141 @@
+"""OCPP 1.6 security profiles on the charger side (OCPP 1.6 Security Whitepaper §2).
+
+* profile 1: HTTP Basic authentication over ``ws://`` (username = charger id);
+* profile 2: TLS (``wss://``, the CSMS's certificate verified) + HTTP Basic;
+* profile 3: TLS with a client certificate per charger (``<dir>/<charger id>.pem``,
+  key inside it or beside it as ``<charger id>.key``), no password.
+
+Everything is resolved before the first connection, so a missing file, an unset
+environment variable or a missing certificate is one clear error at start-up, never
+a failure in the middle of a ramp.  Secrets are held in memory only: nothing here
+logs, formats or reports them (``Credentials.__repr__`` hides the password).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emulator.fleet.scenario import Scenario
+
+
+class SecurityConfigError(ValueError):
+    """The scenario's [security] cannot be used as it stands (one line for the user)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    profile: int = 0
+    password: str | None = field(default=None, repr=False)
+    ssl_for: Callable[[str], ssl.SSLContext] | None = field(default=None, repr=False)
+    # Profile 3: whether a charger's own certificate has expired.  A CSMS that refuses a
+    # client certificate just closes the TLS connection, so the charger diagnoses itself.
+    cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # never print a secret, even in a traceback
+        return f"Credentials(profile={self.profile}, password={'***' if self.password else None})"
+
+
+def _path(base: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else base / path
+
+
+def _password(scenario: Scenario, base: Path) -> str | None:
+    sec = scenario.security
+    if sec.password_env is not None:
+        value = os.environ.get(sec.password_env)
+        if not value:
+            raise SecurityConfigError(
+                f"security.password_env: the environment variable {sec.password_env} is not set"
+            )
+        return value
+    if sec.password_file is not None:
+        path = _path(base, sec.password_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise SecurityConfigError(
+                f"security.password_file: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        if not lines or not lines[0]:
+            raise SecurityConfigError(f"security.password_file: {path} is empty")
+        return lines[0]
+    return scenario.fleet.basic_auth_password
+
+
+def _server_context(scenario: Scenario, base: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # whitepaper §2.3: TLS 1.2 or higher
+    ca_file = scenario.security.ca_file
+    if ca_file is not None:
+        path = _path(base, ca_file)
+        try:
+            context.load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            raise SecurityConfigError(f"security.ca_file: cannot load {path}: {exc}") from None
+    return context
+
+
+def resolve(scenario: Scenario, *, charger_ids: list[str], url: str) -> Credentials:
+    """Check and load everything the scenario's security profile needs."""
+    sec = scenario.security
+    base = Path(scenario.base_dir)
+    profile = sec.profile
+    if profile in (2, 3) and not url.startswith("wss://"):
+        raise SecurityConfigError(
+            f"security profile {profile} needs TLS: the CSMS URL must start with wss://, got {url}"
+        )
+    password = _password(scenario, base) if profile in (0, 1, 2) else None
+    if not url.startswith("wss://"):
+        return Credentials(profile=profile, password=password)
+    context = _server_context(scenario, base)
+    if profile != 3:
+        return Credentials(profile=profile, password=password, ssl_for=lambda _cp: context)
+    assert sec.client_cert_dir is not None  # checked by the scenario loader
+    folder = _path(base, sec.client_cert_dir)
+
+    def chain(charger_id: str) -> tuple[Path, Path | None]:
+        cert = folder / f"{charger_id}.pem"
+        key = folder / f"{charger_id}.key"
+        if not cert.is_file():
+            raise SecurityConfigError(
+                f"security.client_cert_dir: no client certificate {cert} for charger {charger_id}"
+            )
+        return cert, key if key.is_file() else None
+
+    for charger_id in charger_ids:
+        chain(charger_id)
+    ca_file = None if sec.ca_file is None else str(_path(base, sec.ca_file))
+
+    def ssl_for(charger_id: str) -> ssl.SSLContext:
+        # One context per charger: each presents its own certificate (profile 3).
+        per_charger = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+        per_charger.minimum_version = ssl.TLSVersion.TLSv1_2
+        cert, key = chain(charger_id)
+        per_charger.load_cert_chain(str(cert), None if key is None else str(key))
+        return per_charger
+
+    # Load one now so a broken key file is a start-up error, not a connect failure.
+    if charger_ids:
+        try:
+            ssl_for(charger_ids[0])
+        except (OSError, ssl.SSLError) as exc:
+            raise SecurityConfigError(
+                f"security.client_cert_dir: cannot load the certificate of {charger_ids[0]}: {exc}"
+            ) from None
+
+    def cert_expired(charger_id: str) -> bool:
+        cert, _ = chain(charger_id)
+        try:
+            # CPython's own PEM decoder (what ssl uses for getpeercert()).
+            decoded = ssl._ssl._test_decode_cert(str(cert))  # type: ignore[attr-defined]
+            return bool(ssl.cert_time_to_seconds(decoded["notAfter"]) < time.time())
+        except (OSError, ValueError, KeyError, ssl.SSLError):
+            return False
+
+    return Credentials(profile=3, ssl_for=ssl_for, cert_expired=cert_expired)

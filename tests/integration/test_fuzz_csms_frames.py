@@ -1,0 +1,156 @@
+"""Property-based fuzzing of what a CSMS may send to a wallbox (issue 7).
+
+Every frame goes through the real driver code path (``WallboxDriver._handle_frame``)
+with a stand-in websocket that records what the wallbox sends back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emulator.core.model import ChargerModel
+from emulator.core.outbox import MAX_NORMAL_QUEUE
+from emulator.core.wallbox import PROFILE_OF_ACTION, Wallbox
+from emulator.metrics.stats import RunStats
+from emulator.protocol.codec import CallError, CallResult, decode
+from emulator.protocol.errors import ErrorCode
+from emulator.protocol.schemas import SchemaRegistry
+from emulator.transport.driver import ConnectionSettings, WallboxDriver
+
+SCHEMAS = SchemaRegistry()
+ACTIONS = [*sorted(PROFILE_OF_ACTION), "Heartbeat", "FooBar", "CertificateSigned", ""]
+CODES = {code.value for code in ErrorCode}
+
+
+class FakeWs:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+
+def make_driver() -> tuple[WallboxDriver, FakeWs]:
+    now = time.time()
+    wallbox = Wallbox(
+        charge_point_id="FUZZ0001", model=ChargerModel(), rng=np.random.default_rng(1), now=now
+    )
+    wallbox.connected(now)
+    call = wallbox.next_call(now)
+    assert call is not None and call.action == "BootNotification"
+    wallbox.handle_result(
+        call.unique_id,
+        {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 60},
+        now,
+    )
+    driver = WallboxDriver(
+        wallbox=wallbox,
+        behaviour=None,
+        settings=ConnectionSettings(url="ws://127.0.0.1:9/ocpp"),
+        schemas=SCHEMAS,
+        reporter=RunStats(),
+        rng=np.random.default_rng(2),
+    )
+    return driver, FakeWs()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=15), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+unique_ids = st.text(min_size=1, max_size=40) | st.integers() | st.none()
+calls = st.tuples(
+    st.just(2), unique_ids, st.sampled_from(ACTIONS) | st.text(max_size=20), json_values
+)
+results = st.tuples(st.just(3), unique_ids, json_values)
+errors = st.tuples(st.just(4), unique_ids, st.text(max_size=20), st.text(max_size=20), json_values)
+frames = st.one_of(
+    st.text(max_size=200),  # anything at all
+    json_values.map(json.dumps),
+    st.one_of(calls, results, errors).map(lambda f: json.dumps(list(f))),
+    st.lists(json_values, max_size=6).map(json.dumps),
+)
+
+
+def handle(driver: WallboxDriver, ws: FakeWs, frame: str) -> list[str]:
+    before = len(ws.sent)
+    asyncio.run(driver._handle_frame(ws, frame))  # type: ignore[arg-type]
+    return ws.sent[before:]
+
+
+def answerable_id(frame: str) -> str | None:
+    try:
+        parsed = orjson.loads(frame)
+    except orjson.JSONDecodeError:  # also integers beyond 64 bits: unreadable for us
+        return None
+    if (
+        isinstance(parsed, list)
+        and len(parsed) == 4
+        and parsed[0] == 2
+        and type(parsed[0]) is int
+        and isinstance(parsed[1], str)
+        and isinstance(parsed[2], str)
+    ):
+        return parsed[1]
+    return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(frames, min_size=1, max_size=8))
+def test_any_frame_gets_a_proper_answer_or_is_ignored_and_the_wallbox_keeps_serving(
+    batch: list[str],
+) -> None:
+    driver, ws = make_driver()
+    for frame in batch:
+        replies = handle(driver, ws, frame)
+        assert len(replies) <= 1
+        unique_id = answerable_id(frame)
+        if replies:
+            answer = decode(replies[0])  # our own answers are always well-formed OCPP-J
+            assert isinstance(answer, CallResult | CallError)
+            if isinstance(answer, CallError):
+                assert answer.code in CODES
+            if isinstance(answer, CallResult):
+                call = orjson.loads(frame)
+                SCHEMAS.validate_response(call[2], answer.payload)
+        if unique_id is not None and len(unique_id) <= 36:
+            assert replies and decode(replies[0]).unique_id == unique_id
+        elif unique_id is None:
+            assert not replies  # nothing answerable: OCPP-J prescribes no answer
+    replies = handle(
+        driver, ws, '[2,"still-alive","GetConfiguration",{"key":["NumberOfConnectors"]}]'
+    )
+    assert isinstance(decode(replies[0]), CallResult)
+    ledger = driver.wallbox.outbox.ledger
+    assert sum(ledger.acknowledged.values()) <= sum(ledger.sent.values())
+
+
+def test_a_csms_that_floods_a_wallbox_cannot_grow_its_memory() -> None:
+    driver, ws = make_driver()
+    wallbox = driver.wallbox
+    flood: list[Any] = [
+        '[2,"t%d","TriggerMessage",{"requestedMessage":"StatusNotification"}]',
+        '[2,"c%d","ChangeAvailability",{"connectorId":1,"type":"Inoperative"}]',
+        '[2,"o%d","ChangeAvailability",{"connectorId":1,"type":"Operative"}]',
+        '[3,"x%d",{}]',
+        "garbage %d",
+    ]
+    for i in range(4000):
+        handle(driver, ws, flood[i % len(flood)] % i)
+        if i % 50 == 0:
+            ws.sent.clear()
+            driver._tick(time.time())
+        # Nobody answers, so nothing is sent: best-effort messages are capped.
+        assert wallbox.outbox.depth <= MAX_NORMAL_QUEUE, wallbox.outbox.depth
+        assert len(wallbox.take_events()) < 100
