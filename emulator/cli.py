@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Coroutine, Sequence
@@ -118,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     csms.add_argument("--host", default="127.0.0.1")
     csms.add_argument("--port", type=int, default=9000)
     csms.add_argument("--heartbeat-interval", type=int, default=60)
+    csms.add_argument("--certfile", type=Path, help="serve wss:// with this certificate (PEM)")
+    csms.add_argument("--keyfile", type=Path, help="its private key (default: in --certfile)")
+    csms.add_argument(
+        "--client-ca", type=Path, help="require client certificates signed by this CA (profile 3)"
+    )
+    csms.add_argument(
+        "--password-env",
+        help="require HTTP Basic auth: every charger id with the password in this variable",
+    )
     return parser
 
 
@@ -183,10 +193,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _AnyCharger(dict[str, str]):
+    """Basic-auth table that knows every charger id, all with one password."""
+
+    def __init__(self, password: str) -> None:
+        super().__init__()
+        self._password = password
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._password
+
+    def __repr__(self) -> str:
+        return "_AnyCharger(***)"
+
+
+def _csms_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.certfile is None:
+        if args.client_ca is not None or args.keyfile is not None:
+            raise UsageError("--client-ca and --keyfile need --certfile")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(
+            str(args.certfile), None if args.keyfile is None else str(args.keyfile)
+        )
+        if args.client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cafile=str(args.client_ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate or CA: {exc}") from None
+    return context
+
+
 async def _csms(args: argparse.Namespace) -> int:
     from emulator.csms import ReferenceCsms
 
-    csms = ReferenceCsms(host=args.host, port=args.port, heartbeat_interval=args.heartbeat_interval)
+    context = _csms_tls(args)
+    basic_auth = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise UsageError(
+                f"--password-env: the environment variable {args.password_env} is not set"
+            )
+        basic_auth = _AnyCharger(password)
+    csms = ReferenceCsms(
+        host=args.host,
+        port=args.port,
+        heartbeat_interval=args.heartbeat_interval,
+        ssl=context,
+        basic_auth=basic_auth,
+    )
     try:
         await csms.start()
     except OSError as exc:

@@ -71,7 +71,8 @@ class FtpUpload:
     data: bytes
 
     def __repr__(self) -> str:  # never show the password or the whole file
-        return f"FtpUpload({self.job_id}, {redact_url(self.url)!r}, {self.filename!r}, {len(self.data)} bytes)"
+        url = redact_url(self.url)
+        return f"FtpUpload({self.job_id}, {url!r}, {self.filename!r}, {len(self.data)} bytes)"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -117,8 +118,8 @@ class DiagnosticsLog:
 
     At most :data:`MAX_DAYS` days (the newest day and the six before it), each at most
     :data:`MAX_LINES_PER_DAY` lines and below :data:`MAX_BYTES_PER_DAY` bytes: when a
-    day is full, its oldest lines go.  Worst case about 7 × 25 KB per wallbox; a day of a
-    wallbox with a few sessions is a few KB.
+    day is full, its oldest lines go.  Worst case 7 × 25 KB of text (about 250 KB of
+    memory with the per-line overhead) per wallbox; a day with a few sessions is a few KB.
     """
 
     __slots__ = ("_bytes", "_days")
@@ -330,8 +331,8 @@ class FirmwareManagement:
             location=payload["location"],
             file_name=f"diagnostics-{self.charge_point_id}-{stamp}.log",
             data=data,
-            attempts_left=1 + int(payload.get("retries", DEFAULT_RETRIES)),
-            retry_interval=int(payload.get("retryInterval", DEFAULT_RETRY_INTERVAL)),
+            attempts_left=1 + max(0, int(payload.get("retries", DEFAULT_RETRIES))),
+            retry_interval=max(0, int(payload.get("retryInterval", DEFAULT_RETRY_INTERVAL))),
         )
         self.diagnostics = job
         self._send_diagnostics(DiagnosticsStatus.UPLOADING, now)
@@ -372,8 +373,8 @@ class FirmwareManagement:
         self.update = FirmwareJob(
             job_id=self._job_id(),
             location=location,
-            attempts_left=1 + int(payload.get("retries", DEFAULT_RETRIES)),
-            retry_interval=int(payload.get("retryInterval", DEFAULT_RETRY_INTERVAL)),
+            attempts_left=1 + max(0, int(payload.get("retries", DEFAULT_RETRIES))),
+            retry_interval=max(0, int(payload.get("retryInterval", DEFAULT_RETRY_INTERVAL))),
             fail_download=fail_download,
             fail_install=fail_install,
             phase=UpdatePhase.SCHEDULED,

@@ -431,16 +431,22 @@ class OperationSchedule:
         return select_targets(target, self.charger_ids, rng)
 
     async def send(self, index: int, op: CsmsOperation, targets: Iterable[str]) -> None:
-        """One run of operation ``index``: the CALL to each target, answers counted."""
+        """One run of operation ``index``: the CALL to each target, answers counted.
+
+        A run is counted once every answer is in; one cut short by the end of the run
+        (cancelled) counts neither as a run nor with its answers.
+        """
         outcome = self.outcomes[index]
         payload = materialize(op.payload, self._wall())
         ids = list(targets)
-        outcome.runs += 1
-        if not ids:
-            return
-        results = await self.csms.call_all(
-            op.action, payload, charger_ids=ids, timeout=self.timeout, check_request=False
+        results = (
+            await self.csms.call_all(
+                op.action, payload, charger_ids=ids, timeout=self.timeout, check_request=False
+            )
+            if ids
+            else {}
         )
+        outcome.runs += 1
         for answer in results.values():
             outcome.calls += 1
             outcome.answers[describe_answer(op.action, answer)] += 1

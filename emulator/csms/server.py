@@ -159,7 +159,7 @@ class ReferenceCsms:
         self.misbehave: MisbehaviourHook | None = misbehave
         self._host = host
         self._port = port
-        self._basic_auth = dict(basic_auth) if basic_auth is not None else None
+        self._basic_auth = basic_auth  # any Mapping: .get(charger id) -> password
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout

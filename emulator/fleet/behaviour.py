@@ -19,24 +19,12 @@ accepted; the EV is then plugged in within ``plug_in_delay``.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from emulator.core.wallbox import Event, EventKind, Wallbox
 from emulator.fleet.scenario import SessionMode, SessionSettings
 from emulator.fleet.sessions import ArrivalProcess, SessionPlan, draw_session
-
-Action = Callable[[float], None]
-
-
-@dataclass(order=True, slots=True)
-class _Scheduled:
-    at: float
-    seq: int
-    action: Action = field(compare=False)
+from emulator.fleet.timeline import Action, Timeline
 
 
 class SessionBehaviour:
@@ -53,8 +41,7 @@ class SessionBehaviour:
         self.wallbox = wallbox
         self.settings = settings
         self.rng = rng
-        self._queue: list[_Scheduled] = []
-        self._seq = 0
+        self._timeline = Timeline()
         self._visit: SessionPlan | None = None
         self._stopping = False
         self._start = now
@@ -67,21 +54,18 @@ class SessionBehaviour:
     # ------------------------------------------------------------------ scheduling
 
     def _at(self, when: float, action: Action) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, _Scheduled(when, self._seq, action))
+        self._timeline.at(when, action)
 
     def next_deadline(self) -> float | None:
-        return self._queue[0].at if self._queue else None
+        return self._timeline.next_deadline()
 
     def tick(self, now: float) -> None:
-        while self._queue and self._queue[0].at <= now:
-            item = heapq.heappop(self._queue)
-            item.action(now)
+        self._timeline.run_due(now)
 
     def finish(self, now: float) -> None:
         """The run ends: no new arrivals (running transactions are stopped by the driver)."""
         self._stopping = True
-        self._queue.clear()
+        self._timeline.clear()
 
     def _plug_delay(self) -> float:
         return self.settings.plug_in_delay.sample(self.rng)

@@ -18,17 +18,15 @@ reference CSMS: see :func:`csms_misbehaviour`.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from emulator.core.wallbox import Event, Wallbox
 from emulator.fleet.scenario import FaultSettings
-
-Action = Callable[[float], None]
+from emulator.fleet.timeline import Action, Timeline
 
 
 @dataclass(slots=True)
@@ -42,13 +40,6 @@ class NetworkFaults:
     def take_drop(self) -> bool:
         drop, self.drop_requested = self.drop_requested, False
         return drop
-
-
-@dataclass(order=True, slots=True)
-class _Scheduled:
-    at: float
-    seq: int
-    action: Action = field(compare=False)
 
 
 class FaultInjector:
@@ -67,8 +58,7 @@ class FaultInjector:
             latency=(settings.added_latency.low, settings.added_latency.high)
         )
         self.injected: dict[str, int] = {}
-        self._queue: list[_Scheduled] = []
-        self._seq = 0
+        self._timeline = Timeline()
         self._stopping = False
         self._poisson("disconnect", settings.disconnects_per_hour, now, self._disconnect)
         self._poisson("reboot", settings.reboots_per_hour, now, self._reboot)
@@ -79,13 +69,12 @@ class FaultInjector:
 
     @property
     def active(self) -> bool:
-        return bool(self._queue)
+        return bool(self._timeline)
 
     # ------------------------------------------------------------------ scheduling
 
     def _at(self, when: float, action: Action) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, _Scheduled(when, self._seq, action))
+        self._timeline.at(when, action)
 
     def _poisson(self, name: str, per_hour: float, now: float, action: Action) -> None:
         if per_hour <= 0 or self._stopping:
@@ -99,18 +88,17 @@ class FaultInjector:
         self._at(now + float(self.rng.exponential(3600.0 / per_hour)), fire)
 
     def next_deadline(self) -> float | None:
-        return self._queue[0].at if self._queue else None
+        return self._timeline.next_deadline()
 
     def tick(self, now: float) -> None:
-        while self._queue and self._queue[0].at <= now:
-            heapq.heappop(self._queue).action(now)
+        self._timeline.run_due(now)
 
     def on_events(self, events: list[Event], now: float) -> None:
         return None
 
     def finish(self, now: float) -> None:
         self._stopping = True
-        self._queue.clear()
+        self._timeline.clear()
         if self.wallbox.connectors[1].fault is not None:
             self.wallbox.clear_fault(now)
 

@@ -25,7 +25,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.scenario import ScenarioError
 from emulator.loadtest.bridge import FleetBridge
-from emulator.loadtest.options import OptionError, add_arguments, fleet_options, shape_schedule
+from emulator.loadtest.options import add_arguments, fleet_options, shape_schedule
 from emulator.loadtest.schedules import ScheduleError
 from emulator.loadtest.shapes import DROP_MESSAGE, ScheduleShape
 from emulator.loadtest.view import aggregate, bottleneck_warning, summary_lines
@@ -138,7 +138,7 @@ class FleetPlugin:
         try:
             options = fleet_options(environment.parsed_options, host=environment.host)
             self.bridge.configure(options, worker_index=self.worker_index)
-        except (OptionError, ScenarioError, TimeoutError) as exc:
+        except Exception as exc:  # OptionError, ScenarioError, security files, a timeout
             self.config_error = f"ocpp-fleet cannot start: {exc}"
             log.error("%s", self.config_error)
             options_ = environment.parsed_options

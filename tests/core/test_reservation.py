@@ -270,6 +270,17 @@ def test_a_claimed_reservation_that_never_sees_a_cable_ends_available(csms: Fake
     assert starts(csms) == [("BOB", None)]
 
 
+def test_a_reservation_cancelled_while_its_driver_plugs_in_starts_without_its_id(
+    csms: FakeCsms,
+) -> None:
+    reserve(csms, "ALICE")
+    csms.present("ALICE")
+    assert cancel(csms) == "Accepted"  # it is still the charger's until the transaction
+    assert csms.status is Status.PREPARING  # ALICE's authorized session goes on
+    csms.plug_in()
+    assert starts(csms) == [("ALICE", None)]
+
+
 def test_a_reservation_that_expires_while_its_driver_plugs_in_starts_without_its_id(
     csms: FakeCsms,
 ) -> None:

@@ -170,3 +170,17 @@ class RawCsms:
 
         await eventually(seen, timeout, f"a reply to {unique_id}")
         return found[0]
+
+
+async def drain_after_faults(fleet: Fleet, csms: Any, timeout: float = 40.0) -> None:
+    """Stop injecting faults, then wait until every wallbox is back with an empty queue."""
+    fleet.stop_faults()
+    csms.misbehave = None
+    await eventually(
+        lambda: (
+            all(d.connected for d in fleet.drivers)
+            and all(d.wallbox.outbox.transaction_backlog == 0 for d in fleet.drivers)
+        ),
+        timeout,
+        "every wallbox back and its queue drained",
+    )

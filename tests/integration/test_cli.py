@@ -95,3 +95,15 @@ def test_the_csms_subcommand_reports_a_port_in_use() -> None:
         result = ocpp_fleet("csms", "--port", str(port))
     assert result.returncode == 3
     assert f"127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_options_are_one_clear_usage_error() -> None:
+    result = ocpp_fleet("run", "--scenario", "scenarios/demo.toml", "--chargrs", "5")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --chargrs" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_csms_subcommand_reports_a_missing_certificate(tmp_path: Path) -> None:
+    result = ocpp_fleet("csms", "--port", "0", "--certfile", str(tmp_path / "missing.pem"))
+    assert result.returncode == 2
+    assert "cannot load the TLS certificate" in result.stderr and "Traceback" not in result.stderr

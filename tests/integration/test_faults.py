@@ -11,7 +11,7 @@ from emulator.csms import ReferenceCsms
 from emulator.fleet.faults import csms_misbehaviour
 from emulator.fleet.ledger import compare, fleet_ledger
 from emulator.fleet.scenario import parse_scenario
-from tests.integration.support import eventually, running_fleet
+from tests.integration.support import drain_after_faults, running_fleet
 
 FAULTY = """
 [scenario]
@@ -60,16 +60,7 @@ def test_a_fault_injected_fleet_loses_nothing_and_the_ledgers_match() -> None:
                 await asyncio.sleep(10)
                 await csms.restart(down_for=1.5)  # a CSMS restart: the whole fleet reconnects
                 await asyncio.sleep(8)
-                fleet.stop_faults()
-                csms.misbehave = None
-                await eventually(
-                    lambda: (
-                        all(d.connected for d in fleet.drivers)
-                        and all(d.wallbox.outbox.transaction_backlog == 0 for d in fleet.drivers)
-                    ),
-                    40.0,
-                    "every wallbox back and its queue drained",
-                )
+                await drain_after_faults(fleet, csms)
             comparison = compare(fleet_ledger(fleet.wallboxes), csms.ledger.to_json())
             injected: dict[str, int] = {}
             for driver in fleet.drivers:

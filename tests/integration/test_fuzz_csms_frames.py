@@ -106,7 +106,13 @@ def answerable_id(frame: str) -> str | None:
     return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI replays the same 300 examples (explore locally with derandomize=False).
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(st.lists(frames, min_size=1, max_size=8))
 def test_any_frame_gets_a_proper_answer_or_is_ignored_and_the_wallbox_keeps_serving(
     batch: list[str],
@@ -116,7 +122,11 @@ def test_any_frame_gets_a_proper_answer_or_is_ignored_and_the_wallbox_keeps_serv
         replies = handle(driver, ws, frame)
         assert len(replies) <= 1
         unique_id = answerable_id(frame)
-        if replies:
+        if replies and len(orjson.loads(replies[0])[1]) > 36:
+            # The CSMS's own over-long id is echoed so it can match our CALLERROR.
+            reply = orjson.loads(replies[0])
+            assert reply[0] == 4 and reply[2] == "FormationViolation" and len(reply) == 5
+        elif replies:
             answer = decode(replies[0])  # our own answers are always well-formed OCPP-J
             assert isinstance(answer, CallResult | CallError)
             if isinstance(answer, CallError):
@@ -124,8 +134,8 @@ def test_any_frame_gets_a_proper_answer_or_is_ignored_and_the_wallbox_keeps_serv
             if isinstance(answer, CallResult):
                 call = orjson.loads(frame)
                 SCHEMAS.validate_response(call[2], answer.payload)
-        if unique_id is not None and len(unique_id) <= 36:
-            assert replies and decode(replies[0]).unique_id == unique_id
+        if unique_id is not None:
+            assert replies and orjson.loads(replies[0])[1] == unique_id
         elif unique_id is None:
             assert not replies  # nothing answerable: OCPP-J prescribes no answer
     replies = handle(

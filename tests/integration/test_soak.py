@@ -15,7 +15,7 @@ from emulator.csms import ReferenceCsms
 from emulator.fleet.faults import csms_misbehaviour
 from emulator.fleet.ledger import compare, fleet_ledger
 from emulator.fleet.scenario import parse_scenario
-from tests.integration.support import eventually, running_fleet
+from tests.integration.support import drain_after_faults, running_fleet
 
 SOAK = """
 [scenario]
@@ -78,16 +78,7 @@ def test_a_faulty_soak_keeps_tasks_descriptors_and_memory_flat() -> None:
                         )
                     )
                     await asyncio.sleep(5)
-                fleet.stop_faults()
-                csms.misbehave = None
-                await eventually(
-                    lambda: (
-                        all(d.connected for d in fleet.drivers)
-                        and all(d.wallbox.outbox.transaction_backlog == 0 for d in fleet.drivers)
-                    ),
-                    30.0,
-                    "the fleet back and drained",
-                )
+                await drain_after_faults(fleet, csms)
             comparison = compare(fleet_ledger(fleet.wallboxes), csms.ledger.to_json())
             assert comparison.consistent, comparison.discrepancies
             print(

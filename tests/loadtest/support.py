@@ -145,4 +145,8 @@ async def locust(*args: str, timeout: float = 60.0, terminate: Any = None) -> tu
         ) from None
     finally:
         stopping.cancel()
+        if proc.returncode is None:  # the caller gave up (an assertion, a cancel): no orphan
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
     return proc.returncode or 0, out.decode()

@@ -111,54 +111,62 @@ def test_the_web_ui_starts_a_fleet_from_its_form_and_shows_the_fleet_tab(tmp_pat
                 )
             )
             found: dict[str, Any] = {}
+            failure: BaseException | None = None
+            try:
 
-            async def ui_up() -> bool:
-                try:
-                    page = await asyncio.to_thread(urllib.request.urlopen, base + "/", None, 2)
-                    found["index"] = page.read().decode()
-                    return True
-                except OSError:
-                    return False
+                async def ui_up() -> bool:
+                    try:
+                        page = await asyncio.to_thread(urllib.request.urlopen, base + "/", None, 2)
+                        found["index"] = page.read().decode()
+                        return True
+                    except OSError:
+                        return False
 
-            for _ in range(300):  # Locust starts in a second or two; allow a busy machine
-                if await ui_up():
-                    break
-                await asyncio.sleep(0.1)
-            form = urllib.parse.urlencode(
-                {
-                    "user_count": 3,
-                    "spawn_rate": 10,
-                    "host": "",
-                    "scenario": str(scenario),
-                    "csms_url": csms.url,
-                }
-            ).encode()
-            await asyncio.to_thread(urllib.request.urlopen, base + "/swarm", form, 5)
-            await eventually(
-                lambda: len([r for r in csms.chargers.values() if r.booted]) == 3,
-                30,
-                "3 booted wallboxes",
-            )
+                for _ in range(300):  # Locust starts in a second or two; allow a busy machine
+                    if await ui_up():
+                        break
+                    await asyncio.sleep(0.1)
+                form = urllib.parse.urlencode(
+                    {
+                        "user_count": 3,
+                        "spawn_rate": 10,
+                        "host": "",
+                        "scenario": str(scenario),
+                        "csms_url": csms.url,
+                    }
+                ).encode()
+                await asyncio.to_thread(urllib.request.urlopen, base + "/swarm", form, 5)
+                await eventually(
+                    lambda: len([r for r in csms.chargers.values() if r.booted]) == 3,
+                    30,
+                    "3 booted wallboxes",
+                )
 
-            async def fleet() -> dict[str, Any]:
-                return await asyncio.to_thread(get_json, base + "/fleet/counts")
+                async def fleet() -> dict[str, Any]:
+                    return await asyncio.to_thread(get_json, base + "/fleet/counts")
 
-            for _ in range(50):
-                found["fleet"] = await fleet()
-                if found["fleet"]["totals"]["booted"] == 3:
-                    break
-                await asyncio.sleep(0.2)
-            found["stats"] = await asyncio.to_thread(get_json, base + "/stats/requests")
-            page = await asyncio.to_thread(urllib.request.urlopen, base + "/fleet", None, 5)
-            found["page"] = page.read().decode()
-            await asyncio.to_thread(urllib.request.urlopen, base + "/stop", b"", 5)
-            await eventually(
-                lambda: not any(r.connected for r in csms.chargers.values()),
-                20,
-                "every wallbox to close",
-            )
-            quit_.set()
-            found["exit"] = await run
+                for _ in range(50):
+                    found["fleet"] = await fleet()
+                    if found["fleet"]["totals"]["booted"] == 3:
+                        break
+                    await asyncio.sleep(0.2)
+                found["stats"] = await asyncio.to_thread(get_json, base + "/stats/requests")
+                page = await asyncio.to_thread(urllib.request.urlopen, base + "/fleet", None, 5)
+                found["page"] = page.read().decode()
+                await asyncio.to_thread(urllib.request.urlopen, base + "/stop", b"", 5)
+                await eventually(
+                    lambda: not any(r.connected for r in csms.chargers.values()),
+                    20,
+                    "every wallbox to close",
+                )
+            except Exception as exc:
+                failure = exc
+            finally:
+                quit_.set()  # also when something above failed: never leave Locust running
+                found["exit"] = await run
+            if failure is not None:
+                output = found["exit"][1][-4000:]
+                raise AssertionError(f"{failure!r}; Locust said:\n{output}") from failure
             return found
 
     found = asyncio.run(main())
