@@ -1089,6 +1089,26 @@ class Wallbox:
         result: dict[str, Any] = handler(payload, now)
         return result
 
+    def answer_schema_violation(
+        self, action: str, violation: RemoteProtocolError
+    ) -> dict[str, Any] | None:
+        """The charger's own answer to a schema violation, where it has one (else CALLERROR).
+
+        Reference §3.1 SendLocalList: "each ID tag with max 20 characters" is one of the
+        list limits the charger answers with ``Failed``, like 5 tags per message and 20 in
+        total, rather than refusing the frame.
+        """
+        field = str(violation.details.get("field", ""))
+        if (
+            action == "SendLocalList"
+            and violation.details.get("rule") == "maxLength"
+            and field.endswith(("idTag", "parentIdTag"))
+            and "LocalAuthListManagement" in self.config.profiles
+            and self.config.get_bool("LocalAuthListEnabled")
+        ):
+            return {"status": "Failed"}
+        return None
+
     def _connector_or_none(self, connector_id: int) -> Connector | None:
         if 0 <= connector_id < len(self.connectors):
             return self.connectors[connector_id]

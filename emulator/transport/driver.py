@@ -397,8 +397,15 @@ class WallboxDriver:
         if isinstance(frame, Call):
             started = perf_counter()
             try:
-                self.schemas.validate_request(frame.action, frame.payload)
-                result = wb.handle_call(frame.action, frame.payload, self.clock())
+                try:
+                    self.schemas.validate_request(frame.action, frame.payload)
+                except RemoteProtocolError as violation:
+                    answer = wb.answer_schema_violation(frame.action, violation)
+                    if answer is None:
+                        raise
+                    result = answer  # the charger's own answer to this violation
+                else:
+                    result = wb.handle_call(frame.action, frame.payload, self.clock())
             except RemoteProtocolError as exc:
                 await self._send_error(ws, frame.unique_id, exc.code, exc.description)
                 self.reporter.csms_call(frame.action, perf_counter() - started, exc.code)

@@ -154,15 +154,26 @@ def test_an_idtag_of_twenty_characters_is_kept(csms: FakeCsms) -> None:
     assert send(csms, 1, [entry("X" * 20, parentIdTag="P" * 20)]) == "Accepted"
 
 
-def test_an_idtag_over_twenty_characters_is_a_schema_violation_on_the_wire(
-    csms: FakeCsms,
+@pytest.mark.parametrize("field", ["idTag", "parentIdTag"])
+def test_an_idtag_over_twenty_characters_is_answered_failed_not_with_a_callerror(
+    csms: FakeCsms, field: str
 ) -> None:
-    """OCPP's IdToken is CiString20: the JSON schema refuses 21 characters before the
-    charger sees the list (CALLERROR TypeConstraintViolation, OCPP-J §4.2.3)."""
-    payload = {"listVersion": 1, "updateType": "Full", "localAuthorizationList": [entry("X" * 21)]}
+    """OCPP's IdToken is CiString20, so the schema refuses 21 characters; the reference
+    charger lists "max 20 characters" among its list limits, answered Failed (§3.1)."""
+    long_entry = entry("X" * 21) if field == "idTag" else entry("X", parentIdTag="P" * 21)
+    payload = {"listVersion": 1, "updateType": "Full", "localAuthorizationList": [long_entry]}
     with pytest.raises(RemoteProtocolError) as refused:
         csms.schemas.validate_request("SendLocalList", payload)
     assert refused.value.code is ErrorCode.TYPE_CONSTRAINT_VIOLATION
+    assert csms.wb.answer_schema_violation("SendLocalList", refused.value) == {"status": "Failed"}
+    assert tags(csms) == {}
+
+
+def test_other_schema_violations_stay_callerrors(csms: FakeCsms) -> None:
+    payload = {"listVersion": 1, "updateType": "Sideways"}
+    with pytest.raises(RemoteProtocolError) as refused:
+        csms.schemas.validate_request("SendLocalList", payload)
+    assert csms.wb.answer_schema_violation("SendLocalList", refused.value) is None
 
 
 def test_an_idtag_over_twenty_characters_that_gets_past_the_schema_is_failed(

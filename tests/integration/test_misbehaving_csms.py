@@ -222,6 +222,12 @@ def test_malformed_csms_calls_get_the_right_callerror_and_the_wallbox_keeps_serv
                     await raw.send(text)
                     reply = await raw.reply_to(unique_id)
                     assert reply[0] == 4 and reply[2] == code, (text[:60], reply)
+                long_tag = '{"idTag":"' + "X" * 21 + '","idTagInfo":{"status":"Accepted"}}'
+                await raw.send(
+                    '[2,"ll1","SendLocalList",{"listVersion":1,"updateType":"Full",'
+                    f'"localAuthorizationList":[{long_tag}]}}]'
+                )
+                assert await raw.reply_to("ll1") == [3, "ll1", {"status": "Failed"}]  # §3.1 limit
                 await raw.send('[2,"ok1","GetConfiguration",{"key":["NumberOfConnectors"]}]')
                 reply = await raw.reply_to("ok1")
                 assert reply[0] == 3
