@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import time
 
@@ -128,6 +129,10 @@ async def main(args: argparse.Namespace) -> None:
             booted_at = loop.time()
             break
     cpu_connect = cpu() - cpu_start
+    # The same garbage-collection policy as ocpp-fleet's (Fleet(tune_gc=True)), so the
+    # comparison is about the OCPP layer, not about collector pauses.
+    gc.set_threshold(50_000, 50, 100)
+    gc.freeze()
     log(f"floor: {floor.connected} connected in {connected_at - started:.2f} s")
     await asyncio.sleep(args.warmup)
     t0 = loop.time()

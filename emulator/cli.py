@@ -330,6 +330,7 @@ async def _run_fleet(
         id_prefix=args.id_prefix,
         strict=args.strict,
         source_addresses=args.source_addresses,
+        tune_gc=True,  # this process runs the fleet: keep collection pauses short
     )
     fleet.health.on_change = lambda snapshot: _health_changed(console, snapshot)
     if metrics is not None:

@@ -246,6 +246,7 @@ class _LoopSide:
             id_prefix=options.id_prefix,
             source_addresses=options.source_addresses,
             health=self.health,
+            tune_gc=True,  # a Locust process exists to run this fleet
         )
         self.fleet.on_removed = self._removed
         # Wallboxes leave the fleet when their users stop: keep their totals.

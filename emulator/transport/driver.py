@@ -314,7 +314,9 @@ class WallboxDriver:
                         self._timeout = timeout
                         data = await ws.recv()
                 except TimeoutError:
-                    if deadline is not None and self.on_late is not None:
+                    # Only a timer that was still ahead when the wait began measures the
+                    # generator; one already due is a state the wallbox chose to wait out.
+                    if wait > 0.0 and deadline is not None and self.on_late is not None:
                         self.on_late(self.clock() - deadline)
                     continue
                 finally:
