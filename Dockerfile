@@ -21,11 +21,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY emulator ./emulator
-# TODO(issue 5): install ".[locust]" instead of "." once pyproject.toml declares the
-# `locust` extra, so the same image runs `locust --master` and `locust --worker`.
+# locust is a main dependency, so the same image runs `locust --master` / `--worker`.
 RUN python -m venv /opt/ocpp-fleet \
     && /opt/ocpp-fleet/bin/pip install --no-cache-dir . \
-    && /opt/ocpp-fleet/bin/python -c "import uvloop, emulator.cli, emulator.metrics.prometheus" \
+    && /opt/ocpp-fleet/bin/python -c "import uvloop, locust, emulator.cli, emulator.metrics.prometheus" \
     && /opt/ocpp-fleet/bin/python -m compileall -q /opt/ocpp-fleet/lib \
     && /opt/ocpp-fleet/bin/pip uninstall --yes pip
 

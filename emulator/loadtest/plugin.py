@@ -55,6 +55,28 @@ def register(events: Any) -> FleetPlugin:
     return plugin
 
 
+def _serve_process_metrics() -> None:
+    """With OCPP_FLEET_METRICS_PORT set (the container image does), serve /metrics.
+
+    For now only the process metrics of the Locust process (CPU, memory, open files: the
+    generator's own health) are served, from the gevent side, so the worker pods' probes
+    and scrape targets are real.  The per-action OCPP metrics are served by
+    ``ocpp-fleet run --metrics-port``; feeding them from the Locust bridge is a follow-up.
+    """
+    import os
+
+    port = os.environ.get("OCPP_FLEET_METRICS_PORT", "").strip()
+    if not port:
+        return
+    from prometheus_client import start_http_server
+
+    host = os.environ.get("OCPP_FLEET_METRICS_HOST", "127.0.0.1")
+    try:
+        start_http_server(int(port), addr=host)
+    except (OSError, ValueError) as exc:
+        log.error("cannot serve metrics on %s:%s: %s", host, port, exc)
+
+
 def plugin_of(environment: Environment) -> FleetPlugin:
     plugin = getattr(environment, _ATTRIBUTE, None)
     if plugin is None:
@@ -110,6 +132,7 @@ class FleetPlugin:
             self.bridge.start()
             if runner is not None:
                 runner.register_message(DROP_MESSAGE, self._on_drop)
+            _serve_process_metrics()
         if not isinstance(runner, WorkerRunner):
             try:
                 schedule = shape_schedule(environment.parsed_options)

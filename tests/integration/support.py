@@ -172,8 +172,12 @@ class RawCsms:
         return found[0]
 
 
-async def drain_after_faults(fleet: Fleet, csms: Any, timeout: float = 40.0) -> None:
-    """Stop injecting faults, then wait until every wallbox is back with an empty queue."""
+async def drain_after_faults(fleet: Fleet, csms: Any, timeout: float = 100.0) -> None:
+    """Stop injecting faults, then wait until every wallbox is back with an empty queue.
+
+    A wallbox that failed to reconnect several times may be waiting out a backoff of up
+    to 60 s (full jitter), hence the generous bound; it returns as soon as all are back.
+    """
     fleet.stop_faults()
     csms.misbehave = None
     await eventually(

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import numpy as np
+import pytest
 
 from emulator.csms import ReferenceCsms
 from emulator.fleet.faults import csms_misbehaviour
@@ -50,6 +51,7 @@ csms_delay = [0.0, 0.05]
 """
 
 
+@pytest.mark.timeout(300)
 def test_a_fault_injected_fleet_loses_nothing_and_the_ledgers_match() -> None:
     scenario = parse_scenario(FAULTY, source="<faulty>")
 

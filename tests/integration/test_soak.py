@@ -11,6 +11,8 @@ import gc
 import os
 import resource
 
+import pytest
+
 from emulator.csms import ReferenceCsms
 from emulator.fleet.faults import csms_misbehaviour
 from emulator.fleet.ledger import compare, fleet_ledger
@@ -56,6 +58,7 @@ def rss_kib() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize() // 1024
 
 
+@pytest.mark.timeout(300)
 def test_a_faulty_soak_keeps_tasks_descriptors_and_memory_flat() -> None:
     scenario = parse_scenario(SOAK, source="<soak>")
 
