@@ -507,12 +507,7 @@ class Wallbox:
         self._log(now, f"connector {c.id} {status} {c.error_code}")
         self._enqueue(
             "StatusNotification",
-            {
-                "connectorId": c.id,
-                "errorCode": c.error_code if status == Status.FAULTED else "NoError",
-                "status": status.value,
-                "timestamp": format_timestamp(now),
-            },
+            _status_payload(c, status, now),
             coalesce_key=(
                 ("StatusNotification", c.id)
                 if coalesce or not (self.online and self.accepted)
@@ -1416,12 +1411,7 @@ class Wallbox:
         status = c.reported
         self._enqueue(
             "StatusNotification",
-            {
-                "connectorId": c.id,
-                "errorCode": c.error_code if status == Status.FAULTED else "NoError",
-                "status": status.value,
-                "timestamp": format_timestamp(now),
-            },
+            _status_payload(c, status, now),
         )
 
     # ------------------------------------------------------------------ Smart Charging
@@ -1642,3 +1632,13 @@ def _note_drop(tx: Transaction, action: str) -> Callable[[str, float], None]:
         tx.dropped.append(f"{action}: {reason}")
 
     return failed
+
+
+def _status_payload(c: Connector, status: Status, now: float) -> dict[str, Any]:
+    """StatusNotification.req for ``c`` (errorCode only when Faulted, OCPP 1.6 §4.9)."""
+    return {
+        "connectorId": c.id,
+        "errorCode": c.error_code if status == Status.FAULTED else "NoError",
+        "status": status.value,
+        "timestamp": format_timestamp(now),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import pytest
 
 from emulator.core.status import Status
 from emulator.csms import ReferenceCsms
@@ -87,7 +88,10 @@ def test_remote_start_plugs_an_ev_in_and_remote_stop_ends_the_transaction() -> N
     asyncio.run(main())
 
 
-def test_hard_reset_reboots_and_loses_the_running_transaction() -> None:
+@pytest.mark.parametrize("kind", ["Hard", "Soft"])
+def test_a_reset_during_a_transaction_reboots_as_the_reference_describes(kind: str) -> None:
+    """Hard: restart at once, the transaction is lost; Soft: stop it, then restart (§3.1)."""
+
     async def main() -> None:
         async with ReferenceCsms() as csms:
             async with running_fleet(scenario(mode="remote-only"), csms.url) as (fleet, _):
@@ -99,45 +103,22 @@ def test_hard_reset_reboots_and_loses_the_running_transaction() -> None:
                 await eventually(
                     lambda: bool(wb.transactions) and wb.transactions[0].transaction_id, 5.0
                 )
-                assert await csms.call(cp, "Reset", {"type": "Hard"}) == {"status": "Accepted"}
+                assert await csms.call(cp, "Reset", {"type": kind}) == {"status": "Accepted"}
                 await eventually(
                     lambda: csms.chargers[cp].boot_count == 2, 10.0, "a second BootNotification"
                 )
-                assert wb.lost_transactions == [wb.transactions[0]]
                 await asyncio.sleep(0.3)
                 record = csms.ledger.to_json()["transactions"][0]
-                assert record["meterStop"] is None, (
-                    "the reference charger loses it: no StopTransaction"
-                )
+                if kind == "Hard":
+                    assert wb.lost_transactions == [wb.transactions[0]]
+                    assert record["meterStop"] is None  # lost: no StopTransaction, ever
+                else:
+                    assert record["reason"] == "SoftReset"
+                    assert record["meterStop"] == wb.transactions[0].meter_stop
                 answer = await csms.call(
                     cp, "GetConfiguration", {"key": ["TransactionMessageRetryInterval"]}
                 )
-                assert answer["configurationKey"][0]["value"] == "0", (
-                    "configuration survives the reset"
-                )
-
-    asyncio.run(main())
-
-
-def test_soft_reset_stops_the_transaction_then_reboots() -> None:
-    async def main() -> None:
-        async with ReferenceCsms() as csms:
-            async with running_fleet(scenario(mode="remote-only"), csms.url) as (fleet, _):
-                wb = fleet.wallboxes[0]
-                wb.reboot_seconds = 0.2
-                cp = wb.charge_point_id
-                await csms.wait_until(lambda: cp in csms.chargers and csms.chargers[cp].booted, 10)
-                await csms.call(cp, "RemoteStartTransaction", {"idTag": "DRIVER1"})
-                await eventually(
-                    lambda: bool(wb.transactions) and wb.transactions[0].transaction_id, 5.0
-                )
-                assert await csms.call(cp, "Reset", {"type": "Soft"}) == {"status": "Accepted"}
-                await eventually(
-                    lambda: csms.chargers[cp].boot_count == 2, 10.0, "a second BootNotification"
-                )
-                record = csms.ledger.to_json()["transactions"][0]
-                assert record["reason"] == "SoftReset"
-                assert record["meterStop"] == wb.transactions[0].meter_stop
+                assert answer["configurationKey"][0]["value"] == "0"  # survives the reset
 
     asyncio.run(main())
 
