@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -43,3 +44,14 @@ def emit(result: dict[str, Any]) -> None:
 
 def log(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
+
+
+def phase_parser() -> argparse.ArgumentParser:
+    """The options every benchmark phase takes from bench/capacity.py."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--chargers", type=int, required=True)
+    parser.add_argument("--warmup", type=float, default=30.0)
+    parser.add_argument("--measure", type=float, default=60.0)
+    parser.add_argument("--connect-timeout", type=float, default=120.0)
+    return parser

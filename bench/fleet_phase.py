@@ -12,7 +12,7 @@ import time
 
 import msgspec
 import uvloop
-from common import baseline_rss, cpu, emit, log, raise_fd_limit, rss
+from common import baseline_rss, cpu, emit, log, phase_parser, raise_fd_limit, rss
 
 from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import load_scenario
@@ -106,12 +106,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
+    parser = phase_parser()
     parser.add_argument("--scenario", required=True)
-    parser.add_argument("--chargers", type=int, required=True)
-    parser.add_argument("--warmup", type=float, default=30.0)
-    parser.add_argument("--measure", type=float, default=60.0)
-    parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--source-address", default="")
     uvloop.run(main(parser.parse_args()))

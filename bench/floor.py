@@ -18,7 +18,7 @@ import time
 
 import orjson
 import uvloop
-from common import baseline_rss, cpu, emit, log, raise_fd_limit, rss
+from common import baseline_rss, cpu, emit, log, phase_parser, raise_fd_limit, rss
 from websockets.asyncio.client import connect
 
 from emulator.metrics.stats import Histogram
@@ -169,12 +169,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
+    parser = phase_parser()
     parser.add_argument("--trace", required=True)
-    parser.add_argument("--chargers", type=int, required=True)
-    parser.add_argument("--warmup", type=float, default=30.0)
-    parser.add_argument("--measure", type=float, default=60.0)
-    parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--ping-interval", type=float, default=60.0)
     uvloop.run(main(parser.parse_args()))

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import gevent
-from common import baseline_rss, cpu, emit, log, raise_fd_limit, rss
+from common import baseline_rss, cpu, emit, log, phase_parser, raise_fd_limit, rss
 from locust import events  # the first Locust import: gevent patches the process here
 from locust.env import Environment
 
@@ -112,13 +112,8 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
+    parser = phase_parser()
     parser.add_argument("--scenario", required=True)
-    parser.add_argument("--chargers", type=int, required=True)
     parser.add_argument("--spawn-rate", type=float, default=1000.0)
-    parser.add_argument("--warmup", type=float, default=30.0)
-    parser.add_argument("--measure", type=float, default=60.0)
-    parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--source-address", default="")
     main(parser.parse_args())
