@@ -409,6 +409,14 @@ KEY_SPECS: tuple[KeySpec, ...] = (
 
 SPECS_BY_NAME: Mapping[str, KeySpec] = {spec.name: spec for spec in KEY_SPECS}
 
+# Start-up configurations by (profiles, overrides, read-only overrides, security profile):
+# one per model of a scenario.  Their dicts are shared and never changed.
+_TEMPLATES: dict[
+    tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int],
+    Configuration,
+] = {}
+_MAX_TEMPLATES = 256
+
 
 @dataclass(frozen=True, slots=True)
 class KeyValue:
@@ -421,9 +429,17 @@ class KeyValue:
 
 
 class Configuration:
-    """The key/value store of one wallbox; survives resets like the charger's flash."""
+    """The key/value store of one wallbox; survives resets like the charger's flash.
 
-    __slots__ = ("_profiles", "_specs", "_values", "last_rejection")
+    Wallboxes of one model start from the same values, so they share one template's
+    spec and value dicts (~2 KiB per wallbox otherwise); a wallbox keeps only the keys
+    it changed (a BootNotification interval, a ChangeConfiguration) in a dict of its own.
+    """
+
+    __slots__ = ("_changed", "_own", "_profiles", "_specs", "_values", "last_rejection")
+    _profiles: tuple[str, ...]
+    _specs: dict[str, KeySpec]
+    _values: dict[str, str]
 
     def __init__(
         self,
@@ -433,29 +449,59 @@ class Configuration:
         readonly_overrides: Mapping[str, str] | None = None,
         security_profile: int = 0,
     ) -> None:
-        self._profiles = tuple(profiles)
+        key = (
+            tuple(profiles),
+            tuple((overrides or {}).items()),
+            tuple((readonly_overrides or {}).items()),
+            security_profile,
+        )
+        template = _TEMPLATES.get(key)
+        if template is None:
+            template = Configuration._build(*key)
+            if len(_TEMPLATES) >= _MAX_TEMPLATES:
+                _TEMPLATES.clear()  # many distinct models (tests): start over, stay bounded
+            _TEMPLATES[key] = template
+        self._profiles = template._profiles
+        self._specs = template._specs
+        self._values = template._values  # the template's: never changed
+        self._own = False
+        self._changed: dict[str, str] | None = None  # keys changed since, and their values
         self.last_rejection = ""  # why the last change was Rejected, for logs and errors
+
+    @staticmethod
+    def _build(
+        profiles: tuple[str, ...],
+        overrides: tuple[tuple[str, str], ...],
+        readonly_overrides: tuple[tuple[str, str], ...],
+        security_profile: int,
+    ) -> Configuration:
+        self = object.__new__(Configuration)
+        self._profiles = profiles
+        self.last_rejection = ""
         with_security = ("Security",) if security_profile > 0 else ()
         self._specs = {
             name: s
             for name, s in SPECS_BY_NAME.items()
-            if s.profile in self._profiles or s.profile in with_security
+            if s.profile in profiles or s.profile in with_security
         }
         self._values = {name: s.default for name, s in self._specs.items()}
-        self._values["SupportedFeatureProfiles"] = ",".join(self._profiles)
+        self._own = True  # a template being built writes its own values
+        self._changed = None
+        self._values["SupportedFeatureProfiles"] = ",".join(profiles)
         if security_profile > 0:
             self._values["SecurityProfile"] = str(security_profile)
-        for key, value in (readonly_overrides or {}).items():
+        for key, value in readonly_overrides:
             if key not in self._specs:
                 raise KeyError(key)
             self._values[key] = value
-        for key, value in (overrides or {}).items():
+        for key, value in overrides:
             status = self.change(key, value, allow_readonly=False)
             if status is not ConfigurationStatus.ACCEPTED:
                 raise ConfigurationValueError(
                     f"configuration {key} = {value!r}: the charger answers {status}"
                     + (f" ({self.last_rejection})" if self.last_rejection else "")
                 )
+        return self
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -465,16 +511,21 @@ class Configuration:
         return key in self._specs
 
     def get(self, key: str) -> str:
+        changed = self._changed
+        if changed is not None:
+            value = changed.get(key)
+            if value is not None:
+                return value
         return self._values[key]
 
     def get_int(self, key: str) -> int:
-        return int(self._values[key])
+        return int(self.get(key))
 
     def get_bool(self, key: str) -> bool:
-        return self._values[key] == "true"
+        return self.get(key) == "true"
 
     def get_list(self, key: str) -> list[str]:
-        raw = self._values[key]
+        raw = self.get(key)
         return [item for item in (part.strip() for part in raw.split(",")) if item]
 
     def change(self, key: str, value: str, *, allow_readonly: bool = False) -> ConfigurationStatus:
@@ -490,7 +541,15 @@ class Configuration:
         except ConfigurationValueError as exc:
             self.last_rejection = f"{key}: {exc}"
             return ConfigurationStatus.REJECTED
-        self._values[key] = canonical
+        if self._own:
+            self._values[key] = canonical
+        elif canonical == self._values[key]:
+            if self._changed is not None:
+                self._changed.pop(key, None)
+        elif self._changed is None:
+            self._changed = {key: canonical}
+        else:
+            self._changed[key] = canonical
         return ConfigurationStatus.ACCEPTED
 
     def get_configuration(self, keys: Iterable[str] | None) -> tuple[list[KeyValue], list[str]]:
@@ -505,11 +564,11 @@ class Configuration:
             if spec is None:
                 unknown.append(name)
             else:
-                known.append(KeyValue(name, spec.readonly, self._values[name]))
+                known.append(KeyValue(name, spec.readonly, self.get(name)))
         return known, unknown
 
     def snapshot(self) -> dict[str, str]:
-        return dict(self._values)
+        return self._values | self._changed if self._changed else dict(self._values)
 
     # --- effective values, with the reference document's quirks ---
 

@@ -14,9 +14,9 @@ Other messages are best-effort: a StatusNotification made while offline is kept
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,16 +59,61 @@ class InFlight:
     deadline: float
 
 
-@dataclass(slots=True)
-class OutboxLedger:
-    """What happened to charger-initiated messages (issue 7 compares it with the CSMS's)."""
+_QUEUED, _SENT, _ACKNOWLEDGED, _RETRIED, _RESENT = range(5)
 
-    queued: Counter[str] = field(default_factory=Counter)
-    sent: Counter[str] = field(default_factory=Counter)
-    acknowledged: Counter[str] = field(default_factory=Counter)
-    retried: Counter[str] = field(default_factory=Counter)
-    resent_after_disconnect: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)  # key: "<action>: <rule>"
+
+class OutboxLedger:
+    """What happened to charger-initiated messages (issue 7 compares it with the CSMS's).
+
+    Counts per action in one small list each (one dict for the wallbox instead of six
+    Counters: ~1 KiB less per wallbox); the Counter properties are read-only views.
+    """
+
+    __slots__ = ("_counts", "_dropped")
+
+    def __init__(self) -> None:
+        self._counts: dict[str, list[int]] = {}  # action -> [queued, sent, acked, retried, resent]
+        self._dropped: Counter[str] | None = None
+
+    def count(self, action: str, kind: int) -> None:
+        counts = self._counts.get(action)
+        if counts is None:
+            counts = self._counts[action] = [0, 0, 0, 0, 0]
+        counts[kind] += 1
+
+    def drop(self, key: str) -> None:
+        """One message gone for good; ``key`` is ``"<action>: <rule>"``."""
+        self.dropped[key] += 1
+
+    def _view(self, kind: int) -> Counter[str]:
+        return Counter({a: c[kind] for a, c in self._counts.items() if c[kind]})
+
+    @property
+    def queued(self) -> Counter[str]:
+        return self._view(_QUEUED)
+
+    @property
+    def sent(self) -> Counter[str]:
+        return self._view(_SENT)
+
+    @property
+    def acknowledged(self) -> Counter[str]:
+        return self._view(_ACKNOWLEDGED)
+
+    @property
+    def retried(self) -> Counter[str]:
+        return self._view(_RETRIED)
+
+    @property
+    def resent_after_disconnect(self) -> Counter[str]:
+        return self._view(_RESENT)
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Key: ``"<action>: <rule>"`` (the Counter itself, created on first use)."""
+        if self._dropped is None:
+            self._dropped = Counter()
+        return self._dropped
 
 
 class Outbox:
@@ -95,8 +140,11 @@ class Outbox:
         id_prefix: str = "",
     ) -> None:
         self._config = config
-        self._tx_queue: deque[Message] = deque()
-        self._normal: deque[Message] = deque()
+        # Lists, not deques: usually empty or holding one message, where a deque keeps a
+        # ~0.6 KiB block for every wallbox; pop(0) on an offline backlog of thousands
+        # moves a few KiB, once per message sent.
+        self._tx_queue: list[Message] = []
+        self._normal: list[Message] = []
         self._seq = 0
         self._counter = 0
         self._id_prefix = id_prefix
@@ -111,7 +159,7 @@ class Outbox:
     def enqueue(self, message: Message) -> None:
         self._seq += 1
         message.seq = self._seq
-        self.ledger.queued[message.action] += 1
+        self.ledger.count(message.action, _QUEUED)
         if message.transactional:
             self._tx_queue.append(message)
             return
@@ -119,13 +167,13 @@ class Outbox:
             for old in self._normal:
                 if old.coalesce_key == message.coalesce_key:
                     self._normal.remove(old)
-                    self.ledger.dropped[f"{old.action}: superseded by a newer one"] += 1
+                    self.ledger.drop(f"{old.action}: superseded by a newer one")
                     break
         if len(self._normal) >= MAX_NORMAL_QUEUE:
             # A CSMS that floods us with TriggerMessage while answering slowly must not
             # grow a charger's memory: the oldest best-effort message goes.
-            old = self._normal.popleft()
-            self.ledger.dropped[f"{old.action}: queue full ({MAX_NORMAL_QUEUE})"] += 1
+            old = self._normal.pop(0)
+            self.ledger.drop(f"{old.action}: queue full ({MAX_NORMAL_QUEUE})")
         self._normal.append(message)
 
     def has_queued(self, action: str) -> bool:
@@ -155,23 +203,22 @@ class Outbox:
         flight = self.in_flight
         if in_flight and flight is not None and predicate(flight.message):
             self.in_flight = None
-            self.ledger.dropped[f"{flight.message.action}: {rule}"] += 1
+            self.ledger.drop(f"{flight.message.action}: {rule}")
             dropped.append(flight.message)
         for queue in (self._tx_queue, self._normal):
             keep: list[Message] = []
             for m in queue:
                 if predicate(m):
-                    self.ledger.dropped[f"{m.action}: {rule}"] += 1
+                    self.ledger.drop(f"{m.action}: {rule}")
                     dropped.append(m)
                 else:
                     keep.append(m)
-            queue.clear()
-            queue.extend(keep)
+            queue[:] = keep
         return dropped
 
     def clear_normal(self, rule: str) -> None:
         for m in self._normal:
-            self.ledger.dropped[f"{m.action}: {rule}"] += 1
+            self.ledger.drop(f"{m.action}: {rule}")
         self._normal.clear()
 
     # --- sending ---
@@ -216,7 +263,7 @@ class Outbox:
         """The next CALL to send now, or None; marks it in flight."""
         if self.in_flight is not None:
             return None
-        candidates: list[tuple[int, Message, deque[Message]]] = []
+        candidates: list[tuple[int, Message, list[Message]]] = []
         head = self._first_normal(boot_only=boot_only)
         if head is not None and head.not_before <= now:
             candidates.append((head.seq, head, self._normal))
@@ -231,9 +278,7 @@ class Outbox:
             if message.tx is not None and "transactionId" in message.payload:
                 if message.tx.transaction_id is None:
                     # Its StartTransaction was never acknowledged: the CSMS has no id for it.
-                    self.ledger.dropped[
-                        f"{message.action}: StartTransaction never acknowledged"
-                    ] += 1
+                    self.ledger.drop(f"{message.action}: StartTransaction never acknowledged")
                     if message.on_failure:
                         message.on_failure("no transactionId", now)
                     return self.pop_ready(now, boot_only=boot_only)
@@ -243,9 +288,9 @@ class Outbox:
             self.in_flight = InFlight(unique_id, message, now, now + self.response_timeout)
             if message.transactional:
                 self._last_tx_send = now
-            self.ledger.sent[message.action] += 1
+            self.ledger.count(message.action, _SENT)
             if message.attempts:
-                self.ledger.retried[message.action] += 1
+                self.ledger.count(message.action, _RETRIED)
             message.attempts += 1
             return OutgoingCall(unique_id, message.action, message.payload)
         return None
@@ -260,7 +305,7 @@ class Outbox:
         return flight.message
 
     def acknowledged(self, message: Message, payload: dict[str, Any], now: float) -> None:
-        self.ledger.acknowledged[message.action] += 1
+        self.ledger.count(message.action, _ACKNOWLEDGED)
         if message.on_result:
             message.on_result(payload, now)
 
@@ -271,14 +316,12 @@ class Outbox:
             if message.attempts < limit:
                 interval = self._config.get_int("TransactionMessageRetryInterval")
                 message.not_before = now + interval * message.attempts
-                self._tx_queue.appendleft(message)
+                self._tx_queue.insert(0, message)
                 return
             reason = f"TransactionMessageAttempts ({limit}) exhausted after {reason}"
-            self.ledger.dropped[
-                f"{message.action}: TransactionMessageAttempts ({limit}) exhausted"
-            ] += 1
+            self.ledger.drop(f"{message.action}: TransactionMessageAttempts ({limit}) exhausted")
         else:
-            self.ledger.dropped[f"{message.action}: {reason}"] += 1
+            self.ledger.drop(f"{message.action}: {reason}")
         if message.on_failure:
             message.on_failure(reason, now)
 
@@ -299,10 +342,10 @@ class Outbox:
         message = flight.message
         if message.transactional:
             message.attempts -= 1  # a lost connection is not the CSMS failing to process it
-            self.ledger.resent_after_disconnect[message.action] += 1
-            self._tx_queue.appendleft(message)
+            self.ledger.count(message.action, _RESENT)
+            self._tx_queue.insert(0, message)
             return None
         if message.coalesce_key is not None:
-            self._normal.appendleft(message)
+            self._normal.insert(0, message)
             return None
         return message

@@ -24,11 +24,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emulator.core.model import ChargerModel
+from emulator.core.rng import child_generator, deferred
 from emulator.core.status import Status
 from emulator.core.wallbox import Wallbox
 from emulator.fleet.behaviour import SessionBehaviour
@@ -168,11 +170,15 @@ class Fleet:
 
     def _create(self, number: int, model: ChargerModel, now: float) -> WallboxDriver:
         # Child number-1 of the seed (what root.spawn() hands the number-th charger),
-        # split in three as child.spawn(3) would, without building the child Generator.
-        child = np.random.SeedSequence(self.seed, spawn_key=(number - 1,))
-        wb_rng, behaviour_rng, net_rng, fault_rng = (
-            np.random.Generator(np.random.PCG64(s)) for s in child.spawn(4)
-        )
+        # split in four as child.spawn(4) would, without building the child Generator.
+        # Metering and sessions draw at once; the network jitter and fault streams only
+        # on a reconnect or an injected fault, so they are built on first use (~1.2 KiB
+        # each otherwise, for every wallbox: emulator.core.rng).
+        key = number - 1
+        wb_rng = child_generator(self.seed, (key, 0))
+        behaviour_rng = child_generator(self.seed, (key, 1))
+        net_rng = deferred(partial(child_generator, self.seed, (key, 2)))
+        fault_rng = deferred(partial(child_generator, self.seed, (key, 3)))
         scenario = self.scenario
         faults = scenario.faults
         clock = self.clock
@@ -198,10 +204,13 @@ class Fleet:
         )
         injector = FaultInjector(wallbox=wallbox, settings=faults, rng=fault_rng, now=now)
         behaviour: Behaviour = Behaviours(sessions, injector) if injector.active else sessions
+        # Without scheduled faults or added latency the injector has nothing to do: let it
+        # go (most fleets), rather than keep it for every wallbox.
+        network = injector.network if injector.active or injector.network.latency[1] > 0 else None
         driver = WallboxDriver(
             wallbox=wallbox,
             behaviour=behaviour,
-            network=injector.network,
+            network=network,
             settings=self._settings[(number - 1) % len(self._settings)],
             schemas=self.schemas,
             reporter=self.reporter,
@@ -240,7 +249,7 @@ class Fleet:
         if driver is None or number in self._removing:
             return
         self._removing.add(number)
-        if driver.stopped.is_set() or self._group is None:
+        if driver.finished or self._group is None:
             self._forget(number)
         else:
             driver.stop()
@@ -268,14 +277,14 @@ class Fleet:
 
     def _start(self, number: int, driver: WallboxDriver) -> None:
         assert self._group is not None
-        self._group.create_task(self._drive(number, driver), name=driver.wallbox.charge_point_id)
+        # The task runs driver.run itself (no wrapper coroutine: one frame less for
+        # every wallbox); a removed wallbox is forgotten when it has finished.
+        task = self._group.create_task(driver.run(), name=driver.wallbox.charge_point_id)
+        task.add_done_callback(partial(self._finished, number, driver))
 
-    async def _drive(self, number: int, driver: WallboxDriver) -> None:
-        try:
-            await driver.run()
-        finally:
-            if number in self._removing and self._by_number.get(number) is driver:
-                self._forget(number)
+    def _finished(self, number: int, driver: WallboxDriver, _: object) -> None:
+        if number in self._removing and self._by_number.get(number) is driver:
+            self._forget(number)
 
     async def serve(self) -> None:
         """Run the wallboxes present and those added later until :meth:`stop`; then stop

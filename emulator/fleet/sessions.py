@@ -16,6 +16,7 @@ order, so the same seed gives the same plans (issue 4: reproducible).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -40,10 +41,15 @@ _RAW_PROFILES: dict[str, tuple[float, ...]] = {
 }  # fmt: skip
 
 
+@functools.cache
 def hourly_profile(name: str) -> np.ndarray:
-    """The profile's 24 weights, scaled to a mean of 1 (so the daily count is rate × 24)."""
+    """The profile's 24 weights, scaled to a mean of 1 (so the daily count is rate × 24).
+
+    One read-only array per profile, shared by every wallbox."""
     raw = np.asarray(_RAW_PROFILES[name], dtype=float)
-    return raw * (24.0 / raw.sum())
+    weights = raw * (24.0 / raw.sum())
+    weights.flags.writeable = False
+    return weights
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import logging
 import ssl
 import time
 from base64 import b64encode
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,7 +39,6 @@ from emulator.protocol.codec import (
 )
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 from emulator.protocol.schemas import SchemaRegistry
-from emulator.transport.backoff import backoff
 from emulator.transport.transfers import FileTransfers, TransferError
 
 if TYPE_CHECKING:
@@ -116,11 +115,11 @@ class WallboxDriver:
         self.schemas = schemas
         self.reporter = reporter
         self.clock = clock
-        self._backoff: Iterator[float] = self._new_backoff(rng)
-        self._rng = rng
+        self._rng = rng  # reconnect jitter (deferred by the fleet: drawn only on a reconnect)
+        self._failed_attempts = 0  # connection attempts since the last success (backoff)
         self.ws: ClientConnection | None = None
         self.stopping = False
-        self.stopped = asyncio.Event()
+        self.finished = False  # run() has returned (a flag: nothing awaits it)
         self.ever_connected = False
         self.connect_failures = 0
         self.last_failure = ""
@@ -128,10 +127,19 @@ class WallboxDriver:
         self._pending: tuple[str, str, float] | None = None  # unique id, action, loop time sent
         self._reconnect_at = 0.0
 
-    def _new_backoff(self, rng: np.random.Generator) -> Iterator[float]:
-        return backoff(
-            rng, initial=self.settings.backoff_initial, maximum=self.settings.backoff_max
+    def _backoff(self) -> float:
+        """The next reconnect delay: exponential backoff with full jitter, uniform in
+        [0, min(backoff_max, backoff_initial · 2ⁿ)] after n failed attempts.
+
+        Full jitter (AWS architecture blog, "Exponential Backoff And Jitter") spreads a
+        fleet that lost its CSMS at once over the whole window instead of re-synchronising
+        it into waves, which is what a CSMS restart would otherwise face."""
+        ceiling = min(
+            self.settings.backoff_max,
+            self.settings.backoff_initial * 2.0 ** min(self._failed_attempts, 64),
         )
+        self._failed_attempts += 1
+        return float(self._rng.uniform(0.0, ceiling))
 
     # ------------------------------------------------------------------ control
 
@@ -154,19 +162,22 @@ class WallboxDriver:
     async def run(self) -> None:
         """Run until :meth:`stop`; then stop transactions, flush and close."""
         try:
+            # Each call returns to this loop (no nesting: a connected wallbox parks in two
+            # coroutine frames, run and _pump, a few hundred bytes each).
             while not self.stopping:
-                now = self.clock()
-                if self.ws is None and now >= self._reconnect_at:
+                if self.ws is not None:
+                    await self._pump()
+                elif self.clock() >= self._reconnect_at:
                     await self._connect()
-                    continue
-                await self._wait_and_handle()
+                else:
+                    await self._idle_until(self._reconnect_at)
             await self._shutdown()
         finally:
             if self.ws is not None:
                 await self._close(1001, "emulator stopping")
                 self.reporter.disconnected("stopped")
             await self._stop_transfers()
-            self.stopped.set()
+            self.finished = True
 
     async def _connect(self) -> None:
         wb = self.wallbox
@@ -191,7 +202,7 @@ class WallboxDriver:
             except (ValueError, OSError, ssl.SSLError) as exc:  # e.g. no certificate for it
                 self.last_failure = str(exc)
                 self.reporter.connect_failed("tls_client_cert_missing")
-                self._reconnect_at = self.clock() + next(self._backoff)
+                self._reconnect_at = self.clock() + self._backoff()
                 await self._idle_until(self._reconnect_at)
                 return
         try:
@@ -222,22 +233,25 @@ class WallboxDriver:
             self.connect_failures += 1
             self.last_failure = reason
             self.reporter.connect_failed(reason)
-            self._reconnect_at = self.clock() + next(self._backoff)
+            self._reconnect_at = self.clock() + self._backoff()
             await self._idle_until(self._reconnect_at)
             return
         if ws.subprotocol != SUBPROTOCOL:
             self.reporter.connect_failed("subprotocol")
             self.last_failure = "CSMS did not agree to ocpp1.6"
             await ws.close(1002, "ocpp1.6 required")
-            self._reconnect_at = self.clock() + next(self._backoff)
+            self._reconnect_at = self.clock() + self._backoff()
             await self._idle_until(self._reconnect_at)
             return
         self.reporter.connected(perf_counter() - started)
+        # The handshake request (headers, HTTP objects: ~1.3 KiB) stays on the connection
+        # for inspection only; nothing reads it after the upgrade.  (The response must
+        # stay: websockets tells the handshake from later frames by `response is None`.)
+        ws.request = None
         self.ws = ws
         self.ever_connected = True
-        self._backoff = self._new_backoff(self._rng)
+        self._failed_attempts = 0
         wb.connected(self.clock())
-        await self._pump()
 
     async def _idle_until(self, wall_deadline: float) -> None:
         """Offline: keep the wallbox's clock running (sessions go on) until the deadline."""
@@ -288,12 +302,6 @@ class WallboxDriver:
             elapsed = perf_counter() - pending[2]
             self.reporter.round_trip(pending[1], elapsed, "timeout")
 
-    async def _wait_and_handle(self) -> None:
-        if self.ws is None:
-            await self._idle_until(self._reconnect_at)
-            return
-        await self._pump()
-
     async def _pump(self) -> None:
         """Serve the open connection until it closes or the driver stops."""
         ws = self.ws
@@ -331,7 +339,7 @@ class WallboxDriver:
         self._pending_lost()
         self.wallbox.disconnected(self.clock())
         self.reporter.disconnected(reason)
-        self._reconnect_at = self.clock() + next(self._backoff)
+        self._reconnect_at = self.clock() + self._backoff()
 
     def _pending_lost(self) -> None:
         pending = self._pending

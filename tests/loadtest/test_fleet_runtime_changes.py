@@ -27,7 +27,7 @@ def test_wallboxes_join_and_leave_a_serving_fleet_one_at_a_time() -> None:
             fleet = Fleet(scenario=sc, csms_url=csms.url, chargers=0, seed=1, reporter=RunStats())
 
             def on_removed(number: int, driver: WallboxDriver) -> None:
-                removed.append((number, driver.stopped.is_set()))
+                removed.append((number, driver.finished))
 
             fleet.on_removed = on_removed
             serving = asyncio.create_task(fleet.serve())
@@ -63,7 +63,6 @@ def test_a_reconnect_wave_cuts_connections_and_the_wallboxes_come_back() -> None
             )
             for d in fleet.drivers:  # come back quickly
                 d.settings = type(d.settings)(url=d.settings.url, backoff_initial=0.2)
-                d._backoff = d._new_backoff(np.random.default_rng(0))
             running = asyncio.create_task(fleet.run(duration=60))
             await eventually(lambda: fleet.counts().connected == 4, 10, "4 connected")
             assert fleet.drop_connections(0.5, np.random.default_rng(1)) == 2
