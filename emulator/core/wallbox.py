@@ -138,6 +138,7 @@ class Wallbox:
 
     # Slots: past 30 attributes an instance dict stops sharing its keys (~1.6 KiB each).
     __slots__ = (
+        "__weakref__",  # the metrics collector keeps weak references to wallboxes
         "_effects",
         "_events",
         "_hard_reset_pending",

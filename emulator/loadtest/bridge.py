@@ -19,6 +19,16 @@ The two sides share nothing but three thread-safe channels:
 Nothing crosses through gevent's thread pool, and the loop thread never blocks on a
 gevent primitive (no ``concurrent.futures``, whose locks are patched): the gevent side
 waits for the loop by polling with ``gevent.sleep``.
+
+With Prometheus metrics on (``--metrics-port``), the same drain greenlet also feeds a
+:class:`~emulator.metrics.prometheus.PrometheusReporter`: prometheus_client's locks are
+gevent's in a patched process, so the loop thread must never touch them.  The loop then
+queues two more kinds of tuple (a disconnect's reason, each deadline's lateness, see
+:class:`MetricsBridgeReporter`) and the loop-lag samples; frame counts stay plain
+counters on the loop side, whose increase the drain hands over.  The scrape (a greenlet
+of prometheus_client's server) reads the fleet's wallboxes through a
+:class:`~emulator.metrics.prometheus.FleetCollector`, which tolerates the loop changing
+them meanwhile.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.monkey
@@ -43,9 +53,20 @@ from emulator.loadtest.partition import (
     charger_number,
     worker_range,
 )
+from emulator.metrics.looplag import LoopLagMonitor
 from emulator.transport.driver import WallboxDriver
 
-__all__ = ["BridgeReporter", "FleetBridge", "LoopThread", "OcppFailure", "csms_call_name"]
+if TYPE_CHECKING:
+    from emulator.metrics.prometheus import FleetCollector, PrometheusReporter
+
+__all__ = [
+    "BridgeReporter",
+    "FleetBridge",
+    "LoopThread",
+    "MetricsBridgeReporter",
+    "OcppFailure",
+    "csms_call_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +82,12 @@ _RELEASED = 4
 _HEALTH = 5
 _SERVING = 6
 _ERROR = 7
+# Only with Prometheus metrics on (MetricsBridgeReporter, the loop-lag monitor).
+_DISCONNECTED = 8
+_LATE = 9
+_LAG = 10
+# Loop-lag samples for ocpp_fleet_loop_lag_seconds, as often as `ocpp-fleet run` takes them.
+LOOP_LAG_INTERVAL = 0.25
 
 
 def csms_call_name(action: str) -> str:
@@ -138,6 +165,24 @@ class BridgeReporter:
 
     def lateness(self, seconds: float) -> None:
         pass  # the fleet's GeneratorHealth judges lateness; snapshots carry its figures
+
+
+class MetricsBridgeReporter(BridgeReporter):
+    """The bridge's reporter when Prometheus metrics are on: also queues what only they
+    need, a disconnect's reason and each fired deadline's lateness (one tuple each).
+
+    Frame counts stay loop-side counters (:attr:`sent`, :attr:`received`): the drain
+    hands their increase to Prometheus, so a frame costs no tuple.
+    """
+
+    __slots__ = ()
+
+    def disconnected(self, reason: str) -> None:
+        BridgeReporter.disconnected(self, reason)
+        self._put((_DISCONNECTED, "", 0.0, reason))
+
+    def lateness(self, seconds: float) -> None:
+        self._put((_LATE, "", seconds, None))
 
 
 class LoopThread:
@@ -230,8 +275,10 @@ class _LoopSide:
         put: Callable[[tuple[int, str, float, Any]], None],
         publish: Callable[[dict[str, Any]], None],
         snapshot_interval: float,
+        metrics: bool = False,
     ) -> None:
-        self.reporter = BridgeReporter(put)
+        self.metrics = metrics
+        self.reporter = (MetricsBridgeReporter if metrics else BridgeReporter)(put)
         self.models = ModelSequence(options.scenario)
         self.put = put
         self.publish = publish
@@ -255,7 +302,13 @@ class _LoopSide:
         self.drop_rng = np.random.default_rng(options.seed)
 
     async def serve(self) -> None:
-        snapshots = asyncio.ensure_future(self._snapshots())
+        helpers = [asyncio.ensure_future(self._snapshots())]
+        if self.metrics:
+            put = self.put
+            monitor = LoopLagMonitor(
+                record=lambda lag: put((_LAG, "", lag, None)), interval=LOOP_LAG_INTERVAL
+            )
+            helpers.append(asyncio.ensure_future(monitor.run()))
         self.put((_SERVING, "", 0.0, True))
         try:
             await self.fleet.serve()
@@ -263,7 +316,8 @@ class _LoopSide:
             self.put((_ERROR, "", 0.0, f"fleet engine failed: {exc!r}"))
             log.exception("fleet engine failed")
         finally:
-            snapshots.cancel()
+            for helper in helpers:
+                helper.cancel()
             self.publish(self.snapshot())
             self.put((_SERVING, "", 0.0, False))
 
@@ -315,7 +369,10 @@ class FleetBridge:
     """The gevent side's handle on the fleet engine (one per Locust process).
 
     ``fire`` is ``environment.events.request.fire``; ``on_health`` is called on the gevent
-    side with each overloaded/recovered verdict.
+    side with each overloaded/recovered verdict.  ``prometheus`` and ``collector`` (both
+    or neither) are the process's metrics: the drain feeds the reporter every
+    measurement, and the collector watches each test's fleet.  Both are only ever called
+    on the gevent side.
     """
 
     def __init__(
@@ -325,8 +382,15 @@ class FleetBridge:
         on_health: Callable[[HealthSnapshot], None] | None = None,
         drain_interval: float = 0.05,
         snapshot_interval: float = 2.0,
+        prometheus: PrometheusReporter | None = None,
+        collector: FleetCollector | None = None,
     ) -> None:
         self._fire = fire
+        self.prometheus = prometheus
+        self.collector = collector
+        # The loop-side reporter whose frame counts were last handed to Prometheus.
+        self._counted: BridgeReporter | None = None
+        self._counted_sent = self._counted_received = 0
         self.on_health = on_health
         self.drain_interval = drain_interval
         self.snapshot_interval = snapshot_interval
@@ -364,6 +428,8 @@ class FleetBridge:
         self.options = options
         side = self.thread.run(lambda: self._make_side(options), timeout=timeout)
         self._side = side
+        if self.collector is not None:
+            self.collector.add(side.fleet)
         self.thread.call(lambda: asyncio.ensure_future(side.serve()))
         _wait_until(lambda: self._serving or not self.thread.running, timeout, "the fleet")
 
@@ -373,6 +439,7 @@ class FleetBridge:
             put=self._queue.append,
             publish=self._publish,
             snapshot_interval=self.snapshot_interval,
+            metrics=self.prometheus is not None,
         )
 
     def _publish(self, snapshot: dict[str, Any]) -> None:
@@ -423,6 +490,8 @@ class FleetBridge:
             except TimeoutError as exc:
                 log.warning("%s", exc)
         self.drain()
+        if self.collector is not None:
+            self.collector.remove(side.fleet)  # what it counted stays counted
         self._side = None
         self._slots = None
 
@@ -451,10 +520,13 @@ class FleetBridge:
         return failure
 
     def drain(self) -> int:
-        """Fire every queued measurement as a Locust request event; returns how many."""
-        queue, fire, fired = self._queue, self._fire, 0
+        """Fire every queued measurement as a Locust request event (and hand it to the
+        Prometheus reporter, if any); returns how many events were fired."""
+        queue, fire, fired, prometheus = self._queue, self._fire, 0, self.prometheus
         while queue:
             kind, name, seconds, detail = queue.popleft()
+            if prometheus is not None:
+                self._feed(prometheus, kind, name, seconds, detail)
             if kind == _ROUND_TRIP:
                 fire(
                     request_type=REQUEST_TYPE,
@@ -505,4 +577,47 @@ class FleetBridge:
             elif kind == _ERROR:
                 self.errors.append(detail)
                 log.error("%s", detail)
+        if prometheus is not None:
+            self._count_messages(prometheus)
         return fired
+
+    @staticmethod
+    def _feed(
+        prometheus: PrometheusReporter, kind: int, name: str, seconds: float, detail: Any
+    ) -> None:
+        """One queued measurement to Prometheus: what ``ocpp-fleet run`` reports directly."""
+        if kind == _ROUND_TRIP:
+            prometheus.round_trip(name, seconds, detail)
+        elif kind == _LATE:
+            prometheus.lateness(seconds)
+        elif kind == _CSMS_CALL:
+            prometheus.csms_call(name, seconds, detail)
+        elif kind == _CONNECT:
+            if detail is None:
+                prometheus.connected(seconds)
+            else:
+                prometheus.connect_failed(detail)
+        elif kind == _PING:
+            prometheus.ping_rtt(seconds)
+        elif kind == _DISCONNECTED:
+            prometheus.disconnected(detail)
+        elif kind == _LAG:
+            prometheus.loop_lag(seconds)
+
+    def _count_messages(self, prometheus: PrometheusReporter) -> None:
+        """Hand the increase of the loop side's frame counters to Prometheus.
+
+        Reading two ints another thread increments is safe under the GIL; each test's
+        fleet has a new reporter, whose counts start at 0.  ``stop_fleet`` drains once
+        more before it lets the fleet go, so a fleet's last frames are counted.
+        """
+        side = self._side
+        if side is None:
+            return
+        reporter = side.reporter
+        if reporter is not self._counted:
+            self._counted = reporter
+            self._counted_sent = self._counted_received = 0
+        sent, received = reporter.sent, reporter.received
+        prometheus.count_messages(sent - self._counted_sent, received - self._counted_received)
+        self._counted_sent, self._counted_received = sent, received

@@ -1,9 +1,11 @@
 """The fleet's Locust options: command line, ``locust.conf`` and the web UI's form.
 
 Locust's argument parser is configargparse, so every option here can also be written
-in ``locust.conf`` (``scenario = scenarios/demo.toml``) or set as ``LOCUST_SCENARIO``;
+in ``locust.conf`` (``scenario = scenarios/demo.toml``) or set in the environment
+(``LOCUST_SCENARIO``: each option names its variable, Locust derives none itself);
 options with ``include_in_web_ui`` appear in the web UI's start form, and the master
-sends their values to every worker with each spawn message.
+sends their values to every worker with each spawn message.  The metrics options are
+per process, read once at start-up (:func:`metrics_address`): a worker keeps its own.
 
 Values set in the web UI arrive as strings, so :func:`fleet_options` accepts strings
 for every field and converts (and validates) them itself.
@@ -11,6 +13,7 @@ for every field and converts (and validates) them itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,20 @@ from emulator.fleet.scenario import Scenario, load_scenario
 from emulator.loadtest.partition import DEFAULT_IDS_PER_WORKER
 from emulator.loadtest.schedules import SHAPE_NAMES, Schedule, parse_schedule
 
-__all__ = ["FleetOptions", "OptionError", "add_arguments", "fleet_options"]
+__all__ = [
+    "METRICS_HOST_ENV",
+    "METRICS_PORT_ENV",
+    "FleetOptions",
+    "MetricsAddress",
+    "OptionError",
+    "add_arguments",
+    "fleet_options",
+    "metrics_address",
+]
+
+# The container image sets these (the CLI's --metrics-port reads them too).
+METRICS_PORT_ENV = "OCPP_FLEET_METRICS_PORT"
+METRICS_HOST_ENV = "OCPP_FLEET_METRICS_HOST"
 
 
 class OptionError(ValueError):
@@ -34,21 +50,32 @@ def add_arguments(parser: Any) -> None:
     group = parser
     group.add_argument(
         "--scenario",
+        env_var="LOCUST_SCENARIO",
         default="",
         help="scenario TOML file (charger models, sessions); see docs/scenarios.md",
         is_required=True,
     )
     group.add_argument(
         "--csms-url",
+        env_var="LOCUST_CSMS_URL",
         default="",
         help="CSMS OCPP-J endpoint, ws://host:port/path (default: Locust's --host)",
     )
     group.add_argument(
-        "--id-prefix", default="", help="charger id prefix (default: the scenario's)"
+        "--id-prefix",
+        env_var="LOCUST_ID_PREFIX",
+        default="",
+        help="charger id prefix (default: the scenario's)",
     )
-    group.add_argument("--seed", default="", help="random seed (default: the scenario's, else 1)")
+    group.add_argument(
+        "--seed",
+        env_var="LOCUST_SEED",
+        default="",
+        help="random seed (default: the scenario's, else 1)",
+    )
     group.add_argument(
         "--ids-per-worker",
+        env_var="LOCUST_IDS_PER_WORKER",
         type=int,
         default=DEFAULT_IDS_PER_WORKER,
         help="charger numbers reserved per worker: worker w uses w*N+1 .. (w+1)*N "
@@ -56,16 +83,44 @@ def add_arguments(parser: Any) -> None:
     )
     group.add_argument(
         "--source-addresses",
+        env_var="LOCUST_SOURCE_ADDRESSES",
         default="",
         help="local addresses to bind, e.g. 127.0.0.2-127.0.0.9 (each holds ~28k "
         "connections to one CSMS address; see docs/loadtest.md)",
     )
     group.add_argument(
         "--fleet-shape",
+        env_var="LOCUST_FLEET_SHAPE",
         default="",
         help=f"load shape ({', '.join(SHAPE_NAMES)}) as NAME:key=value,..., e.g. "
         "ramp:users=1000,ramp=5m,hold=30m; read at start-up (the web UI then hides "
         "user count and spawn rate)",
+        include_in_web_ui=False,
+    )
+    # Per process, read at start-up: not in the web UI's form.
+    group.add_argument(
+        "--metrics-port",
+        env_var="LOCUST_METRICS_PORT",
+        default="",
+        help="serve Prometheus metrics (per OCPP action, fleet state, generator health) at "
+        "http://HOST:PORT/metrics from a local run or a worker; a master serves none "
+        f"(0: any free port; default ${METRICS_PORT_ENV}, else no metrics server)",
+        include_in_web_ui=False,
+    )
+    group.add_argument(
+        "--metrics-host",
+        env_var="LOCUST_METRICS_HOST",
+        default="",
+        help=f"address the metrics server listens on (default ${METRICS_HOST_ENV}, else 127.0.0.1)",
+        include_in_web_ui=False,
+    )
+    group.add_argument(
+        "--metrics-port-per-worker",
+        env_var="LOCUST_METRICS_PORT_PER_WORKER",
+        action="store_true",
+        default=False,
+        help="a worker serves on the metrics port + its worker index (0, 1, ...): for "
+        "several workers on one host (--processes); off: every worker uses the port as is",
         include_in_web_ui=False,
     )
 
@@ -129,6 +184,51 @@ def fleet_options(parsed: Any, *, host: str | None) -> FleetOptions:
         ids_per_worker=ids_per_worker,
         source_addresses=pool,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsAddress:
+    host: str
+    port: int  # 0: any free port
+
+
+def _flag(parsed: Any, name: str) -> bool:
+    value = getattr(parsed, name, False)
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def metrics_address(
+    parsed: Any, *, environ: Mapping[str, str], worker_index: int | None
+) -> MetricsAddress | None:
+    """Where this Locust process serves /metrics, or None: not asked for.
+
+    The port is ``--metrics-port`` (or ``LOCUST_METRICS_PORT``), else
+    ``$OCPP_FLEET_METRICS_PORT``; the host likewise, else 127.0.0.1.  ``worker_index``
+    is None for a local run, the worker's index for a worker: with
+    ``--metrics-port-per-worker`` a worker adds it to the port (port 0 stays 0).
+    Raises OptionError for a port that is not one.
+    """
+    text, source = _get(parsed, "metrics_port"), "--metrics-port"
+    if not text:
+        text, source = environ.get(METRICS_PORT_ENV, "").strip(), f"${METRICS_PORT_ENV}"
+    if not text:
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise OptionError(f"{source}: expected a port number 0-65535, got {text!r}")
+    host = _get(parsed, "metrics_host") or environ.get(METRICS_HOST_ENV, "").strip() or "127.0.0.1"
+    if port and worker_index is not None and _flag(parsed, "metrics_port_per_worker"):
+        port += worker_index
+        if port > 65535:
+            raise OptionError(
+                f"--metrics-port-per-worker: worker {worker_index} would serve on port {port}"
+            )
+    return MetricsAddress(host=host, port=port)
 
 
 def shape_schedule(parsed: Any) -> Schedule | None:

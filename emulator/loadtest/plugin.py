@@ -10,13 +10,20 @@ import time.  Per process:
   report to the master.
 * **master**: keeps the latest snapshot of each worker for the Fleet tab, warns when a
   worker's generator is overloaded, and prints the fleet summary at the end.
+
+Prometheus metrics (``--metrics-port``, else ``$OCPP_FLEET_METRICS_PORT``): a local run
+and every worker serve the same ``/metrics`` as ``ocpp-fleet run`` (per-action
+latencies and errors, connections, fleet gauges, generator health, process metrics),
+fed on the gevent side (see :mod:`emulator.loadtest.bridge`).  A master runs no
+wallboxes and serves none: Prometheus sums the workers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from locust.env import Environment
@@ -25,10 +32,19 @@ from locust.runners import MasterRunner, WorkerRunner
 from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.scenario import ScenarioError
 from emulator.loadtest.bridge import FleetBridge
-from emulator.loadtest.options import add_arguments, fleet_options, shape_schedule
+from emulator.loadtest.options import (
+    OptionError,
+    add_arguments,
+    fleet_options,
+    metrics_address,
+    shape_schedule,
+)
 from emulator.loadtest.schedules import ScheduleError
 from emulator.loadtest.shapes import DROP_MESSAGE, ScheduleShape
 from emulator.loadtest.view import aggregate, bottleneck_warning, summary_lines
+
+if TYPE_CHECKING:
+    from emulator.metrics.prometheus import MetricsEndpoint
 
 __all__ = ["FleetPlugin", "plugin_of", "register"]
 
@@ -55,26 +71,47 @@ def register(events: Any) -> FleetPlugin:
     return plugin
 
 
-def _serve_process_metrics() -> None:
-    """With OCPP_FLEET_METRICS_PORT set (the container image does), serve /metrics.
+class _CannotServeMetrics(Exception):
+    """``str()``: the message for the user; ``exit_code``: the process's exit code."""
 
-    For now only the process metrics of the Locust process (CPU, memory, open files: the
-    generator's own health) are served, from the gevent side, so the worker pods' probes
-    and scrape targets are real.  The per-action OCPP metrics are served by
-    ``ocpp-fleet run --metrics-port``; feeding them from the Locust bridge is a follow-up.
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _serve_metrics(environment: Environment, runner: Any) -> MetricsEndpoint | None:
+    """Start this process's Prometheus endpoint if asked for; None when not.
+
+    Raises _CannotServeMetrics for a port that is not one (exit code 2) or cannot be
+    bound (3, like ``ocpp-fleet run``): a load test without the metrics it was started
+    for is a wasted run.
     """
-    import os
-
-    port = os.environ.get("OCPP_FLEET_METRICS_PORT", "").strip()
-    if not port:
-        return
-    from prometheus_client import start_http_server
-
-    host = os.environ.get("OCPP_FLEET_METRICS_HOST", "127.0.0.1")
+    worker_index = int(runner.worker_index) if isinstance(runner, WorkerRunner) else None
     try:
-        start_http_server(int(port), addr=host)
-    except (OSError, ValueError) as exc:
-        log.error("cannot serve metrics on %s:%s: %s", host, port, exc)
+        address = metrics_address(
+            environment.parsed_options,
+            environ=os.environ,
+            worker_index=None if worker_index is None else max(0, worker_index),
+        )
+    except OptionError as exc:
+        raise _CannotServeMetrics(str(exc), 2) from None
+    if address is None:
+        return None
+    from emulator.metrics.prometheus import MetricsEndpoint, disable_created_series
+
+    disable_created_series()  # the same series as `ocpp-fleet run`
+    try:
+        endpoint = MetricsEndpoint(host=address.host, port=address.port)
+    except OSError as exc:
+        hint = ""
+        if isinstance(runner, WorkerRunner):
+            hint = " (several workers on one host: --metrics-port-per-worker)"
+        raise _CannotServeMetrics(
+            f"cannot serve metrics on {address.host}:{address.port}: {exc.strerror or exc}{hint}",
+            3,
+        ) from None
+    log.info("Prometheus metrics on %s", endpoint.url)
+    return endpoint
 
 
 def plugin_of(environment: Environment) -> FleetPlugin:
@@ -96,6 +133,7 @@ class FleetPlugin:
         self._overloaded_workers: set[int] = set()
         self._worst_seen: dict[int, dict[str, Any]] = {}
         self._summary_printed = False
+        self.metrics: MetricsEndpoint | None = None
 
     # ------------------------------------------------------------------ roles
 
@@ -126,13 +164,27 @@ class FleetPlugin:
         setattr(environment, _ATTRIBUTE, self)
         runner = runner or environment.runner
         if not isinstance(runner, MasterRunner):
+            if runner is not None:
+                try:
+                    self.metrics = _serve_metrics(environment, runner)
+                except _CannotServeMetrics as exc:
+                    # No fleet either: users that start before the quit get this error.
+                    self.config_error = f"ocpp-fleet cannot start: {exc}"
+                    log.error("%s", self.config_error)
+                    environment.process_exit_code = exc.exit_code
+                    gevent.spawn(runner.quit)
+                    return
             self.bridge = FleetBridge(
-                fire=environment.events.request.fire, on_health=self._on_health
+                fire=environment.events.request.fire,
+                on_health=self._on_health,
+                prometheus=None if self.metrics is None else self.metrics.reporter,
+                collector=None if self.metrics is None else self.metrics.collector,
             )
             self.bridge.start()
             if runner is not None:
                 runner.register_message(DROP_MESSAGE, self._on_drop)
-            _serve_process_metrics()
+        elif getattr(environment.parsed_options, "metrics_port", ""):
+            log.info("the master runs no wallboxes and serves no metrics: each worker does")
         if not isinstance(runner, WorkerRunner):
             try:
                 schedule = shape_schedule(environment.parsed_options)
@@ -192,6 +244,12 @@ class FleetPlugin:
             self.print_summary()
         if self.bridge is not None:
             self.bridge.close()
+        if self.metrics is not None:
+            try:
+                self.metrics.close()
+            except Exception:  # the process ends anyway
+                log.debug("closing the metrics server failed", exc_info=True)
+            self.metrics = None
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         if self.bridge is not None:

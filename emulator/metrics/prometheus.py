@@ -15,7 +15,8 @@ in (tests get a fresh one; nothing touches the global ``REGISTRY``):
   per wallbox: a charger id is never a label.
 
 :func:`serve_metrics` starts prometheus_client's HTTP server on a port; nothing is
-served unless a caller asks for it (``ocpp-fleet run --metrics-port``).
+served unless a caller asks for it (``ocpp-fleet run --metrics-port``, a Locust
+process's ``--metrics-port``: see :mod:`emulator.loadtest.metrics`).
 
 Every metric, with its type, labels and help text, is listed in ``docs/metrics.md``;
 ``tests/metrics/test_prometheus.py`` keeps that table and this module identical.
@@ -350,6 +351,14 @@ class PrometheusReporter:
     def message_received(self) -> None:
         self._received.inc()
 
+    def count_messages(self, sent: int, received: int) -> None:
+        """Many frames at once: a process that counts them elsewhere (the Locust bridge)
+        hands over what was sent and received since its last call."""
+        if sent > 0:
+            self._sent.inc(sent)
+        if received > 0:
+            self._received.inc(received)
+
     def lateness(self, seconds: float) -> None:
         if seconds >= 0.0:  # a deadline served early is not late (and NaN is nothing)
             self._lateness_observe(seconds)
@@ -463,15 +472,24 @@ class _Seen:
     energy_wh: float = 0.0
 
 
+# What a read racing the fleet's loop can raise: "dictionary (or deque, set) changed size
+# / mutated during iteration" is a RuntimeError; a list shortened meanwhile, IndexError.
+_RACES = (RuntimeError, LookupError)
+_READ_ATTEMPTS = 3
+
+
 class FleetCollector(Collector):
     """Fleet-wide gauges and counters, computed when Prometheus scrapes.
 
     Watches any number of fleets (:meth:`add`, :meth:`remove`) and sums them; wallboxes
     may join and leave a fleet at any time (a Locust worker adds one per user).  A
-    scrape runs in the HTTP server's thread and only reads wallbox state, from a copy
-    of each fleet's driver list: it never blocks nor waits for the event loop.  The
-    counters (transactions, energy) stay monotonic when wallboxes or fleets go away:
-    what they counted is kept.
+    scrape runs in the HTTP server's thread (a greenlet in a Locust process) and only
+    reads wallbox state, from a copy of each fleet's driver list: it never blocks nor
+    waits for the event loop.  The loop may change a wallbox while it is read; a read
+    that trips over that (a container that changed size during iteration, a list that
+    got shorter) is retried, and a wallbox that keeps changing counts with its last
+    reading in that scrape.  The counters (transactions, energy) stay monotonic when
+    wallboxes or fleets go away: what they counted is kept.
     """
 
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
@@ -537,11 +555,12 @@ class FleetCollector(Collector):
         seen = self._seen.get(key)
         if seen is not None and seen.wallbox() is wallbox:
             return seen
+        # First the reading that may race the loop (and raise), then the bookkeeping.
+        baseline = sum(_register_wh(c, now) for c in wallbox.connectors[1:])
         if seen is not None:  # the id of a wallbox that is gone, reused: retire that one
             self._retired_started += seen.started
             self._retired_stopped += seen.stopped
             self._retired_energy_wh += seen.energy_wh
-        baseline = sum(_register_wh(c, now) for c in wallbox.connectors[1:])
         seen = self._seen[key] = _Seen(weakref.ref(wallbox), baseline)
         return seen
 
@@ -551,48 +570,69 @@ class FleetCollector(Collector):
         statuses = t.statuses
         for driver in list(fleet.drivers):  # a copy: the loop may add or remove meanwhile
             wb = driver.wallbox
-            seen = self._entry(wb, now)
             present.add(id(wb))
             t.chargers += 1
-            if driver.connected:
-                t.connected += 1
-                if wb.accepted:
-                    t.booted += 1
-            energy = 0.0
-            for c in wb.connectors[1:]:
-                status = c.reported
-                if status is not None:
-                    statuses[status.value] += 1
-                if c.transaction is not None:
-                    t.transactions_running += 1
-                ev = c.ev
-                power = c.meter.power_w(ev.phases if ev is not None else None)
-                t.power_w += power
-                energy += _register_wh(c, now, power)
-            seen.energy_wh = max(seen.energy_wh, energy - seen.baseline_wh)
-            t.energy_wh += seen.energy_wh
-            transactions = wb.transactions
-            count = len(transactions)
-            done, stopped = seen.settled, seen.settled_stopped
-            if done > count:  # the list was trimmed: count afresh
-                done = stopped = 0
-            lost = wb.lost_transactions
-            while done < count:
-                tx = transactions[done]
-                if tx.stopped_at is not None:
-                    stopped += 1
-                elif not any(tx is gone for gone in lost):
-                    break
-                done += 1
-            seen.settled, seen.settled_stopped = done, stopped
-            for tx in transactions[done:count]:
-                if tx.stopped_at is not None:
-                    stopped += 1
-            seen.started, seen.stopped = count, stopped
-            t.transactions_started += count
-            t.transactions_stopped += stopped
-            t.outbox += wb.outbox.depth
-            t.backlog += wb.outbox.transaction_backlog
+            seen: _Seen | None = None
+            for _ in range(_READ_ATTEMPTS):
+                # Read into locals only; add to the totals once the whole wallbox is read.
+                try:
+                    seen = self._entry(wb, now)
+                    connected = driver.connected
+                    booted = connected and wb.accepted
+                    reported: list[str] = []
+                    running = 0
+                    power_w = energy = 0.0
+                    for c in wb.connectors[1:]:
+                        status = c.reported
+                        if status is not None:
+                            reported.append(status.value)
+                        if c.transaction is not None:
+                            running += 1
+                        ev = c.ev
+                        power = c.meter.power_w(ev.phases if ev is not None else None)
+                        power_w += power
+                        energy += _register_wh(c, now, power)
+                    transactions = wb.transactions
+                    count = len(transactions)
+                    done, stopped = seen.settled, seen.settled_stopped
+                    if done > count:  # the list was trimmed: count afresh
+                        done = stopped = 0
+                    lost = wb.lost_transactions
+                    while done < count:
+                        tx = transactions[done]
+                        if tx.stopped_at is not None:
+                            stopped += 1
+                        elif not any(tx is gone for gone in lost):
+                            break
+                        done += 1
+                    settled_stopped = stopped
+                    for tx in transactions[done:count]:
+                        if tx.stopped_at is not None:
+                            stopped += 1
+                    outbox = wb.outbox
+                    depth, backlog = outbox.depth, outbox.transaction_backlog
+                except _RACES:  # the loop changed this wallbox while we read it: again
+                    continue
+                if connected:
+                    t.connected += 1
+                    if booted:
+                        t.booted += 1
+                for value in reported:
+                    statuses[value] += 1
+                t.transactions_running += running
+                t.power_w += power_w
+                seen.energy_wh = max(seen.energy_wh, energy - seen.baseline_wh)
+                seen.settled, seen.settled_stopped = done, settled_stopped
+                seen.started, seen.stopped = count, stopped
+                t.outbox += depth
+                t.backlog += backlog
+                break
+            # Counters from what was last read (now, or before if it kept changing); a
+            # wallbox that could not be read at all adds no gauges to this scrape.
+            if seen is not None:
+                t.energy_wh += seen.energy_wh
+                t.transactions_started += seen.started
+                t.transactions_stopped += seen.stopped
 
     @staticmethod
     def _families(t: _Totals) -> Iterator[Metric]:

@@ -1,8 +1,10 @@
 """Child process of test_bridge_events: a real bridge under gevent's monkey-patching.
 
 Runs a small fleet against the reference CSMS *in the bridge's loop thread*, makes the
-CSMS misbehave in known ways, collects every ``events.request`` the gevent side fires,
-and prints one JSON document for the test to check.  Bounded: every wait has a timeout.
+CSMS misbehave in known ways, collects every ``events.request`` the gevent side fires
+and what the bridge hands to a Prometheus reporter and collector (scraped on the gevent
+side while the fleet runs, and at the end), and prints one JSON document for the test
+to check.  Bounded: every wait has a timeout.
 """
 
 from __future__ import annotations
@@ -28,11 +30,50 @@ from emulator.csms import (
 from emulator.fleet.scenario import parse_scenario
 from emulator.loadtest.bridge import FleetBridge
 from emulator.loadtest.options import FleetOptions
+from emulator.metrics.prometheus import FleetCollector, PrometheusReporter, new_registry
 from tests.loadtest.support import scenario_text
 
 native_id = gevent.monkey.get_original("threading", "get_native_id")
 PREFIX = "PB"
 DELAY = 0.3
+
+
+class ThreadRecordingReporter(PrometheusReporter):
+    """A PrometheusReporter that notes the native thread of every call it gets."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.threads: set[int] = set()
+        for name in (
+            "round_trip",
+            "csms_call",
+            "connected",
+            "connect_failed",
+            "disconnected",
+            "ping_rtt",
+            "lateness",
+            "loop_lag",
+            "count_messages",
+        ):
+            setattr(self, name, self._recording(getattr(self, name)))
+
+    def _recording(self, method: Any) -> Any:
+        def call(*args: Any) -> None:
+            self.threads.add(native_id())
+            method(*args)
+
+        return call
+
+
+def samples(registry: Any) -> dict[str, float]:
+    """Every ocpp_fleet_* sample but histogram buckets, as 'name{k=v,...}': value."""
+    found: dict[str, float] = {}
+    for metric in registry.collect():
+        for s in metric.samples:
+            if s.name.startswith("ocpp_fleet_") and not s.name.endswith(("_bucket", "_created")):
+                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                found[f"{s.name}{{{labels}}}"] = s.value
+    return found
 
 
 def main() -> int:
@@ -66,7 +107,15 @@ def main() -> int:
             f"{PREFIX}000204": Silence(),
         }.get(charger_id)
 
-    bridge = FleetBridge(fire=fire, drain_interval=0.02, snapshot_interval=0.2)
+    registry = new_registry(process=False)
+    prometheus = ThreadRecordingReporter(registry=registry)
+    bridge = FleetBridge(
+        fire=fire,
+        drain_interval=0.02,
+        snapshot_interval=0.2,
+        prometheus=prometheus,
+        collector=FleetCollector(registry=registry),
+    )
     bridge.start()
 
     async def start_csms() -> ReferenceCsms:
@@ -122,6 +171,7 @@ def main() -> int:
     wait(lambda: bridge._slots is not None and len(bridge._slots) == 4, 10, "the slot")
     again = bridge.add_user()
     wait(lambda: bridge.snapshot.get("connected") == 5, 10, "5 connected wallboxes again")
+    running = samples(registry)  # a scrape on the gevent side while the fleet runs
 
     loop_thread = bridge.thread.thread_id
     bridge.stop_fleet(timeout=20)
@@ -142,6 +192,9 @@ def main() -> int:
             "disconnects": closes,
             "delay": DELAY,
             "snapshot": bridge.snapshot,
+            "prometheus_threads": sorted(prometheus.threads),
+            "metrics_running": running,
+            "metrics_end": samples(registry),
         },
         sys.stdout,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,17 @@ def write_scenario(tmp_path: Path, **kwargs: object) -> Path:
     return path
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a child, without anything that would turn on a
+    metrics server by surprise (the container image sets OCPP_FLEET_METRICS_PORT)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OCPP_FLEET_METRICS_", "LOCUST_METRICS_"))
+    }
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
+    env.update(extra or {})
     return env
 
 
@@ -107,11 +115,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def locust(*args: str, timeout: float = 60.0, terminate: Any = None) -> tuple[int, str]:
+async def locust(
+    *args: str,
+    timeout: float = 60.0,
+    terminate: Any = None,
+    env: Mapping[str, str] | None = None,
+    started: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
     """Run ``locust -f locustfiles/ocpp_fleet.py args`` to its end; (exit code, output).
 
     ``terminate``: an asyncio.Event; when set, the process gets SIGTERM (Locust's
-    web UI has no quit button, and a web-UI run has no end of its own).
+    web UI has no quit button, and a web-UI run has no end of its own).  ``env``: extra
+    environment variables; ``started`` is called with the child's pid.
     """
     import asyncio
     import contextlib
@@ -122,7 +137,7 @@ async def locust(*args: str, timeout: float = 60.0, terminate: Any = None) -> tu
         str(LOCUSTFILE),
         *args,
         cwd=ROOT,
-        env=child_env(),
+        env=child_env(env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -134,6 +149,8 @@ async def locust(*args: str, timeout: float = 60.0, terminate: Any = None) -> tu
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
 
+    if started is not None:
+        started(proc.pid)
     stopping = asyncio.create_task(stopper())
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)

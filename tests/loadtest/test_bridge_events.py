@@ -87,3 +87,137 @@ def test_a_stopped_users_wallbox_closes_and_its_charger_id_is_reused(
     assert probe["again"] == 201
     assert probe["disconnects"]["PB000201"] == 2
     assert probe["boots"]["PB000201"] == 2  # a restarted charger boots again
+
+
+# -- Prometheus, fed by the bridge (`--metrics-port`) ------------------------------------
+
+
+def metric(probe: dict[str, Any], when: str, name: str, **labels: str) -> float:
+    key = name + "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"
+    value: float = probe[when].get(key, 0.0)
+    return value
+
+
+def test_prometheus_is_only_called_on_the_gevent_side(probe: dict[str, Any]) -> None:
+    assert probe["prometheus_threads"] == [probe["main_thread"]]
+
+
+def test_prometheus_counts_every_exchange_locust_counts(probe: dict[str, Any]) -> None:
+    ocpp = Counter(e["name"] for e in probe["events"] if e["request_type"] == "OCPP")
+    charger_calls = {name: n for name, n in ocpp.items() if not name.endswith("(CSMS call)")}
+    assert charger_calls
+    for action, count in charger_calls.items():
+        answered = sum(
+            v
+            for k, v in probe["metrics_end"].items()
+            if k.startswith("ocpp_fleet_call_duration_seconds_count{") and f"action={action}," in k
+        )
+        unanswered = sum(
+            v
+            for k, v in probe["metrics_end"].items()
+            if k.startswith("ocpp_fleet_calls_unanswered_total{") and f"action={action}," in k
+        )
+        assert answered + unanswered == count, action
+    end = "metrics_end"
+    assert metric(probe, end, "ocpp_fleet_connect_duration_seconds_count") == 6
+    assert (
+        metric(probe, end, "ocpp_fleet_csms_call_handling_seconds_count", action="GetConfiguration")
+        == ocpp["GetConfiguration (CSMS call)"]
+    )
+
+
+def test_prometheus_sees_the_outcomes_as_ocpp_fleet_run_reports_them(
+    probe: dict[str, Any],
+) -> None:
+    end = "metrics_end"
+    boot = {"action": "BootNotification"}
+    count = "ocpp_fleet_call_duration_seconds_count"
+    assert metric(probe, end, count, outcome="callerror", **boot) == 1
+    assert metric(probe, end, count, outcome="schema", **boot) == 1
+    assert metric(probe, end, "ocpp_fleet_calls_unanswered_total", reason="timeout", **boot) == 1
+    assert (
+        metric(
+            probe, end, "ocpp_fleet_callerrors_total", sender="csms", code="InternalError", **boot
+        )
+        == 1
+    )
+    assert (
+        metric(
+            probe,
+            end,
+            "ocpp_fleet_callerrors_total",
+            sender="charger",
+            action="GetConfiguration",
+            code="OccurenceConstraintViolation",
+        )
+        == 1
+    )
+    # Every connection closed (the removed user's, then the rest at the end).
+    disconnects = sum(
+        v for k, v in probe[end].items() if k.startswith("ocpp_fleet_disconnects_total{")
+    )
+    assert disconnects == 6
+    # Frame counts are the loop side's counters, handed over by the drain.
+    snapshot = probe["snapshot"]
+    sent = metric(probe, end, "ocpp_fleet_messages_total", direction="sent")
+    received = metric(probe, end, "ocpp_fleet_messages_total", direction="received")
+    assert (sent, received) == (snapshot["messages_sent"], snapshot["messages_received"])
+    assert sent > 0
+    assert metric(probe, end, "ocpp_fleet_loop_lag_seconds_count") > 0
+    assert not [k for k in probe[end] if "PB0" in k]  # never a charger id
+
+
+def test_the_collector_reads_the_running_fleet_and_lets_it_go_when_it_stops(
+    probe: dict[str, Any],
+) -> None:
+    assert metric(probe, "metrics_running", "ocpp_fleet_chargers") == 5
+    assert metric(probe, "metrics_running", "ocpp_fleet_chargers_connected") == 5
+    assert metric(probe, "metrics_end", "ocpp_fleet_chargers") == 0
+
+
+def test_the_drain_gives_prometheus_what_a_direct_reporter_gets() -> None:
+    """Every Reporter call, through the loop side's tuples and the drain, lands in
+    Prometheus exactly as `ocpp-fleet run` (which calls the reporter directly) has it."""
+    from emulator.loadtest.bridge import FleetBridge, MetricsBridgeReporter
+    from emulator.metrics.prometheus import PrometheusReporter, new_registry
+
+    direct_registry, bridged_registry = new_registry(process=False), new_registry(process=False)
+    direct = PrometheusReporter(registry=direct_registry)
+    bridge = FleetBridge(
+        fire=lambda **kw: None, prometheus=PrometheusReporter(registry=bridged_registry)
+    )
+    loop_side = MetricsBridgeReporter(bridge._queue.append)
+    for reporter in (direct, loop_side):
+        reporter.connected(0.010)
+        reporter.round_trip("BootNotification", 0.020, "ok")
+        reporter.round_trip("Heartbeat", 0.030, "callerror:InternalError")
+        reporter.round_trip("MeterValues", 0.004, "schema:FormationViolation")
+        reporter.round_trip("MeterValues", 30.0, "timeout")
+        reporter.round_trip("StatusNotification", 1.0, "disconnected")
+        reporter.round_trip("MadeUp", 0.001, "ok")
+        reporter.csms_call("Reset", 0.0002, None)
+        reporter.csms_call("GetConfiguration", 0.0003, "OccurenceConstraintViolation")
+        reporter.csms_call("(malformed)", 0.0, "FormationViolation")
+        reporter.csms_call("(unexpected result)", 0.0, None)
+        reporter.ping_rtt(0.002)
+        reporter.lateness(0.003)
+        reporter.lateness(-0.5)  # early: not late
+        reporter.disconnected("closed 1006")
+        reporter.connect_failed("refused")
+        reporter.connected(0.012)  # a reconnect
+        reporter.disconnected("stopped")
+    assert bridge.drain() > 0
+    assert not bridge._queue
+
+    def sample_values(registry: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in registry.collect()
+            if m.name != "ocpp_fleet_messages"  # counted apart: see the probe
+            for s in m.samples
+            if not s.name.endswith("_created")
+        }
+
+    expected = sample_values(direct_registry)
+    assert sample_values(bridged_registry) == expected
+    assert expected[("ocpp_fleet_reconnects_total", ())] == 1

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -325,6 +327,92 @@ def test_wallboxes_joining_and_leaving_keep_the_counters_right(registry: Collect
     assert value(registry, "ocpp_fleet_energy_delivered_wh_total") == pytest.approx(delivered)
     assert value(registry, "ocpp_fleet_transactions_started_total") == 1
     assert value(registry, "ocpp_fleet_transactions_stopped_total") == 1
+
+
+class _FlakyOutbox:
+    """An outbox whose depth raises as a deque changed by another thread would."""
+
+    def __init__(self, outbox: Any, failures: int) -> None:
+        self.outbox = outbox
+        self.failures = failures
+
+    @property
+    def depth(self) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("deque mutated during iteration")
+        return int(self.outbox.depth)
+
+    @property
+    def transaction_backlog(self) -> int:
+        return int(self.outbox.transaction_backlog)
+
+
+def test_a_wallbox_the_loop_changes_during_a_scrape_is_read_again(
+    registry: CollectorRegistry,
+) -> None:
+    fleet = make_fleet(FakeClock(), chargers=2)
+    collector = FleetCollector(registry=registry)
+    collector.add(fleet)
+    wallbox = fleet.drivers[0].wallbox
+    wallbox.transactions.append(_stopped_transaction())
+    wallbox.outbox = _FlakyOutbox(wallbox.outbox, failures=2)  # type: ignore[assignment]
+    assert value(registry, "ocpp_fleet_transactions_started_total") == 1
+    assert value(registry, "ocpp_fleet_connectors", status="Available") == 2
+
+
+def test_a_wallbox_that_keeps_changing_counts_with_its_last_reading(
+    registry: CollectorRegistry,
+) -> None:
+    fleet = make_fleet(FakeClock(), chargers=2)
+    collector = FleetCollector(registry=registry)
+    collector.add(fleet)
+    wallbox = fleet.drivers[0].wallbox
+    wallbox.transactions.append(_stopped_transaction())
+    assert value(registry, "ocpp_fleet_transactions_stopped_total") == 1
+    wallbox.transactions.append(_stopped_transaction())
+    wallbox.outbox = _FlakyOutbox(wallbox.outbox, failures=10**6)  # type: ignore[assignment]
+    collected = {m.name: m for m in collector.collect()}  # never raises into the scrape
+    assert collected["ocpp_fleet_chargers"].samples[0].value == 2
+    assert collected["ocpp_fleet_transactions_stopped"].samples[0].value == 1  # last reading
+    available = [
+        s for s in collected["ocpp_fleet_connectors"].samples if s.labels["status"] == "Available"
+    ]
+    assert available[0].value == 1  # no gauges from a wallbox that could not be read
+
+
+def test_scrapes_from_another_thread_while_the_fleet_changes_never_fail(
+    registry: CollectorRegistry,
+) -> None:
+    """`ocpp-fleet run` scrapes in prometheus_client's thread while the loop thread adds
+    and removes wallboxes and their transactions: no scrape fails, counters never drop."""
+    fleet = make_fleet(FakeClock(), chargers=20)
+    collector = FleetCollector(registry=registry)
+    collector.add(fleet)
+    model = fleet.drivers[0].wallbox.model
+    stop = threading.Event()
+
+    def churn() -> None:
+        number = 1000
+        while not stop.is_set():
+            number += 1
+            fleet.add_wallbox(number, model).wallbox.transactions.append(_stopped_transaction())
+            for driver in list(fleet.drivers[:3]):
+                driver.wallbox.transactions.append(_stopped_transaction())
+            if len(fleet.drivers) > 40:
+                fleet.remove_wallbox(number - 20)
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    try:
+        started = []
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            started.append(value(registry, "ocpp_fleet_transactions_started_total"))
+    finally:
+        stop.set()
+        thread.join(5)
+    assert started == sorted(started) and started[-1] > 0
 
 
 def _stopped_transaction() -> Transaction:
