@@ -1,17 +1,20 @@
 """A small misbehaving world for the metrics tests, on 127.0.0.1 only, bounded in time.
 
-:class:`FleetThread` runs, in a thread with its own event loop:
+:class:`MisbehavingCsms` is the embedded reference CSMS, told to misbehave on every 7th
+charger-initiated CALL (a CALLERROR, silence until the response timeout, a
+schema-violating CALLRESULT, a late answer, a dropped connection, in turn), with basic
+auth that refuses the last two chargers (connect failures), and a task that sends
+CSMS-initiated CALLs, a schema-violating CALL, garbage, a malformed CALL and an answer
+to a CALL nobody made.
 
-* the embedded reference CSMS, told to misbehave on every 7th charger-initiated CALL
-  (a CALLERROR, silence until the response timeout, a schema-violating CALLRESULT, a
-  late answer, a dropped connection, in turn), with basic auth that refuses two chargers
-  (connect failures), and a task that sends CSMS-initiated CALLs, a schema-violating
-  CALL, garbage, a malformed CALL and an answer to a CALL nobody made;
-* a fleet of ``chargers`` wallboxes with short sessions, reporting to a
-  :class:`PrometheusReporter` and watched by a :class:`FleetCollector`;
+:class:`FleetThread` runs, in a thread with its own event loop, that CSMS and:
+
+* a fleet of ``chargers`` wallboxes with short sessions (:data:`SCENARIO`), reporting
+  to a :class:`PrometheusReporter` and watched by a :class:`FleetCollector`;
 * the loop-lag monitor, and the metrics HTTP server on a free loopback port.
 
-So within ~20 s every metric of docs/metrics.md has samples.
+So within ~20 s every metric of docs/metrics.md has samples.  :class:`CsmsThread` runs
+the CSMS alone, for a fleet in another process (a Locust run of :data:`SCENARIO`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -119,26 +123,56 @@ class Misbehaving:
         return result
 
 
-class FleetThread:
-    """The fleet, CSMS and metrics server in a background thread; see the module doc."""
+class MisbehavingCsms:
+    """The reference CSMS of the module doc for the chargers ``ids`` (all but the last
+    REFUSED may log in), pestering them with CSMS-initiated traffic; ``async with``."""
 
-    def __init__(self, *, chargers: int = 12) -> None:
-        self.chargers = chargers
-        self.registry = new_registry()
-        self.reporter = PrometheusReporter(registry=self.registry)
-        self.collector = FleetCollector(registry=self.registry)
-        self.stats = RunStats()
-        self.server: MetricsServer | None = None
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.misbehaving = Misbehaving()
+        self.csms = ReferenceCsms(
+            heartbeat_interval=2,
+            call_timeout=3.0,
+            basic_auth={cid: PASSWORD for cid in ids[: len(ids) - REFUSED]},
+            misbehave=self.misbehaving,
+        )
+        self._pester: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> MisbehavingCsms:
+        await self.csms.start()
+        self._pester = asyncio.create_task(_pester(self.csms))
+        return self
+
+    def calm(self) -> None:
+        """Behave from now on, so that the fleet drains quickly."""
+        self.misbehaving.enabled = False
+        if self._pester is not None:
+            self._pester.cancel()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.calm()
+        if self._pester is not None:
+            await asyncio.gather(self._pester, return_exceptions=True)
+        await self.csms.stop()
+
+
+class _LoopThread:
+    """:meth:`_run` in a daemon thread with its own event loop.
+
+    :meth:`start` returns once ``_run`` called ``self._ready.set()``; :meth:`stop` sets
+    ``self._stop`` (which ``_run`` awaits) and joins; both raise what ``_run`` raised.
+    """
+
+    def __init__(self, name: str) -> None:
         self.error: BaseException | None = None
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="metrics-fleet", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         self._thread.start()
         if not self._ready.wait(timeout):
-            raise TimeoutError("the metrics fleet did not start")
+            raise TimeoutError(f"{self._thread.name} did not start")
         if self.error is not None:
             raise self.error
 
@@ -147,41 +181,83 @@ class FleetThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise TimeoutError("the metrics fleet did not stop")
-        if self.server is not None:
-            self.server.close()
+            raise TimeoutError(f"{self._thread.name} did not stop")
         if self.error is not None:
             raise self.error
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._begin())
+        except BaseException as exc:  # reported by start()/stop()
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    async def _begin(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await self._run(self._stop)
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        raise NotImplementedError
+
+
+class CsmsThread(_LoopThread):
+    """A :class:`MisbehavingCsms` for the scenario's first ``chargers`` charger ids, in a
+    background thread: for a fleet that runs in another process."""
+
+    def __init__(self, *, chargers: int) -> None:
+        super().__init__("metrics-csms")
+        self.chargers = chargers
+        self.url = ""
+        self._csms: MisbehavingCsms | None = None
+
+    def calm(self) -> None:
+        """Stop misbehaving (before the fleet stops, so that it drains quickly)."""
+        if self._loop is not None and self._csms is not None:
+            self._loop.call_soon_threadsafe(self._csms.calm)
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        sc = scenario()
+        ids = [sc.fleet.charger_id(i) for i in range(1, self.chargers + 1)]
+        async with MisbehavingCsms(ids) as csms:
+            self._csms = csms
+            self.url = csms.csms.url
+            self._ready.set()
+            await stop.wait()
+
+
+class FleetThread(_LoopThread):
+    """The fleet, CSMS and metrics server in a background thread; see the module doc."""
+
+    def __init__(self, *, chargers: int = 12) -> None:
+        super().__init__("metrics-fleet")
+        self.chargers = chargers
+        self.registry = new_registry()
+        self.reporter = PrometheusReporter(registry=self.registry)
+        self.collector = FleetCollector(registry=self.registry)
+        self.stats = RunStats()
+        self.server: MetricsServer | None = None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        try:
+            super().stop(timeout)
+        finally:
+            if self.server is not None:
+                self.server.close()
 
     @property
     def port(self) -> int:
         assert self.server is not None
         return self.server.port
 
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except BaseException as exc:  # reported by start()/stop()
-            self.error = exc
-        finally:
-            self._ready.set()
-
-    async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _run(self, stop: asyncio.Event) -> None:
         sc = scenario()
         ids = [sc.fleet.charger_id(i) for i in range(1, self.chargers + 1)]
-        misbehaving = Misbehaving()
-        csms = ReferenceCsms(
-            heartbeat_interval=2,
-            call_timeout=3.0,
-            basic_auth={cid: PASSWORD for cid in ids[: self.chargers - REFUSED]},
-            misbehave=misbehaving,
-        )
-        async with csms:
+        async with MisbehavingCsms(ids) as csms:
             fleet = Fleet(
                 scenario=sc,
-                csms_url=csms.url,
+                csms_url=csms.csms.url,
                 chargers=self.chargers,
                 seed=6,
                 reporter=MultiReporter(reporters=(self.stats, self.reporter)),
@@ -191,13 +267,10 @@ class FleetThread:
             self._ready.set()
             async with LoopLagMonitor(record=self.reporter.loop_lag, interval=0.1):
                 run = asyncio.create_task(fleet.run(duration=120.0))
-                pester = asyncio.create_task(_pester(csms))
-                await self._stop.wait()
-                pester.cancel()
-                misbehaving.enabled = False  # let the fleet drain quickly
+                await stop.wait()
+                csms.calm()  # let the fleet drain quickly
                 fleet.stop()
                 await asyncio.wait_for(run, timeout=20.0)
-                await asyncio.gather(pester, return_exceptions=True)
 
 
 async def _pester(csms: ReferenceCsms) -> None:

@@ -57,6 +57,23 @@ def free_port() -> int:
         return port
 
 
+def end_process(process: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
+    """SIGTERM ``process`` if it still runs; SIGKILL after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    """The end of a child's log file (for a failure message)."""
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
 def scrape_config_for(target: str) -> dict[str, Any]:
     """The shipped scrape config, scraping ``target`` every second."""
     config: dict[str, Any] = yaml.safe_load(SHIPPED_CONFIG.read_text())
@@ -115,16 +132,10 @@ class Prometheus:
         raise TimeoutError(f"prometheus not ready after {timeout} s: {self.log()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        end_process(self.process)
 
     def log(self) -> str:
-        return self.log_file.read_text(errors="replace")[-4000:] if self.log_file.exists() else ""
+        return tail(self.log_file)
 
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path>; returns ``data``; raises AssertionError with Prometheus's error."""
