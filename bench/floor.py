@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import math
 import time
 
@@ -21,6 +20,7 @@ import uvloop
 from common import baseline_rss, cpu, emit, log, phase_parser, raise_fd_limit, rss
 from websockets.asyncio.client import connect
 
+from emulator.fleet.gc_policy import keep_collections_short
 from emulator.metrics.stats import Histogram
 
 
@@ -118,6 +118,9 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     cpu_start = cpu()
+    # The same garbage-collection policy as ocpp-fleet's (Fleet(tune_gc=True), from the
+    # start), so the comparison is about the OCPP layer, not about collector pauses.
+    collections = asyncio.create_task(keep_collections_short())
     tasks = [asyncio.create_task(floor.charger(c, traces[c])) for c in chargers]
     connected_at = booted_at = math.nan
     deadline = started + args.connect_timeout
@@ -129,10 +132,6 @@ async def main(args: argparse.Namespace) -> None:
             booted_at = loop.time()
             break
     cpu_connect = cpu() - cpu_start
-    # The same garbage-collection policy as ocpp-fleet's (Fleet(tune_gc=True)), so the
-    # comparison is about the OCPP layer, not about collector pauses.
-    gc.set_threshold(50_000, 50, 100)
-    gc.freeze()
     log(f"floor: {floor.connected} connected in {connected_at - started:.2f} s")
     await asyncio.sleep(args.warmup)
     t0 = loop.time()
@@ -143,6 +142,7 @@ async def main(args: argparse.Namespace) -> None:
     steady_rss = rss()
     floor.stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    collections.cancel()
     p50, p99 = floor.lateness.percentiles((50, 99)) if floor.lateness.count else (0.0, 0.0)
     emit(
         {

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import ipaddress
 import time
 from collections import Counter
@@ -35,6 +34,7 @@ from emulator.core.status import Status
 from emulator.core.wallbox import Wallbox
 from emulator.fleet.behaviour import SessionBehaviour
 from emulator.fleet.faults import Behaviours, FaultInjector
+from emulator.fleet.gc_policy import keep_collections_short
 from emulator.fleet.health import GeneratorHealth
 from emulator.fleet.scenario import Scenario
 from emulator.fleet.security import resolve as resolve_security
@@ -114,7 +114,7 @@ class Fleet:
         """``chargers`` wallboxes numbered from ``first_index`` (0 for an empty fleet that
         :meth:`add_wallbox` fills).  ``source_addresses``: local addresses the wallboxes
         bind to, round robin by charger number (each address has its own ~28k ephemeral
-        ports towards one CSMS address and port).  ``tune_gc``: see :meth:`_keep_gc_short`
+        ports towards one CSMS address and port).  ``tune_gc``: see :mod:`emulator.fleet.gc_policy`
         (process-wide, so only for processes that run a fleet: the CLI, Locust, benchmarks).
         """
         self.scenario = scenario
@@ -306,31 +306,8 @@ class Fleet:
     def _start_helpers(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         helpers = [group.create_task(self.health.monitor(), name="generator-health")]
         if self.tune_gc:
-            helpers.append(group.create_task(self._keep_gc_short(), name="gc-freeze"))
+            helpers.append(group.create_task(keep_collections_short(), name="gc-policy"))
         return helpers
-
-    async def _keep_gc_short(self, interval: float = 5.0) -> None:
-        """Keep garbage-collection pauses short while thousands of wallboxes live.
-
-        A full collection walks every tracked object: ~1 s at 10,000 wallboxes, and every
-        deadline due meanwhile fires that late (the capacity benchmark measured p99 send
-        lateness of 1.5 s from this alone).  So, as the emulator of a long-lived fleet:
-        collections run less often (thresholds 50,000/50/100 instead of 700/10/10), and
-        whenever the number of open connections has grown by a tenth, ``gc.freeze()``
-        moves every object alive into the permanent generation, which no collection walks.
-        Reference counting still frees frozen objects; only reference cycles among
-        objects that die after being frozen stay until the process ends (a closed
-        connection's, a removed wallbox's): bounded by reconnects, a fair price for a
-        generator whose timing is the product.
-        """
-        gc.set_threshold(50_000, 50, 100)
-        frozen = 0
-        while True:
-            await asyncio.sleep(interval)
-            connected = sum(1 for d in self.drivers if d.ws is not None)
-            if connected > frozen + max(10, frozen // 10):
-                gc.freeze()
-                frozen = connected
 
     @property
     def wallboxes(self) -> list[Wallbox]:
