@@ -21,7 +21,7 @@ import contextlib
 import ipaddress
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING
@@ -289,13 +289,20 @@ class Fleet:
     async def serve(self) -> None:
         """Run the wallboxes present and those added later until :meth:`stop`; then stop
         them all cleanly and return when every one has finished (the Locust bridge)."""
+        async with self._serving():
+            for number, driver in list(self._by_number.items()):
+                self._start(number, driver)
+            await self._stop.wait()
+
+    @contextlib.asynccontextmanager
+    async def _serving(self) -> AsyncIterator[None]:
+        """The fleet's task group and its helpers; on leaving, every driver is asked to
+        stop and the group waits until all of them have finished."""
         async with asyncio.TaskGroup() as group:
             helpers = self._start_helpers(group)
             self._group = group
             try:
-                for number, driver in list(self._by_number.items()):
-                    self._start(number, driver)
-                await self._stop.wait()
+                yield
             finally:
                 self._group = None
                 for driver in self.drivers:
@@ -373,31 +380,22 @@ class Fleet:
         deadline = started_at + duration
         connect_deadline = started_at + self.scenario.fleet.connect_timeout
         error: FleetStartError | None = None
-        async with asyncio.TaskGroup() as group:
-            helpers = self._start_helpers(group)
-            self._group = group
-            try:
-                for i, (number, driver) in enumerate(list(self._by_number.items())):
-                    if self._stop.is_set():
-                        break
-                    await self._sleep_until(started_at + i / ramp)
-                    self._start(number, driver)
-                    error = self._start_error(connect_deadline)
-                    if error is not None:
-                        break
-                while not self._stop.is_set() and error is None:
-                    error = self._start_error(connect_deadline)
-                    remaining = deadline - asyncio.get_running_loop().time()
-                    if remaining <= 0:
-                        break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), timeout=min(remaining, 0.5))
-            finally:
-                self._group = None
-                for driver in self.drivers:
-                    driver.stop()
-                for helper in helpers:
-                    helper.cancel()
+        async with self._serving():
+            for i, (number, driver) in enumerate(list(self._by_number.items())):
+                if self._stop.is_set():
+                    break
+                await self._sleep_until(started_at + i / ramp)
+                self._start(number, driver)
+                error = self._start_error(connect_deadline)
+                if error is not None:
+                    break
+            while not self._stop.is_set() and error is None:
+                error = self._start_error(connect_deadline)
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=min(remaining, 0.5))
         if error is not None:
             raise error
 
