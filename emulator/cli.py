@@ -31,7 +31,7 @@ from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.ledger import compare as compare_ledgers
 from emulator.fleet.ledger import fleet_ledger
 from emulator.fleet.runner import Fleet, FleetCounts, FleetStartError, parse_address_pool
-from emulator.fleet.scenario import Scenario, ScenarioError, load_scenario
+from emulator.fleet.scenario import Scenario, ScenarioError, load_scenario, parse_start_time
 from emulator.fleet.security import SecurityConfigError
 from emulator.metrics import MultiReporter, Reporter
 from emulator.metrics.stats import RunStats
@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         "10.1.0.5,10.1.0.6: each holds ~28k connections to one CSMS address (docs/loadtest.md)",
     )
     run.add_argument("--seed", type=int, help="random seed (default: scenario seed, else 1)")
+    run.add_argument(
+        "--start-time",
+        type=_start_time,
+        metavar="HH:MM|now",
+        help="local time of day at which the scenario's virtual clock starts "
+        "(default: sessions.start_time of the scenario; now: the wall clock's)",
+    )
     run.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
     run.add_argument(
         "--ledger",
@@ -129,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="require HTTP Basic auth: every charger id with the password in this variable",
     )
     return parser
+
+
+def _start_time(text: str) -> str:
+    try:
+        parse_start_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -264,6 +279,8 @@ async def _csms(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     scenario: Scenario = load_scenario(args.scenario)
+    if args.start_time is not None:
+        scenario = scenario.with_start_time(args.start_time)
     # A pipe or CI log gets a wide table instead of rich's 80-column default.
     console = Console(width=None if sys.stdout.isatty() else 132)
     if args.metrics_port is None:
@@ -338,8 +355,10 @@ async def _run_fleet(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, fleet.stop)
+    sessions = scenario.sessions
     console.print(
         f"{chargers} wallboxes, scenario [bold]{scenario.name}[/], seed {seed}, "
+        f"start {sessions.start_time}{' (warm)' if sessions.warm_start else ''}, "
         f"{args.duration:g} s → {url}"
     )
     operations = _csms_operations(scenario, csms, fleet, chargers, seed, console)
@@ -375,7 +394,7 @@ async def _run_fleet(
                 await task
         if csms is not None:
             await csms.stop()
-    render_summary(stats, console=console)
+    render_summary(stats, console=console, chargers=chargers)
     _health_summary(console, fleet)
     counts = fleet.counts()
     console.print(
@@ -407,7 +426,7 @@ async def _run_fleet(
         for outcome in operations.outcomes:
             console.print(f"  {outcome.line()}", highlight=False)
     if args.json:
-        report = summary_dict(stats)
+        report = summary_dict(stats, chargers=chargers)
         report["fleet"] = counts.__dict__ if hasattr(counts, "__dict__") else _counts_dict(counts)
         if operations is not None:
             report["csmsOperations"] = [o.to_json() for o in operations.outcomes]

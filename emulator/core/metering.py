@@ -154,6 +154,11 @@ class Meter:
         self._last = now
         return added
 
+    def credit(self, wh: float) -> None:
+        """Energy that flowed before the emulation began (a session already under way at
+        a warm start): the register includes it, as the real meter's would."""
+        self._energy_wh += max(0.0, wh)
+
     def set_current(self, now: float, current_a: float, *, phases: int | None = None) -> float:
         """Change the draw at ``now`` (integrating the old draw first); returns Wh added."""
         added = self.advance(now)

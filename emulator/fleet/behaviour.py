@@ -15,6 +15,12 @@ A visit, in ``random`` mode:
 
 In ``remote-only`` mode nothing happens until the CSMS's RemoteStartTransaction is
 accepted; the EV is then plugged in within ``plug_in_delay``.
+
+With ``warm_start`` a charger may begin with a visit already under way, drawn from the
+stationary state at the start time (:mod:`emulator.fleet.stationary`): the EV is plugged
+in from the start, partly charged, and the driver presents the card as soon as the
+charger is accepted by the CSMS, so the transaction starts with the current register
+and time; the driver leaves when the residual stay is over.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 from emulator.core.wallbox import Event, EventKind, Wallbox
 from emulator.fleet.scenario import SessionMode, SessionSettings
 from emulator.fleet.sessions import ArrivalProcess, SessionPlan, draw_session
+from emulator.fleet.stationary import POWER_FACTOR, ChargerKind, draw_under_way
 from emulator.fleet.timeline import Action, Timeline
 
 
@@ -37,7 +44,10 @@ class SessionBehaviour:
         settings: SessionSettings,
         rng: np.random.Generator,
         now: float,
+        epoch: float | None = None,
     ) -> None:
+        """``epoch``: when the fleet's virtual clock read ``sessions.start_time`` (a
+        charger added later joins the day where it is); default ``now``."""
         self.wallbox = wallbox
         self.settings = settings
         self.rng = rng
@@ -45,11 +55,18 @@ class SessionBehaviour:
         self._visit: SessionPlan | None = None
         self._stopping = False
         self._start = now
-        self._arrivals = ArrivalProcess(settings=settings, start=now)
+        self._arrivals = ArrivalProcess(settings=settings, epoch=now if epoch is None else epoch)
         self.sessions_started = 0
         self.plans: list[SessionPlan] = []  # every visit so far, for reproducibility checks
         if settings.mode is SessionMode.RANDOM:
+            if settings.warm_start:
+                self._warm_start(now)
             self._schedule_arrival(now)
+
+    @property
+    def busy(self) -> bool:
+        """A driver is at the charger (from arrival until the visit ends)."""
+        return self._visit is not None
 
     # ------------------------------------------------------------------ scheduling
 
@@ -72,10 +89,51 @@ class SessionBehaviour:
 
     # ------------------------------------------------------------------ random sessions
 
+    def _warm_start(self, now: float) -> None:
+        """Maybe begin with a visit under way (drawn once; only the plan is kept)."""
+        wb = self.wallbox
+        model = wb.model
+        kind = ChargerKind(
+            phases=model.phases,
+            max_current=model.max_current,
+            nominal_voltage=model.nominal_voltage,
+            connection_timeout=float(wb.config.get_int("ConnectionTimeOut")),
+        )
+        under_way = draw_under_way(self.settings, kind, self._arrivals.virtual(now), self.rng)
+        if under_way is None:
+            return
+        plan = draw_session(
+            settings=self.settings,
+            model=model,
+            rng=self.rng,
+            arrival=now - under_way.age,
+            under_way=True,
+        )
+        self._visit = plan
+        self.plans.append(plan)
+        self.sessions_started += 1
+        ev = plan.make_ev()
+        # What the EV took before the emulation began, at its full draw, is in the
+        # register already and in the car's state of charge.
+        watts = ev.phases * model.nominal_voltage * min(ev.max_current, model.max_current)
+        ev.delivered_wh = min(ev.energy_wanted_wh, watts * POWER_FACTOR * under_way.age / 3600.0)
+        wb.connectors[1].meter.credit(ev.delivered_wh)
+        wb.plug_in(now, ev=ev)  # the cable is in: Preparing until the card is presented
+        if plan.dwell is not None:
+            self._at(now + under_way.remaining, self._leave)
+
+    def _under_way(self) -> SessionPlan | None:
+        """The warm-started visit, while its card has not been presented yet."""
+        plan = self._visit
+        if plan is None or plan.arrival >= self._start:
+            return None
+        c = self.wallbox.connectors[1]
+        return plan if c.plugged and c.transaction is None else None
+
     def _schedule_arrival(self, now: float) -> None:
         if self._stopping:
             return
-        arrival = self._arrivals.next_arrival(now, self._start, self.rng)
+        arrival = self._arrivals.next_arrival(now, self.rng)
         if arrival is not None:
             self._at(arrival, self._arrive)
 
@@ -87,9 +145,11 @@ class SessionBehaviour:
         return plan
 
     def _arrive(self, now: float) -> None:
+        # Arrivals are one Poisson process whatever the charger is doing: the next one is
+        # drawn now, and a driver who finds the charger busy drives on (a loss system).
+        self._schedule_arrival(now)
         c = self.wallbox.connectors[1]
         if self._visit is not None or not c.free or c.plugged:
-            self._schedule_arrival(now)  # the driver finds the charger busy and leaves
             return
         plan = self._visit = self._draw(now)
         self.sessions_started += 1
@@ -137,10 +197,7 @@ class SessionBehaviour:
         self._at(now + self._plug_delay(), unplug)
 
     def _end_visit(self, now: float) -> None:
-        if self._visit is not None:
-            self._visit = None
-            if self.settings.mode is SessionMode.RANDOM:
-                self._schedule_arrival(now)
+        self._visit = None
 
     # ------------------------------------------------------------------ reactions
 
@@ -150,7 +207,11 @@ class SessionBehaviour:
         plugged = self.wallbox.connectors[1].plugged
         for event in events:
             kind = event.kind
-            if kind is EventKind.REMOTE_START_ACCEPTED:
+            if kind is EventKind.BOOT_ACCEPTED:
+                under_way = self._under_way()
+                if under_way is not None:  # a warm start: the driver's card, at once
+                    self.wallbox.present_id_tag(under_way.id_tag, now)
+            elif kind is EventKind.REMOTE_START_ACCEPTED:
                 if not plugged and self._visit is None:
                     self._visit = self._draw(now)
                     self.sessions_started += 1

@@ -162,6 +162,9 @@ class Fleet:
         if scenario.security.profile:
             models = [replace(m, security_profile=scenario.security.profile) for m in models]
         now = clock()
+        # The scenario's virtual clock reads sessions.start_time here; wallboxes added
+        # later (Locust users) join the virtual day where it has got to.
+        self.epoch = now
         for offset, model in enumerate(models):
             self._create(first_index + offset, model, now)
 
@@ -182,6 +185,7 @@ class Fleet:
         scenario = self.scenario
         faults = scenario.faults
         clock = self.clock
+        epoch = self.epoch
         if faults.clock_skew_seconds > 0:
             skew = float(fault_rng.uniform(-faults.clock_skew_seconds, faults.clock_skew_seconds))
             base_clock = self.clock
@@ -190,6 +194,7 @@ class Fleet:
                 return base_clock() + skew
 
             now += skew
+            epoch += skew
         wallbox = Wallbox(
             charge_point_id=self.charger_id(number),
             model=model,
@@ -200,7 +205,7 @@ class Fleet:
             strict=self.strict,
         )
         sessions = SessionBehaviour(
-            wallbox=wallbox, settings=scenario.sessions, rng=behaviour_rng, now=now
+            wallbox=wallbox, settings=scenario.sessions, rng=behaviour_rng, now=now, epoch=epoch
         )
         injector = FaultInjector(wallbox=wallbox, settings=faults, rng=fault_rng, now=now)
         behaviour: Behaviour = Behaviours(sessions, injector) if injector.active else sessions

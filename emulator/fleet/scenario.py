@@ -50,6 +50,7 @@ __all__ = [
     "SessionSettings",
     "load_scenario",
     "parse_scenario",
+    "parse_start_time",
 ]
 
 # OCPP 1.6 §7 types: BootNotification.req chargePointVendor/Model are CiString20Type,
@@ -75,6 +76,23 @@ TagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
 DayProfile = Literal["flat", "home", "workplace", "public"]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 ConfigValue = str | int | bool
+
+
+DEFAULT_START_TIME = "00:00"
+_START_TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def parse_start_time(text: str) -> float | None:
+    """``"HH:MM"`` (00:00 to 23:59) as seconds after midnight, ``"now"`` as None.
+
+    Raises ValueError with the expectation and the value (``sessions.start_time``,
+    ``--start-time``)."""
+    if text == "now":
+        return None
+    match = _START_TIME.match(text)
+    if match is None:
+        raise ValueError(f'expected "HH:MM" (00:00 to 23:59) or "now", got {_show(text)}')
+    return int(match[1]) * 3600.0 + int(match[2]) * 60.0
 
 
 class ScenarioError(ValueError):
@@ -240,10 +258,24 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     dwell_minutes: Range | None = None
     no_show_share: Probability = 0.0
     evs: tuple[EvSpec, ...] = ()
+    # The local (virtual) time of day at which the arrival profile starts: "HH:MM", or
+    # "now" for the wall-clock time of day (shifted by utc_offset_hours).
+    start_time: str = DEFAULT_START_TIME
+    # Begin every charger in a state drawn from the stationary distribution at the start
+    # time (emulator.fleet.stationary) instead of idle.
+    warm_start: bool = False
 
-    def draw_id_tag(self, rng: np.random.Generator) -> str:
-        """A tag from a pool chosen by share, uniform within the pool."""
+    @property
+    def start_seconds(self) -> float | None:
+        """``start_time`` as seconds after local midnight; None for "now"."""
+        return parse_start_time(self.start_time)
+
+    def draw_id_tag(self, rng: np.random.Generator, *, accepted_only: bool = False) -> str:
+        """A tag from a pool chosen by share, uniform within the pool (``accepted_only``:
+        among the pools the embedded CSMS accepts, when there are any)."""
         pools = self.id_tags
+        if accepted_only:
+            pools = tuple(p for p in pools if p.status == "Accepted") or pools
         if len(pools) == 1:
             pool = pools[0]
         else:
@@ -324,6 +356,14 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     security: SecuritySettings = SecuritySettings()
     faults: FaultSettings = FaultSettings()
     base_dir: str = "."  # the scenario file's folder: relative paths start here
+
+    def with_start_time(self, start_time: str) -> Scenario:
+        """This scenario with ``sessions.start_time`` replaced (``--start-time``).
+
+        Raises ValueError for a value :func:`parse_start_time` refuses."""
+        parse_start_time(start_time)
+        sessions = msgspec.structs.replace(self.sessions, start_time=start_time)
+        return msgspec.structs.replace(self, sessions=sessions)
 
     def charger_id(self, index: int) -> str:
         """Charge point identity of the ``index``-th charger (1-based)."""
@@ -513,6 +553,11 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
             yield at, f"expected {what}, got {_show(span)}"
         elif unbounded_ok and span.low <= 0:
             yield at, f"expected energies > 0 kWh, got {_show(span)}"
+
+    try:
+        parse_start_time(sessions.start_time)
+    except ValueError as exc:
+        yield "sessions.start_time", str(exc)
 
     seen_prefixes: dict[str, int] = {}
     for i, pool in enumerate(sessions.id_tags):

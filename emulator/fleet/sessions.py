@@ -10,8 +10,10 @@ and timeouts keep their real protocol intervals; dwell times and the energy the 
 want shrink by the same factor so that a compressed session still ends the way the
 real one would (full, or unplugged at departure).
 
-Everything is drawn from the one ``numpy.random.Generator`` handed in, in a fixed
-order, so the same seed gives the same plans (issue 4: reproducible).
+The virtual clock starts at ``sessions.start_time`` (a local time of day), not at the
+wall clock's, and everything is drawn from the one ``numpy.random.Generator`` handed in,
+in a fixed order: the same scenario, seed and start time give the same plans, relative
+to the start, on any day, at any hour, on any machine.
 """
 
 from __future__ import annotations
@@ -80,36 +82,55 @@ class SessionPlan:
         )
 
 
+def virtual_start(settings: SessionSettings, epoch: float) -> float:
+    """The virtual local time of day, in seconds after midnight, at wall time ``epoch``.
+
+    ``sessions.start_time = "HH:MM"`` fixes it, so the same scenario and seed draw the
+    same sessions whenever and wherever they run; ``"now"`` reads the time of day of
+    ``epoch`` (UTC shifted by ``utc_offset_hours``)."""
+    fixed = settings.start_seconds
+    if fixed is not None:
+        return fixed
+    return (epoch + settings.utc_offset_hours * 3600.0) % 86400.0
+
+
 class ArrivalProcess:
-    """Arrivals of one charger on the virtual clock of the scenario."""
+    """Arrivals of one charger on the virtual clock of the scenario.
 
-    __slots__ = ("_peak", "_rate", "_weights", "compression", "offset")
+    The virtual clock reads ``virtual_start`` at the fleet's ``epoch`` and runs
+    ``time_compression`` times faster than the wall clock from there."""
 
-    def __init__(self, *, settings: SessionSettings, start: float) -> None:
+    __slots__ = ("_peak", "_rate", "_weights", "compression", "epoch", "offset")
+
+    def __init__(self, *, settings: SessionSettings, epoch: float) -> None:
         self._weights = hourly_profile(settings.profile)
         self._rate = settings.arrivals_per_hour / 3600.0  # per virtual second, mean
         self._peak = self._rate * float(self._weights.max())
         self.compression = settings.time_compression
-        # Virtual time starts at the wall-clock time of day of ``start`` in local time.
-        self.offset = start + settings.utc_offset_hours * 3600.0
+        self.epoch = epoch
+        self.offset = virtual_start(settings, epoch)
 
-    def virtual(self, now: float, start: float) -> float:
-        return self.offset + (now - start) * self.compression
+    def virtual(self, now: float) -> float:
+        """Virtual seconds since the local midnight before the epoch, at wall time ``now``."""
+        return self.offset + (now - self.epoch) * self.compression
+
+    def wall(self, virtual: float) -> float:
+        return self.epoch + (virtual - self.offset) / self.compression
 
     def rate_at(self, virtual: float) -> float:
         """λ per virtual second at a virtual instant."""
         hour = int((virtual % 86400.0) // 3600.0)
         return self._rate * float(self._weights[hour])
 
-    def next_arrival(self, now: float, start: float, rng: np.random.Generator) -> float | None:
+    def next_arrival(self, now: float, rng: np.random.Generator) -> float | None:
         """The next arrival after ``now`` (wall clock), or None with a zero rate."""
         if self._peak <= 0:
             return None
-        virtual = self.virtual(now, start)
+        virtual = self.virtual(now)
         while True:
             virtual += float(rng.exponential(1.0 / self._peak))
             if rng.random() * self._peak <= self.rate_at(virtual):
-                return start + (virtual - self.offset) / self.compression
+                return self.wall(virtual)
 
 
 def _pick_ev(evs: tuple[EvSpec, ...], rng: np.random.Generator) -> EvSpec:
@@ -125,10 +146,15 @@ def draw_session(
     model: ChargerModel,
     rng: np.random.Generator,
     arrival: float,
+    under_way: bool = False,
 ) -> SessionPlan:
-    """Everything about one visit, drawn in a fixed order from ``rng``."""
+    """Everything about one visit, drawn in a fixed order from ``rng``.
+
+    ``under_way``: a visit already in progress at a warm start (emulator.fleet.stationary):
+    the driver did show up, with a card the CSMS accepts (refused cards and no-shows leave
+    within a minute, so they are almost never what a busy charger holds)."""
     compression = settings.time_compression
-    id_tag = settings.draw_id_tag(rng)
+    id_tag = settings.draw_id_tag(rng, accepted_only=under_way)
     if settings.evs:
         spec = _pick_ev(settings.evs, rng)
         soc_in = spec.arrival_soc.sample(rng)
@@ -142,7 +168,7 @@ def draw_session(
     if math.isfinite(energy_wh):
         energy_wh /= compression
     authorize_first = bool(rng.random() < settings.authorize_first_share)
-    no_show = bool(rng.random() < settings.no_show_share)
+    no_show = bool(rng.random() < settings.no_show_share) and not under_way
     stop_by_tag = bool(rng.random() < settings.stop_by_tag_share)
     dwell = None
     if settings.dwell_minutes is not None:
@@ -176,11 +202,11 @@ def plan_sessions(
     The behaviour draws the same way one arrival at a time; this is the planner's view
     for tests and for ``ocpp-fleet plan``-style previews.
     """
-    process = ArrivalProcess(settings=settings, start=start)
+    process = ArrivalProcess(settings=settings, epoch=start)
     plans: list[SessionPlan] = []
     now = start
     while True:
-        arrival = process.next_arrival(now, start, rng)
+        arrival = process.next_arrival(now, rng)
         if arrival is None or arrival >= start + horizon:
             return plans
         plans.append(draw_session(settings=settings, model=model, rng=rng, arrival=arrival))

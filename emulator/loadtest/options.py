@@ -74,6 +74,13 @@ def add_arguments(parser: Any) -> None:
         help="random seed (default: the scenario's, else 1)",
     )
     group.add_argument(
+        "--start-time",
+        env_var="LOCUST_START_TIME",
+        default="",
+        help='local time of day at which the scenario\'s virtual clock starts, "HH:MM" or '
+        '"now" (default: the scenario\'s sessions.start_time)',
+    )
+    group.add_argument(
         "--ids-per-worker",
         env_var="LOCUST_IDS_PER_WORKER",
         type=int,
@@ -150,6 +157,12 @@ def fleet_options(parsed: Any, *, host: str | None) -> FleetOptions:
     if not path:
         raise OptionError("--scenario is required: a scenario TOML file (docs/scenarios.md)")
     scenario = load_scenario(path)
+    start_time = _get(parsed, "start_time")
+    if start_time:
+        try:
+            scenario = scenario.with_start_time(start_time)
+        except ValueError as exc:
+            raise OptionError(f"--start-time: {exc}") from None
     url = _get(parsed, "csms_url") or (host or "").strip()
     if not url:
         raise OptionError("no CSMS: give --csms-url ws://host:port/path (or Locust's --host)")

@@ -20,11 +20,12 @@ _BREAKDOWN_ITEMS = 3
 _INLINE_BREAKDOWN_WIDTH = 110
 
 
-def summary_dict(stats: RunStats) -> dict[str, Any]:
+def summary_dict(stats: RunStats, *, chargers: int | None = None) -> dict[str, Any]:
     """Everything :func:`render_summary` shows, as JSON-able data (latencies in ms).
 
     Percentiles of an empty histogram are None, never NaN, so the result encodes as
-    strict JSON.
+    strict JSON.  With ``chargers`` each action also has ``per_charger_hour``: the load
+    the fleet offered, in messages per charger per hour over the run.
     """
     elapsed = stats.elapsed
     return {
@@ -37,6 +38,11 @@ def summary_dict(stats: RunStats) -> dict[str, Any]:
                 "errors": a.errors,
                 "outcomes": dict(sorted(a.outcomes.items())),
                 "latency_ms": _latency_dict(a.latency),
+                **(
+                    {"per_charger_hour": round(_per_charger_hour(a.count, chargers, elapsed), 3)}
+                    if chargers
+                    else {}
+                ),
             }
             for a in _sorted_actions(stats)
         ],
@@ -69,8 +75,9 @@ def summary_dict(stats: RunStats) -> dict[str, Any]:
     }
 
 
-def render_summary(stats: RunStats, *, console: Console) -> None:
-    """Print the per-action table and the connection figures to ``console``."""
+def render_summary(stats: RunStats, *, console: Console, chargers: int | None = None) -> None:
+    """Print the per-action table and the connection figures to ``console``; with
+    ``chargers``, also the load offered per action (messages per charger per hour)."""
     actions = _sorted_actions(stats)
     totals = [t for d in Direction if (t := _total(stats, d)).count]
     # On a narrow terminal the breakdown gets its own lines below the table instead of a
@@ -129,6 +136,38 @@ def render_summary(stats: RunStats, *, console: Console) -> None:
     for name, value in sorted(stats.counters.items()):
         figures.add_row(Text(name), f"{value:,}")
     console.print(figures)
+    if chargers and actions:
+        _render_load(actions, chargers, elapsed, console)
+
+
+def _render_load(
+    actions: list[ActionStats], chargers: int, elapsed: float, console: Console
+) -> None:
+    """One line per action: the load the fleet offered, per charger and hour."""
+    load = Table(
+        title=f"Load offered by {chargers:,} chargers (messages per charger per hour)",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    load.add_column("Action", no_wrap=True)
+    load.add_column("Direction", no_wrap=True)
+    load.add_column("Per charger per hour", justify="right", no_wrap=True)
+    load.add_column("Fleet per second", justify="right", no_wrap=True)
+    for action in actions:
+        load.add_row(
+            Text(action.action),
+            action.direction.arrow,
+            f"{_per_charger_hour(action.count, chargers, elapsed):,.2f}",
+            f"{_rate(action.count, elapsed):,.2f}",
+        )
+    console.print(load)
+
+
+def _per_charger_hour(count: int, chargers: int | None, seconds: float) -> float:
+    if not chargers or seconds <= 0:
+        return 0.0
+    return count / chargers / (seconds / 3600.0)
 
 
 def _sorted_actions(stats: RunStats) -> list[ActionStats]:

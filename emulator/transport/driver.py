@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 from base64 import b64encode
@@ -22,7 +23,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+)
 
 from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redact_url
 from emulator.core.transaction import StopReason
@@ -205,37 +211,32 @@ class WallboxDriver:
                 self._reconnect_at = self.clock() + self._backoff()
                 await self._idle_until(self._reconnect_at)
                 return
+        # The handshake runs as a task (gone after this attempt) while the wallbox's clock
+        # keeps running: an overloaded CSMS may hold the upgrade for seconds, and meter
+        # samples, sessions and timeouts must go on meanwhile, as during the backoff.
+        attempt = asyncio.create_task(
+            _open(url, self.settings, kwargs), name=f"{wb.charge_point_id}-connect"
+        )
         try:
-            ws = await connect(
-                url,
-                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                compression=None,  # 46 KiB -> 14 KiB per connection; OCPP frames are small
-                ping_interval=None,  # WebSocketPingInterval is the wallbox's own timer
-                ping_timeout=None,
-                open_timeout=self.settings.open_timeout,
-                close_timeout=self.settings.close_timeout,
-                max_size=self.settings.max_size,
-                max_queue=16,
-                user_agent_header=None,
-                **kwargs,
-            )
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            reason = _failure_reason(exc)
-            if (
-                self.settings.cert_expired is not None
-                and "ssl" in kwargs
-                and reason in ("handshake", "os_error_104", "os_error", "tls_error")
-            ):
-                # The CSMS closed the TLS connection on our certificate (TLS 1.3 sends
-                # its alert after the handshake, so nothing finer reaches us).
-                expired = self.settings.cert_expired(wb.charge_point_id)
-                reason = "tls_client_cert_expired" if expired else "tls_client_cert_rejected"
-            self.connect_failures += 1
-            self.last_failure = reason
-            self.reporter.connect_failed(reason)
-            self._reconnect_at = self.clock() + self._backoff()
-            await self._idle_until(self._reconnect_at)
+            await self._idle_until(math.inf, attempt)  # returns early on stop()
+            await _settle(attempt)
+        except BaseException:  # cancelled ourselves (the fleet's task group is failing)
+            await _settle(attempt)
+            if not attempt.cancelled() and attempt.exception() is None:
+                attempt.result().transport.abort()  # it completed just then: leave nothing open
+            raise
+        if attempt.cancelled():
+            if self.stopping:
+                return  # stopped mid-handshake; websockets closed what it had opened
+            failure: BaseException | None = asyncio.CancelledError()  # not by us: retry
+        else:
+            failure = attempt.exception()
+        if failure is not None:
+            await self._connect_failed(failure, tls="ssl" in kwargs)
             return
+        # Also when stopped just as the handshake completed: the connection is taken as
+        # usual, so run() drains the transaction messages over it, then closes it.
+        ws = attempt.result()
         if ws.subprotocol != SUBPROTOCOL:
             self.reporter.connect_failed("subprotocol")
             self.last_failure = "CSMS did not agree to ocpp1.6"
@@ -253,20 +254,54 @@ class WallboxDriver:
         self._failed_attempts = 0
         wb.connected(self.clock())
 
-    async def _idle_until(self, wall_deadline: float) -> None:
-        """Offline: keep the wallbox's clock running (sessions go on) until the deadline."""
+    async def _connect_failed(self, exc: BaseException, *, tls: bool) -> None:
+        """Count a failed connect attempt (a bounded reason) and wait out the backoff.
+
+        Whatever the attempt raised, it is this wallbox's failure, never the fleet's."""
+        if not isinstance(exc, _CONNECT_ERRORS) and type(exc) not in _unexpected_logged:
+            _unexpected_logged.add(type(exc))  # once per type and process, not per wallbox
+            log.error(
+                "%s: connecting failed unexpectedly (counted as a connect failure, retried; "
+                "logged once per exception type)",
+                self.wallbox.charge_point_id,
+                exc_info=exc,
+            )
+        reason = _failure_reason(exc)
+        if tls and self.settings.cert_expired is not None and reason in _TLS_CLOSED:
+            # The CSMS closed the TLS connection on our certificate (TLS 1.3 sends
+            # its alert after the handshake, so nothing finer reaches us).
+            expired = self.settings.cert_expired(self.wallbox.charge_point_id)
+            reason = "tls_client_cert_expired" if expired else "tls_client_cert_rejected"
+        self.connect_failures += 1
+        self.last_failure = reason
+        self.reporter.connect_failed(reason)
+        self._reconnect_at = self.clock() + self._backoff()
+        await self._idle_until(self._reconnect_at)
+
+    async def _idle_until(
+        self, wall_deadline: float, until: asyncio.Future[Any] | None = None
+    ) -> None:
+        """Offline: keep the wallbox's clock running (sessions go on) until the deadline,
+        until ``until`` (a connect attempt) is done, or until the driver stops.
+
+        The wait ends at each wallbox or behaviour deadline to tick them, and at once on
+        :meth:`wake`; ``until`` itself is never cancelled here."""
+        loop = asyncio.get_running_loop()
         while not self.stopping:
             now = self.clock()
-            if now >= wall_deadline:
+            if now >= wall_deadline or (until is not None and until.done()):
                 return
             self._tick(now)
             deadline = self._next_deadline()
             target = wall_deadline if deadline is None else min(deadline, wall_deadline)
-            loop = asyncio.get_running_loop()
+            wait = min(max(0.0, target - now), 3600.0)  # wall_deadline may be infinite
             try:
-                async with asyncio.timeout_at(loop.time() + max(0.0, target - now)) as timeout:
+                async with asyncio.timeout_at(loop.time() + wait) as timeout:
                     self._timeout = timeout
-                    await asyncio.Future()  # only the timeout (or wake) ends this wait
+                    if until is None:
+                        await asyncio.Future()  # only the timeout (or wake) ends this wait
+                    else:
+                        await asyncio.wait((until,))  # or the attempt ending
             except TimeoutError:
                 pass
             finally:
@@ -578,6 +613,41 @@ class WallboxDriver:
             _done, pending = await asyncio.wait(pending, timeout=0.5)
 
 
+async def _open(url: str, settings: ConnectionSettings, kwargs: dict[str, Any]) -> ClientConnection:
+    """One connect attempt (run as a task by :meth:`WallboxDriver._connect`)."""
+    return await connect(
+        url,
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        compression=None,  # 46 KiB -> 14 KiB per connection; OCPP frames are small
+        ping_interval=None,  # WebSocketPingInterval is the wallbox's own timer
+        ping_timeout=None,
+        open_timeout=settings.open_timeout,
+        close_timeout=settings.close_timeout,
+        max_size=settings.max_size,
+        max_queue=16,
+        user_agent_header=None,
+        **kwargs,
+    )
+
+
+async def _settle(attempt: asyncio.Task[ClientConnection]) -> None:
+    """Cancel a connect attempt if it still runs, and wait until it has ended."""
+    if not attempt.done():
+        attempt.cancel()  # websockets aborts a half-open connection on cancellation
+        await asyncio.wait((attempt,))
+
+
+# What connect() raises by design (websockets.asyncio.client.connect): OSError (TCP,
+# TLS), InvalidHandshake (HTTP, the upgrade, a proxy), TimeoutError (open_timeout),
+# ConnectionClosed (closed before the request went out, e.g. a close_notify processed
+# with the TLS handshake) and EOFError (a truncated response, websockets 14.0).  Anything
+# else is a bug somewhere, logged once per type, and still only a failed attempt.
+_CONNECT_ERRORS = (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, EOFError)
+_unexpected_logged: set[type[BaseException]] = set()
+# Reasons that, with a client certificate, mean the CSMS dropped us over it.
+_TLS_CLOSED = ("handshake", "closed_during_handshake", "os_error_104", "os_error", "tls_error")
+
+
 def _failure_reason(exc: BaseException) -> str:
     """A bounded label for a failed connect (metrics labels must stay bounded)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -597,6 +667,12 @@ def _failure_reason(exc: BaseException) -> str:
         return "tls_error"
     if isinstance(exc, InvalidStatus):
         return f"http_{exc.response.status_code}"
+    if isinstance(exc, (ConnectionClosed, EOFError)) or (
+        isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError)
+    ):
+        # Accepted, then closed before the upgrade completed (an overloaded CSMS or its
+        # load balancer shedding load): no response, or only part of one.
+        return "closed_during_handshake"
     if isinstance(exc, InvalidHandshake):
         return "handshake"
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):

@@ -179,3 +179,40 @@ def test_the_web_ui_starts_a_fleet_from_its_form_and_shows_the_fleet_tab(tmp_pat
     tab = [s for s in found["stats"]["extended_stats"] if s["key"] == "fleet"]
     assert tab and {"name": "Connected", "value": "3"} in tab[0]["data"]
     assert "fleet/counts" in found["page"]
+
+
+def test_the_start_time_option_sets_the_virtual_clock_of_a_warm_fleet() -> None:
+    steady = str(Path(__file__).resolve().parents[2] / "scenarios" / "steady.toml")
+
+    async def run(start_time: str) -> tuple[int, str, int]:
+        async with ReferenceCsms() as csms:
+            code, out = await locust(
+                "--headless",
+                "-u",
+                "40",
+                "-r",
+                "40",
+                "--run-time",
+                "5s",
+                "--scenario",
+                steady,
+                "--csms-url",
+                csms.url,
+                "--seed",
+                "3",
+                "--start-time",
+                start_time,
+            )
+            return code, out, len(csms.ledger.transactions)
+
+    async def main() -> list[tuple[int, str, int]]:
+        return [await run("03:00"), await run("14:00"), await run("25:00")]
+
+    (night_code, night_out, night), (day_code, day_out, day), (bad_code, bad_out, _) = asyncio.run(
+        main()
+    )
+    assert night_code == 0 and day_code == 0, night_out + day_out
+    # steady's public profile: ~6 % of the chargers busy at 03:00, ~51 % at 14:00.
+    assert night <= 6 and day >= 12, (night, day)
+    assert bad_code == 2, bad_out
+    assert '--start-time: expected "HH:MM" (00:00 to 23:59) or "now", got "25:00"' in bad_out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
@@ -15,8 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.debian import ensure_debian_package
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = ROOT / "grafana" / "prometheus.yml"
@@ -24,30 +24,8 @@ JOB = "ocpp-fleet"  # the job of the shipped config the dashboards are tested wi
 
 
 def ensure_installed(*tools: str) -> None:
-    """Install Debian's ``prometheus`` package (prometheus, promtool) when missing.
-
-    CI (.ci/run) installs it first; this keeps a developer's ``make test`` working on a
-    fresh Debian machine too.  Fails, never skips: the dashboards must be tested.
-    """
-    if all(shutil.which(tool) for tool in tools):
-        return
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        pytest.fail(
-            "the Prometheus tests need Debian's `prometheus` package: "
-            "run `apt-get install prometheus` as root (CI's .ci/run does)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for args in (
-        [apt, "update", "-q"],
-        [apt, "install", "-y", "-q", "--no-install-recommends", "prometheus"],
-    ):
-        done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
-        if done.returncode != 0:
-            pytest.fail(f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    missing = [tool for tool in tools if not shutil.which(tool)]
-    if missing:
-        pytest.fail(f"apt-get install prometheus did not provide {', '.join(missing)}")
+    """Debian's ``prometheus`` package (prometheus, promtool), installed when missing."""
+    ensure_debian_package("prometheus", *tools)
 
 
 def free_port() -> int:
