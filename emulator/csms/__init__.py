@@ -17,6 +17,7 @@ from emulator.csms.server import (
     ReferenceCsms,
     serve_forever,
 )
+from emulator.csms.service import Served, parse_service_time
 
 __all__ = [
     "AnswerCallError",
@@ -34,7 +35,9 @@ __all__ = [
     "Misbehaviour",
     "MisbehaviourHook",
     "ReferenceCsms",
+    "Served",
     "Silence",
     "TransactionRecord",
+    "parse_service_time",
     "serve_forever",
 ]

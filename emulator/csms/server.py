@@ -9,6 +9,10 @@ Charge points connect to ``ws://host:port/<anything>/<chargerId>`` offering the
 ``ocpp1.6`` subprotocol (OCPP-J 1.6 §3.1); a handshake without it is refused with HTTP
 400 by websockets. With ``basic_auth`` the username must be the charger id and the
 password the table's (OCPP 1.6 security whitepaper, profile 1); otherwise HTTP 401.
+
+With ``service_time`` the CSMS has a known capacity: charger-initiated CALLs are served
+one at a time from a single FIFO queue (:mod:`emulator.csms.service`), while connections,
+reading and the CSMS's own calls go on. :attr:`ReferenceCsms.served` counts what it served.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from ssl import CERT_REQUIRED, SSLContext
@@ -39,6 +45,7 @@ from emulator.csms.misbehaviour import (
     Silence,
 )
 from emulator.csms.records import ChargerRecord, CsmsLedger
+from emulator.csms.service import Served, ServiceQueue
 from emulator.protocol.codec import (
     Call,
     CallError,
@@ -124,6 +131,13 @@ class ReferenceCsms:
     received; :meth:`call` sends CSMS-initiated CALLs. The behaviour knobs
     (``boot_status``, ``heartbeat_interval``, ...) live on :attr:`central` and may be
     changed while running; :attr:`misbehave` may be set at any time.
+
+    ``service_time`` (seconds) gives the CSMS a known capacity of 1/service_time CALLs per
+    second. Charger-initiated CALLs, from all chargers, wait in one queue in arrival
+    order and are handled one at a time; each answer goes out when its service ends
+    (:mod:`emulator.csms.service`). Handshakes, reading, malformed frames and the answers
+    to :meth:`call` are not queued. :meth:`stop` and :meth:`restart` drop the queue, as
+    a crash would. Without ``service_time`` every CALL is answered as soon as it is read.
     """
 
     def __init__(
@@ -145,7 +159,10 @@ class ReferenceCsms:
         close_timeout: float = 5.0,
         call_all_concurrency: int = 64,
         ssl: SSLContext | None = None,
+        service_time: float | None = None,
     ) -> None:
+        if service_time is not None and not (0.0 < service_time and math.isfinite(service_time)):
+            raise ValueError(f"service_time must be a positive number of seconds: {service_time}")
         self.central = CentralSystem(
             registry=registry,
             heartbeat_interval=heartbeat_interval,
@@ -172,6 +189,17 @@ class ReferenceCsms:
         self._waiters: set[asyncio.Future[None]] = set()
         self._ids = UniqueIdGenerator(prefix="csms-")
         self._debug = False
+        # What was served (see `served`): CALLs per action, and the queue if there is one.
+        self._service_time = service_time
+        self._queue: ServiceQueue[tuple[_Session, Call]] | None = (
+            None if service_time is None else ServiceQueue(service_time, self._serve)
+        )
+        self._answering: set[asyncio.Task[None]] = set()
+        self._calls: Counter[str] = Counter()
+        self._served = 0  # CALLs handled at once (no service time)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = 0.0  # loop time of the first start
+        self._stopped: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -180,6 +208,10 @@ class ReferenceCsms:
         if self._server is not None:
             raise RuntimeError("already started")
         self._debug = _log.isEnabledFor(logging.DEBUG)
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._started = self._loop.time()
+        self._stopped = None
         self._server = await serve(
             self._handle,
             self._host,
@@ -196,23 +228,31 @@ class ReferenceCsms:
         self._port = sockname[1]
 
     async def stop(self) -> None:
-        """Close every connection (1001 going away) and stop listening."""
+        """Close every connection (1001 going away) and stop listening.
+
+        CALLs still waiting for service are dropped unanswered."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
             await server.wait_closed()
+        await self._drop_queue()
+        if self._loop is not None and self._stopped is None:
+            self._stopped = self._loop.time()
 
     async def restart(self, *, down_for: float) -> None:
         """Go away like a crashed or redeployed CSMS, and come back on the same port.
 
         Every charger loses its connection at once; what follows is the mass reconnect
         (with the chargers' jittered backoff) a real restart causes.  The ledger and
-        charger records survive, as a CSMS's database would.
+        charger records survive, as a CSMS's database would; CALLs waiting for service
+        (with ``service_time``) are lost, as its memory would be. :attr:`served` goes on
+        counting.
         """
         server, self._server = self._server, None
         if server is not None:
             server.close()  # closes every connection (1001)
             await server.wait_closed()
+        await self._drop_queue()
         await asyncio.sleep(down_for)
         await self.start()
 
@@ -259,6 +299,28 @@ class ReferenceCsms:
     def connected(self) -> frozenset[str]:
         """Ids of the chargers with an open connection."""
         return frozenset(self._sessions)
+
+    @property
+    def service_time(self) -> float | None:
+        """Seconds each charger-initiated CALL takes to serve, or None (answer at once)."""
+        return self._service_time
+
+    @property
+    def served(self) -> Served:
+        """A snapshot of what was served since the first :meth:`start`.
+
+        These are CALLs per action, CALLs served, busy seconds and the queue length. The
+        difference of two snapshots is a window: ``(later - earlier).utilisation``."""
+        loop, queue = self._loop, self._queue
+        now = self._started if loop is None else loop.time()
+        end = now if self._stopped is None else self._stopped
+        return Served(
+            elapsed=end - self._started,
+            calls=dict(self._calls),
+            served=self._served + (0 if queue is None else queue.served),
+            busy=0.0 if queue is None else queue.busy(end),
+            waiting=0 if queue is None else len(queue),
+        )
 
     @property
     def schema_violations(self) -> int:
@@ -511,6 +573,49 @@ class ReferenceCsms:
     async def _on_call(self, session: _Session, call: Call) -> None:
         if self._debug:
             _log.debug("< %s %s %s", session.charger_id, call.unique_id, call.action)
+        self._calls[call.action] += 1
+        if self._queue is not None:
+            # Served later, in arrival order; meanwhile this connection is read on.
+            self._queue.arrive((session, call))
+            return
+        self._served += 1
+        await self._answer(session, call)
+
+    def _serve(self, item: tuple[_Session, Call]) -> None:
+        """The service of a queued CALL is complete: handle it and answer, in a task so
+        that a slow socket or a graceful close cannot hold up the queue.
+
+        Tasks run their first step in the order they were created. That step handles the
+        CALL and writes the answer to the socket, so answers keep the queue's order. A
+        CALL whose connection has closed meanwhile is still handled, like one whose answer
+        was lost; a retransmission after the reconnect is recognised as one."""
+        assert self._loop is not None
+        task = self._loop.create_task(self._answer(*item))
+        self._answering.add(task)
+        task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        self._answering.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.error("! answering a CALL failed", exc_info=exc)
+        self._notify()  # the CALL changed the state wait_until looks at
+
+    async def _drop_queue(self) -> None:
+        """Forget the CALLs waiting for service (the connections are closed by now)."""
+        if self._queue is not None and self._loop is not None:
+            dropped = self._queue.clear(self._loop.time())
+            if dropped:
+                _log.info("= %d CALLs dropped from the queue unanswered", dropped)
+        # CALLs already served are still handled; their answers fail at once on the
+        # closed connections. Only a task stuck anyway is cancelled.
+        if self._answering:
+            _, stuck = await asyncio.wait(set(self._answering), timeout=self._close_timeout)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)
+
+    async def _answer(self, session: _Session, call: Call) -> None:
         hook = self.misbehave
         misbehaviour = hook(session.charger_id, call) if hook is not None else None
         reply: str | None
@@ -541,6 +646,8 @@ class ReferenceCsms:
                         session.ws.transport.abort()
                     return
                 elif type(misbehaviour) is Delay:
+                    if session.closed:  # served after the charger went: nobody to answer
+                        return
                     assert session.tasks is not None and reply is not None
                     task = session.tasks.create_task(
                         self._send_later(session, reply, misbehaviour.seconds)

@@ -118,6 +118,30 @@ class Histogram:
         clone.merge(self)
         return clone
 
+    def since(self, earlier: Histogram) -> Histogram:
+        """The values recorded after ``earlier``, a :meth:`copy` of this histogram taken
+        before: a window of a cumulative histogram, without any cost per value.
+
+        Count, sum and buckets are exact; min and max are exact when the window holds a
+        new extreme, else the edges of its lowest and highest non-empty buckets."""
+        window = Histogram()
+        buckets = [a - b for a, b in zip(self._buckets, earlier._buckets, strict=True)]
+        window._buckets = buckets
+        window.count = self.count - earlier.count
+        window.sum = self.sum - earlier.sum
+        if window.count:
+            low = next(i for i, n in enumerate(buckets) if n)
+            high = next(i for i in range(_BUCKETS - 1, -1, -1) if buckets[i])
+            window.min = self.min if self.min < earlier.min else self._edge(low)
+            window.max = self.max if self.max > earlier.max else self._edge(high + 1)
+        return window
+
+    @staticmethod
+    def _edge(index: int) -> float:
+        """The lower edge of bucket ``index`` (the upper edge of ``index - 1``)."""
+        octave, sub = divmod(index, _SUB_BUCKETS)
+        return math.ldexp(0.5 + sub / _SUB_SCALE, octave + _MIN_EXPONENT)
+
     @staticmethod
     def _midpoint(index: int) -> float:
         octave, sub = divmod(index, _SUB_BUCKETS)
@@ -175,6 +199,25 @@ class ActionStats:
     def merge(self, other: ActionStats) -> None:
         self.latency.merge(other.latency)
         self.outcomes.update(other.outcomes)
+
+    def copy(self) -> ActionStats:
+        return ActionStats(
+            direction=self.direction,
+            action=self.action,
+            latency=self.latency.copy(),
+            outcomes=self.outcomes.copy(),
+        )
+
+    def since(self, earlier: ActionStats | None) -> ActionStats:
+        """What happened after ``earlier`` (a :meth:`copy` taken before, or None)."""
+        if earlier is None:
+            return self.copy()
+        return ActionStats(
+            direction=self.direction,
+            action=self.action,
+            latency=self.latency.since(earlier.latency),
+            outcomes=+(self.outcomes - earlier.outcomes),
+        )
 
 
 class RunStats:
@@ -257,6 +300,41 @@ class RunStats:
     @property
     def open_connections(self) -> int:
         return self.connects - self.disconnects.total()
+
+    def snapshot(self) -> RunStats:
+        """A frozen copy of everything measured so far (its :attr:`elapsed` ends now).
+
+        Snapshots cost nothing per message: windows of a run (a step's hold, the time
+        after the ramp, 10-second rows of a time series) are differences of snapshots,
+        :meth:`since`."""
+        copy = RunStats(clock=self._clock)
+        copy.started = self.started
+        copy.stopped = self.stopped if self.stopped is not None else self._clock()
+        copy.merge(self)
+        copy.started = self.started
+        return copy
+
+    def since(self, earlier: RunStats) -> RunStats:
+        """The measurements between ``earlier`` (a :meth:`snapshot`) and this one (a
+        snapshot too, or the live stats: the window then ends now)."""
+        window = RunStats(clock=self._clock)
+        window.started = earlier.stopped if earlier.stopped is not None else earlier.started
+        window.stopped = self.stopped if self.stopped is not None else self._clock()
+        for key, mine in self.actions.items():
+            delta = mine.since(earlier.actions.get(key))
+            if delta.count:
+                window.actions[key] = delta
+        window.connect_latency = self.connect_latency.since(earlier.connect_latency)
+        window.ping_rtt_latency = self.ping_rtt_latency.since(earlier.ping_rtt_latency)
+        window.send_lateness = self.send_lateness.since(earlier.send_lateness)
+        window.connects = self.connects - earlier.connects
+        window.reconnects = self.reconnects - earlier.reconnects
+        window.connect_failures = +(self.connect_failures - earlier.connect_failures)
+        window.disconnects = +(self.disconnects - earlier.disconnects)
+        window.messages_sent = self.messages_sent - earlier.messages_sent
+        window.messages_received = self.messages_received - earlier.messages_received
+        window.counters = +(self.counters - earlier.counters)
+        return window
 
     def merge(self, other: RunStats) -> None:
         """Add ``other``'s measurements (e.g. from another worker) to these."""
