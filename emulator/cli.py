@@ -2,7 +2,8 @@
 
 User mistakes (a bad scenario, an unreachable CSMS, a port in use) end with one
 clear line on stderr and a non-zero exit code, never a traceback:
-0 success · 2 bad input (usage, scenario) · 3 the run could not start.
+0 success · 1 an SLO was not met (``--slo``, ``[slo]``) · 2 bad input (usage, scenario)
+· 3 the run could not start.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from emulator.fleet.faults import csms_misbehaviour
 from emulator.fleet.health import HealthSnapshot
@@ -34,6 +36,16 @@ from emulator.fleet.runner import Fleet, FleetCounts, FleetStartError, parse_add
 from emulator.fleet.scenario import Scenario, ScenarioError, load_scenario, parse_start_time
 from emulator.fleet.security import SecurityConfigError
 from emulator.metrics import MultiReporter, Reporter
+from emulator.metrics.slo import (
+    Slo,
+    SloError,
+    Verdict,
+    evaluate,
+    ledger_slo,
+    option_sources,
+    parse_rules,
+    scenario_sources,
+)
 from emulator.metrics.stats import RunStats
 from emulator.metrics.summary import render_summary, summary_dict
 
@@ -42,6 +54,7 @@ if TYPE_CHECKING:
     from emulator.csms.operations import OperationSchedule
     from emulator.metrics.prometheus import MetricsEndpoint
 
+EXIT_SLO_FAILED = 1
 EXIT_USAGE = 2
 EXIT_START = 3
 
@@ -102,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write the fleet's ledger (and the embedded CSMS's, and their comparison) to DIR",
     )
+    run.add_argument(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help='service-level objective, repeatable, e.g. "StartTransaction:p99<800ms", '
+        '"errors<0.5%%", "timeouts=0", "ledger=0" (docs/slo.md); judged after the ramp, '
+        "with the scenario's [slo] rules: exit code 1 when one is not met",
+    )
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument(
         "--strict",
@@ -134,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     csms.add_argument(
         "--password-env",
         help="require HTTP Basic auth: every charger id with the password in this variable",
+    )
+    csms.add_argument(
+        "--service-time",
+        metavar="DURATION",
+        help="serve charger CALLs one at a time, DURATION each (e.g. 20ms, 0.02s): a CSMS "
+        "of known capacity, 1/DURATION CALLs per second (default: answer at once)",
     )
     return parser
 
@@ -187,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # an error stays one line in a pipe
     try:
         if args.command == "run":
             return _run_loop(_run(args))
@@ -241,8 +269,14 @@ def _csms_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 async def _csms(args: argparse.Namespace) -> int:
-    from emulator.csms import ReferenceCsms
+    from emulator.csms import ReferenceCsms, parse_service_time
 
+    service_time = None
+    if args.service_time is not None:
+        try:
+            service_time = parse_service_time(args.service_time)
+        except ValueError as exc:
+            raise UsageError(f"--service-time {exc}") from None
     context = _csms_tls(args)
     basic_auth = None
     if args.password_env:
@@ -258,6 +292,7 @@ async def _csms(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         ssl=context,
         basic_auth=basic_auth,
+        service_time=service_time,
     )
     try:
         await csms.start()
@@ -266,6 +301,12 @@ async def _csms(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
         ) from None
     print(f"reference CSMS listening on {csms.url}/<chargerId>", flush=True)
+    if service_time is not None:
+        print(
+            f"serving CALLs one at a time, {service_time * 1000:g} ms each: "
+            f"capacity {1 / service_time:g} CALLs/s",
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -274,6 +315,7 @@ async def _csms(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await csms.stop()
+    print(csms.served.line(), flush=True)
     return 0
 
 
@@ -281,10 +323,11 @@ async def _run(args: argparse.Namespace) -> int:
     scenario: Scenario = load_scenario(args.scenario)
     if args.start_time is not None:
         scenario = scenario.with_start_time(args.start_time)
+    slos = _parse_slos(args, scenario)
     # A pipe or CI log gets a wide table instead of rich's 80-column default.
     console = Console(width=None if sys.stdout.isatty() else 132)
     if args.metrics_port is None:
-        return await _run_fleet(args, scenario, console, None)
+        return await _run_fleet(args, scenario, console, None, slos)
     from emulator.metrics.prometheus import MetricsEndpoint, disable_created_series
 
     disable_created_series()
@@ -297,7 +340,7 @@ async def _run(args: argparse.Namespace) -> int:
         ) from None
     console.print(f"Prometheus metrics on {metrics.url}")
     try:
-        return await _run_fleet(args, scenario, console, metrics)
+        return await _run_fleet(args, scenario, console, metrics, slos)
     finally:
         metrics.close()
 
@@ -307,6 +350,7 @@ async def _run_fleet(
     scenario: Scenario,
     console: Console,
     metrics: MetricsEndpoint | None,
+    slos: Sequence[Slo] = (),
 ) -> int:
     chargers = args.chargers or scenario.fleet.chargers
     seed = (
@@ -371,12 +415,13 @@ async def _run_fleet(
         )
         live.start()
         progress_task = asyncio.create_task(_show_progress(live, fleet, stats, started))
+    window = _SloWindow(stats, args.duration)
     try:
         if metrics is None:
-            await fleet.run(duration=args.duration)
+            await fleet.run(duration=args.duration, **window.hooks())
         else:
             async with metrics.loop_lag_monitor():
-                await fleet.run(duration=args.duration)
+                await fleet.run(duration=args.duration, **window.hooks())
     finally:
         stats.stop()
         if progress_task is not None:
@@ -403,6 +448,7 @@ async def _run_fleet(
         f"{counts.transaction_backlog}"
     )
     books = fleet_ledger(fleet.wallboxes)
+    discrepancies: int | None = None
     if args.ledger:
         args.ledger.mkdir(parents=True, exist_ok=True)
         (args.ledger / "fleet-ledger.json").write_text(json.dumps(books, indent=1))
@@ -410,6 +456,7 @@ async def _run_fleet(
         ledger = csms.ledger.to_json()
         console.print(f"reference CSMS ledger: {_ledger_line(ledger)}")
         comparison = compare_ledgers(books, ledger)
+        discrepancies = len(comparison.discrepancies)
         verdict = "[green]ledgers agree[/]" if comparison.consistent else "[red]LEDGERS DISAGREE[/]"
         console.print(
             f"{verdict}: {comparison.matched} transactions matched, "
@@ -425,14 +472,106 @@ async def _run_fleet(
         console.print("reference CSMS operations (answers per charger):")
         for outcome in operations.outcomes:
             console.print(f"  {outcome.line()}", highlight=False)
+    slo_verdict = window.judge(slos, ledger_discrepancies=discrepancies) if slos else None
+    if slo_verdict is not None:
+        _render_verdict(console, slo_verdict)
     if args.json:
         report = summary_dict(stats, chargers=chargers)
         report["fleet"] = counts.__dict__ if hasattr(counts, "__dict__") else _counts_dict(counts)
         if operations is not None:
             report["csmsOperations"] = [o.to_json() for o in operations.outcomes]
         report["generator"] = fleet.health.report()
+        if slo_verdict is not None:
+            report["slo"] = slo_verdict.to_json()
         args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    return EXIT_SLO_FAILED if slo_verdict is not None and not slo_verdict.passed else 0
+
+
+def _parse_slos(args: argparse.Namespace, scenario: Scenario) -> list[Slo]:
+    """The scenario's ``[slo]`` rules and every ``--slo``; a bad one is a usage error
+    naming where it was written."""
+    rules = scenario_sources(scenario.slo.rules, str(args.scenario))
+    rules += option_sources("--slo", args.slo)
+    try:
+        slos = parse_rules(rules)
+    except SloError as exc:
+        raise UsageError(str(exc)) from None
+    ledger = ledger_slo(slos)
+    if ledger is not None and args.csms_url is not None:
+        raise UsageError(
+            f"{ledger.source}: the ledger SLO cannot be judged against an external CSMS "
+            "(only the embedded reference CSMS keeps a ledger): run without --csms-url, "
+            "or without this SLO"
+        )
+    return slos
+
+
+class _SloWindow:
+    """What an SLO verdict judges: from the end of the ramp (the last wallbox started) to
+    the end of the duration, before the shutdown drain; a snapshot at each end."""
+
+    def __init__(self, stats: RunStats, duration: float) -> None:
+        self.stats = stats
+        self.start = stats.snapshot()
+        self.planned_end = _moment(self.start) + duration
+        self.ramped: RunStats | None = None
+        self.ended: RunStats | None = None
+
+    def hooks(self) -> dict[str, Any]:
+        return {"on_ramped": self._ramped, "on_ending": self._ending}
+
+    def _ramped(self) -> None:
+        self.ramped = self.stats.snapshot()
+
+    def _ending(self) -> None:
+        self.ended = self.stats.snapshot()
+
+    def judge(self, slos: Sequence[Slo], *, ledger_discrepancies: int | None) -> Verdict:
+        end = self.ended if self.ended is not None else self.stats
+        note = None
+        start = self.ramped
+        if start is None:
+            note = "the run ended before its ramp did: judged from the start"
+            start = self.start
+        elif _moment(start) >= self.planned_end:
+            note = "the run was shorter than its ramp: judged from the start"
+            start = self.start
+        return evaluate(
+            slos, end.since(start), ledger_discrepancies=ledger_discrepancies, note=note
+        )
+
+
+def _moment(snapshot: RunStats) -> float:
+    """When a :meth:`RunStats.snapshot` was taken (its clock)."""
+    return snapshot.stopped if snapshot.stopped is not None else snapshot.started
+
+
+def _render_verdict(console: Console, verdict: Verdict) -> None:
+    """The SLO table after the summary, and the final verdict line."""
+    table = Table(
+        title=f"Service-level objectives (window: {verdict.window_s:.1f} s after the ramp)"
+        if verdict.note is None
+        else f"Service-level objectives (window: {verdict.window_s:.1f} s; {verdict.note})",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    table.add_column("SLO", no_wrap=True)
+    table.add_column("Measured", justify="right", no_wrap=True)
+    table.add_column("Limit", justify="right", no_wrap=True)
+    table.add_column("Verdict", no_wrap=True)
+    table.add_column("Over")
+    for result in verdict.results:
+        table.add_row(
+            Text(result.slo.text),
+            Text(result.value_text),
+            Text(f"{result.slo.op} {result.slo.limit_text}"),
+            Text("PASS", style="bold green") if result.passed else Text("FAIL", style="bold red"),
+            Text(result.detail),
+        )
+    console.print(table)
+    style = "bold green" if verdict.passed else "bold red"
+    console.print(Text(verdict.line(), style=style), soft_wrap=True)
 
 
 def _csms_operations(

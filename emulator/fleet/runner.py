@@ -375,9 +375,18 @@ class Fleet:
             statuses={str(status): n for status, n in sorted(statuses.items())},
         )
 
-    async def run(self, *, duration: float) -> None:
+    async def run(
+        self,
+        *,
+        duration: float,
+        on_ramped: Callable[[], None] | None = None,
+        on_ending: Callable[[], None] | None = None,
+    ) -> None:
         """Ramp up, run for ``duration`` seconds (or until :meth:`stop`), shut down cleanly.
 
+        ``on_ramped`` is called when the last wallbox of the ramp has been started (not
+        when the run is stopped before), ``on_ending`` when the duration is over or the
+        run was stopped, before the shutdown drain: the window an SLO verdict judges.
         Raises FleetStartError when no wallbox connected within ``connect_timeout``.
         """
         ramp = self.scenario.fleet.ramp_per_second
@@ -394,6 +403,9 @@ class Fleet:
                 error = self._start_error(connect_deadline)
                 if error is not None:
                     break
+            else:
+                if on_ramped is not None and not self._stop.is_set():
+                    on_ramped()
             while not self._stop.is_set() and error is None:
                 error = self._start_error(connect_deadline)
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -401,6 +413,8 @@ class Fleet:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=min(remaining, 0.5))
+            if on_ending is not None and error is None:
+                on_ending()
         if error is not None:
             raise error
 

@@ -48,6 +48,7 @@ __all__ = [
     "ScenarioError",
     "SessionMode",
     "SessionSettings",
+    "SloSettings",
     "load_scenario",
     "parse_scenario",
     "parse_start_time",
@@ -343,6 +344,15 @@ class FaultSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     csms_delay: Range = Range(0.0, 0.0)
 
 
+class SloSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[slo]``: pass/fail rules for a run (docs/slo.md), kept as written.
+
+    They are parsed where they are judged (``ocpp-fleet run``, Locust), which name this
+    file and ``slo.rules[i]`` in their errors: the fleet package knows no metrics."""
+
+    rules: tuple[str, ...] = ()
+
+
 class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A validated scenario: what :func:`load_scenario` returns."""
 
@@ -355,6 +365,7 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     csms: CsmsSettings = CsmsSettings()
     security: SecuritySettings = SecuritySettings()
     faults: FaultSettings = FaultSettings()
+    slo: SloSettings = SloSettings()
     base_dir: str = "."  # the scenario file's folder: relative paths start here
 
     def with_start_time(self, start_time: str) -> Scenario:
@@ -425,6 +436,7 @@ class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     csms: CsmsSettings = CsmsSettings()
     security: SecuritySettings = SecuritySettings()
     faults: FaultSettings = FaultSettings()
+    slo: SloSettings = SloSettings()
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -470,6 +482,7 @@ def parse_scenario(text: str, *, source: str) -> Scenario:
         csms=document.csms,
         security=document.security,
         faults=document.faults,
+        slo=document.slo,
     )
 
 

@@ -22,21 +22,36 @@ from emulator.fleet.runner import parse_address_pool
 from emulator.fleet.scenario import Scenario, load_scenario
 from emulator.loadtest.partition import DEFAULT_IDS_PER_WORKER
 from emulator.loadtest.schedules import SHAPE_NAMES, Schedule, parse_schedule
+from emulator.metrics.slo import (
+    Slo,
+    SloError,
+    ledger_slo,
+    option_sources,
+    parse_rules,
+    scenario_sources,
+)
+from emulator.metrics.stats import RunStats
 
 __all__ = [
     "METRICS_HOST_ENV",
     "METRICS_PORT_ENV",
+    "SLO_ENV",
     "FleetOptions",
     "MetricsAddress",
     "OptionError",
+    "RequestRecorder",
     "add_arguments",
+    "command_line_slos",
     "fleet_options",
     "metrics_address",
+    "scenario_slos",
 ]
 
 # The container image sets these (the CLI's --metrics-port reads them too).
 METRICS_PORT_ENV = "OCPP_FLEET_METRICS_PORT"
 METRICS_HOST_ENV = "OCPP_FLEET_METRICS_HOST"
+# SLO rules separated by ";" (added to every --slo).
+SLO_ENV = "LOCUST_SLO"
 
 
 class OptionError(ValueError):
@@ -119,6 +134,17 @@ def add_arguments(parser: Any) -> None:
         env_var="LOCUST_METRICS_HOST",
         default="",
         help=f"address the metrics server listens on (default ${METRICS_HOST_ENV}, else 127.0.0.1)",
+        include_in_web_ui=False,
+    )
+    group.add_argument(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help='service-level objective, repeatable, e.g. "StartTransaction:p99<800ms", '
+        f'"errors<0.5%%", "timeouts=0" (docs/slo.md); also ${SLO_ENV} (rules separated '
+        'by ";") and the scenario\'s [slo]; judged after spawning completes, in a local run: '
+        "exit code 1 when one is not met",
         include_in_web_ui=False,
     )
     group.add_argument(
@@ -257,3 +283,105 @@ def shape_schedule(parsed: Any) -> Schedule | None:
     if path and "users=" not in spec:
         defaults["users"] = str(load_scenario(path).fleet.chargers)
     return parse_schedule(spec, defaults=defaults)
+
+
+# --------------------------------------------------------------------------- SLOs
+
+
+def command_line_slos(parsed: Any, *, environ: Mapping[str, str]) -> list[Slo]:
+    """The rules of ``$LOCUST_SLO`` (separated by ``;``) and every ``--slo``.
+
+    Raises OptionError naming the bad rule and where it was written."""
+    env_rules = [r for r in environ.get(SLO_ENV, "").split(";") if r.strip()]
+    given = getattr(parsed, "slo", None) or []
+    if isinstance(given, str):  # one value from a config file or a form
+        given = [r for r in given.split(";") if r.strip()]
+    rules = option_sources(f"${SLO_ENV}", env_rules) + option_sources("--slo", given)
+    try:
+        slos = parse_rules(rules)
+    except SloError as exc:
+        raise OptionError(str(exc)) from None
+    _refuse_ledger(slos)
+    return slos
+
+
+def scenario_slos(scenario: Scenario, path: str | Path) -> list[Slo]:
+    """The scenario's ``[slo]`` rules; OptionError names the file and ``slo.rules[i]``."""
+    try:
+        slos = parse_rules(scenario_sources(scenario.slo.rules, str(path)))
+    except SloError as exc:
+        raise OptionError(str(exc)) from None
+    _refuse_ledger(slos)
+    return slos
+
+
+def _refuse_ledger(slos: list[Slo]) -> None:
+    ledger = ledger_slo(slos)
+    if ledger is not None:
+        raise OptionError(
+            f"{ledger.source}: the ledger SLO cannot be judged under Locust: only "
+            "`ocpp-fleet run` against its embedded reference CSMS compares ledgers"
+        )
+
+
+class RequestRecorder:
+    """Rebuilds a :class:`RunStats` from the fleet's Locust request events, for SLOs.
+
+    A listener of ``events.request`` (only while a local run judges SLOs): the bridge
+    fires every measurement as a request whose name, type and failure text are those of
+    docs/loadtest.md ("What Locust records"), which this reads back into what
+    ``ocpp-fleet run``'s reporter gets directly: outcomes, latencies, connects.
+    """
+
+    __slots__ = ("stats",)
+
+    def __init__(self, stats: RunStats | None = None) -> None:
+        self.stats = stats  # None: not judging now, events pass by
+
+    def __call__(
+        self,
+        request_type: str = "",
+        name: str = "",
+        response_time: float = 0.0,
+        exception: BaseException | None = None,
+        **_: Any,
+    ) -> None:
+        stats = self.stats
+        if stats is None:
+            return
+        seconds = (response_time or 0.0) / 1000.0
+        failure = None if exception is None else str(exception)
+        if request_type == _OCPP:
+            if name.endswith(_CSMS_CALL_SUFFIX):
+                error = None if failure is None else failure.removeprefix("answered CALLERROR ")
+                stats.csms_call(name[: -len(_CSMS_CALL_SUFFIX)], seconds, error)
+            else:
+                stats.round_trip(name, seconds, _outcome(failure))
+        elif request_type == _WEBSOCKET and name == "connect":
+            if failure is None:
+                stats.connected(seconds)
+            else:
+                stats.connect_failed(failure.removeprefix("connect failed: "))
+
+
+# The bridge's request names and failure texts (emulator.loadtest.bridge, docs/loadtest.md).
+_OCPP = "OCPP"
+_WEBSOCKET = "WebSocket"
+_CSMS_CALL_SUFFIX = " (CSMS call)"
+
+
+def _outcome(failure: str | None) -> str:
+    """A round trip's failure text back to its outcome (``"callerror:<code>"``, ...)."""
+    if failure is None:
+        return "ok"
+    if failure.startswith("CALLERROR "):
+        return f"callerror:{failure[len('CALLERROR ') :]}"
+    if failure == "schema violation":
+        return "schema"
+    if failure.startswith("schema violation (") and failure.endswith(")"):
+        return f"schema:{failure[len('schema violation (') : -1]}"
+    if failure.startswith("timeout"):
+        return "timeout"
+    if failure.startswith("disconnected"):
+        return "disconnected"
+    return failure

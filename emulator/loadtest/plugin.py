@@ -34,14 +34,19 @@ from emulator.fleet.scenario import ScenarioError
 from emulator.loadtest.bridge import FleetBridge
 from emulator.loadtest.options import (
     OptionError,
+    RequestRecorder,
     add_arguments,
+    command_line_slos,
     fleet_options,
     metrics_address,
+    scenario_slos,
     shape_schedule,
 )
 from emulator.loadtest.schedules import ScheduleError
 from emulator.loadtest.shapes import DROP_MESSAGE, ScheduleShape
 from emulator.loadtest.view import aggregate, bottleneck_warning, summary_lines
+from emulator.metrics.slo import Slo, Verdict, evaluate, verdict_lines
+from emulator.metrics.stats import RunStats
 
 if TYPE_CHECKING:
     from emulator.metrics.prometheus import MetricsEndpoint
@@ -68,6 +73,8 @@ def register(events: Any) -> FleetPlugin:
     events.quit.add_listener(plugin.on_quit)
     events.report_to_master.add_listener(plugin.on_report_to_master)
     events.worker_report.add_listener(plugin.on_worker_report)
+    events.spawning_complete.add_listener(plugin.on_spawning_complete)
+    events.test_stopping.add_listener(plugin.on_test_stopping)
     return plugin
 
 
@@ -134,6 +141,7 @@ class FleetPlugin:
         self._worst_seen: dict[int, dict[str, Any]] = {}
         self._summary_printed = False
         self.metrics: MetricsEndpoint | None = None
+        self.slo = _SloJudge()
 
     # ------------------------------------------------------------------ roles
 
@@ -185,6 +193,17 @@ class FleetPlugin:
                 runner.register_message(DROP_MESSAGE, self._on_drop)
         elif getattr(environment.parsed_options, "metrics_port", ""):
             log.info("the master runs no wallboxes and serves no metrics: each worker does")
+        if not isinstance(runner, WorkerRunner) and runner is not None:
+            problem = self.slo.init(environment.parsed_options, master=self.is_master)
+            if problem is not None:
+                log.error("%s", problem)
+                if self.is_master:
+                    # Before any worker got work; a quitting master would still wait
+                    # for --expect-workers.
+                    raise SystemExit(2)
+                environment.process_exit_code = 2
+                gevent.spawn(runner.quit)
+                return
         if not isinstance(runner, WorkerRunner):
             try:
                 schedule = shape_schedule(environment.parsed_options)
@@ -210,8 +229,13 @@ class FleetPlugin:
         if self.bridge is None:
             return
         self.config_error = None
+        judging = self.slo.judges  # a local run
         try:
             options = fleet_options(environment.parsed_options, host=environment.host)
+            slos = []
+            if judging:
+                slos = scenario_slos(options.scenario, options.scenario_path)
+                slos += self.slo.command_line
             self.bridge.configure(options, worker_index=self.worker_index)
         except Exception as exc:  # OptionError, ScenarioError, security files, a timeout
             self.config_error = f"ocpp-fleet cannot start: {exc}"
@@ -230,18 +254,50 @@ class FleetPlugin:
             self.worker_index * options.ids_per_worker + 1,
             options.csms_url,
         )
+        if slos:
+            self.slo.begin(environment, slos)
+
+    def on_spawning_complete(self, **_: Any) -> None:
+        if self.slo.running:
+            self._drain()
+            self.slo.ramped()
+
+    def on_test_stopping(self, environment: Environment, **_: Any) -> None:
+        if self.slo.running:
+            self._drain()
+            verdict = self.slo.judge()
+            log.info("%s", verdict.line())
+
+    def _drain(self) -> None:
+        """Fire what the loop has measured so far (the window ends or starts now)."""
+        if self.bridge is not None:
+            self.bridge.drain()
 
     def on_test_stop(self, environment: Environment, **_: Any) -> None:
         if self.bridge is not None:
             self.bridge.stop_fleet(timeout=STOP_TIMEOUT)
 
     def on_quitting(self, environment: Environment, **_: Any) -> None:
+        if self.slo.running:  # quitting before the test stopped (SIGTERM)
+            self._drain()
+            self.slo.judge()
         if self.bridge is not None:
             self.bridge.stop_fleet(timeout=STOP_TIMEOUT)
+        verdict = self.slo.verdict
+        if verdict is not None and environment.process_exit_code is None:
+            runner = environment.runner
+            if not verdict.passed:
+                environment.process_exit_code = 1
+            elif not getattr(runner, "exceptions", None):
+                # The SLOs judge the failed requests: they, not Locust's "any failure
+                # is exit code 1", decide (exceptions in user code still count).
+                environment.process_exit_code = 0
 
     def on_quit(self, exit_code: int = 0, **_: Any) -> None:
         if not isinstance(self.environment.runner if self.environment else None, WorkerRunner):
             self.print_summary()
+            if self.slo.verdict is not None:
+                print("\n".join(verdict_lines(self.slo.verdict)), file=sys.stdout, flush=True)
         if self.bridge is not None:
             self.bridge.close()
         if self.metrics is not None:
@@ -322,3 +378,86 @@ class FleetPlugin:
         if not view["workers"]:
             return
         print("\n".join(summary_lines(view)), file=sys.stdout, flush=True)
+
+
+class _SloJudge:
+    """SLOs in a local run (docs/slo.md): a :class:`RunStats` rebuilt from the request
+    events (only while judging), snapshots when the test starts and when spawning
+    completes, the verdict when the test stops."""
+
+    def __init__(self) -> None:
+        self.command_line: list[Slo] = []
+        self.judges = False  # a local run (a master refuses SLOs, a worker ignores them)
+        self.slos: list[Slo] = []
+        self.stats: RunStats | None = None
+        self.verdict: Verdict | None = None
+        self._recorder: RequestRecorder | None = None
+        self._start: RunStats | None = None
+        self._ramped: RunStats | None = None
+
+    def init(self, parsed: Any, *, master: bool) -> str | None:
+        """Read ``--slo``, ``$LOCUST_SLO`` and the scenario's ``[slo]`` (checked again
+        at each test start: the web UI can change the scenario); the problem that ends
+        the run, or None.  A master refuses SLOs: it has no fleet statistics."""
+        try:
+            self.command_line = command_line_slos(parsed, environ=os.environ)
+            from_scenario = _scenario_slos(parsed)
+        except OptionError as exc:
+            return f"ocpp-fleet cannot start: {exc}"
+        if master:
+            given = [*self.command_line, *from_scenario]
+            if given:
+                return (
+                    f"ocpp-fleet cannot start: {given[0].source}: SLOs are judged by a "
+                    "local run only (no --master/--worker): a master has the workers' "
+                    "Locust statistics, not the fleet's (docs/slo.md)"
+                )
+            return None
+        self.judges = True
+        return None
+
+    @property
+    def running(self) -> bool:
+        return self.stats is not None and self.verdict is None
+
+    def begin(self, environment: Environment, slos: list[Slo]) -> None:
+        self.slos = slos
+        self.stats = RunStats()
+        self.verdict = None
+        if self._recorder is None:
+            self._recorder = RequestRecorder(self.stats)
+            environment.events.request.add_listener(self._recorder)
+        self._recorder.stats = self.stats
+        self._start = self.stats.snapshot()
+        self._ramped = None
+
+    def ramped(self) -> None:
+        """Spawning completed (again, when the user count changed): the window starts."""
+        if self.stats is not None:
+            self._ramped = self.stats.snapshot()
+
+    def judge(self) -> Verdict:
+        assert self.stats is not None and self._start is not None
+        start, note = self._ramped, None
+        if start is None:
+            start, note = self._start, "spawning had not completed: judged from the start"
+        self.verdict = evaluate(self.slos, self.stats.snapshot().since(start), note=note)
+        self.stats = None  # stop recording: the window is over
+        if self._recorder is not None:
+            self._recorder.stats = None
+        return self.verdict
+
+
+def _scenario_slos(parsed: Any) -> list[Slo]:
+    """The ``[slo]`` rules of ``--scenario``; none when it cannot be read (the bad
+    scenario is reported when the test starts, as without SLOs)."""
+    from emulator.fleet.scenario import load_scenario
+
+    path = str(getattr(parsed, "scenario", "") or "").strip()
+    if not path:
+        return []
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError:
+        return []
+    return scenario_slos(scenario, path)

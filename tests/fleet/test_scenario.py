@@ -22,6 +22,7 @@ from emulator.fleet.scenario import (
     ScenarioError,
     SessionMode,
     SessionSettings,
+    SloSettings,
     load_scenario,
     parse_scenario,
 )
@@ -414,6 +415,7 @@ def documented_fields() -> list[str]:
         ("sessions.evs", EvSpec),
         ("csms", CsmsSettings),
         ("csms.operations", CsmsOperation),
+        ("slo", SloSettings),
     ]
     names = ["scenario.name", "scenario.description", "scenario.seed"]
     for table, struct in tables:
