@@ -15,41 +15,48 @@ The verdict names the largest passing size and what limited it:
   send lateness, CPU), so the figure is a lower bound for the CSMS: add workers or
   processes before blaming it;
 * ``"max"``: ``--max`` was reached and passed.
+
+Between the boots and the hold the search waits for the boots' burst to drain (or at
+most two holds; four after shrinking from a failing step), so a step is judged on the fleet's steady traffic at that size, not on
+the arrival of its newest wallboxes.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
+import json
 import math
-import platform
-import sys
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any, Protocol
+from typing import Any
 
-from emulator.fleet.runner import Fleet
+from rich.console import Console
+
+from emulator.fleet.runner import Fleet, FleetStartError
+from emulator.fleet.scenario import load_scenario
 from emulator.loadtest.partition import ModelSequence
+from emulator.metrics.slo import (
+    SloError,
+    SloResult,
+    evaluate,
+    ledger_slo,
+    option_sources,
+    parse_rules,
+    scenario_sources,
+)
 from emulator.metrics.stats import Direction, RunStats
+from emulator.metrics.timeseries import TimeSeries
+from emulator.report import ReportData, run_parameters, write_report
+from emulator.report.data import machine, versions
 
 CPU_LIMIT = 0.9  # share of one core: the event loop is one thread
 
 
-class Judgement(Protocol):
-    """One SLO judged over a window (emulator.metrics.slo)."""
-
-    @property
-    def passed(self) -> bool: ...
-
-    @property
-    def text(self) -> str: ...
-
-    def to_json(self) -> dict[str, Any]: ...
-
-
-Judge = Callable[[RunStats], Sequence[Judgement]]
+Judge = Callable[[RunStats], Sequence[SloResult]]
+"""Judges a step's hold: every SLO over the window (emulator.metrics.slo.evaluate)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,7 +100,7 @@ class Step:
     chargers: int
     connected: int
     window: RunStats
-    judgements: Sequence[Judgement]
+    judgements: Sequence[SloResult]
     generator: dict[str, float]
     generator_limited: bool
 
@@ -102,7 +109,7 @@ class Step:
         return all(j.passed for j in self.judgements)
 
     @property
-    def violations(self) -> list[Judgement]:
+    def violations(self) -> list[SloResult]:
         return [j for j in self.judgements if not j.passed]
 
     @property
@@ -147,7 +154,7 @@ class Verdict:
     steps: list[Step] = field(default_factory=list)
 
     @property
-    def violations(self) -> list[Judgement]:
+    def violations(self) -> list[SloResult]:
         return [] if self.deciding is None else self.deciding.violations
 
     def sentence(self) -> str:
@@ -158,7 +165,7 @@ class Verdict:
                 f"Your CSMS held {self.capacity:,} chargers, the most this search was "
                 "allowed to try (--max): its capacity is at least that."
             )
-        broken = "; ".join(j.text for j in self.violations) or "its SLOs failed"
+        broken = "; ".join(_violation(r) for r in self.violations) or "its SLOs failed"
         at = f"at {failing.chargers:,} chargers" if failing is not None else ""
         if self.limited_by == "generator":
             held = (
@@ -188,6 +195,11 @@ class Verdict:
         }
 
 
+def _violation(result: SloResult) -> str:
+    """``StartTransaction:p99<800ms was 1,240 ms``."""
+    return f"{result.slo.text} was {result.value_text}"
+
+
 def _generator_text(step: Step | None) -> str:
     if step is None:
         return "no measurement"
@@ -200,24 +212,6 @@ def _generator_text(step: Step | None) -> str:
 
 def _ms(seconds: float) -> float | None:
     return None if math.isnan(seconds) else round(seconds * 1000.0, 3)
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in ("ocpp-fleet", "websockets", "ocpp", "numpy"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    return found
-
-
-def machine() -> dict[str, Any]:
-    import os
-
-    return {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python_implementation": sys.implementation.name,
-    }
 
 
 class CapacitySearch:
@@ -278,7 +272,9 @@ class CapacitySearch:
         """Resize to ``size``, wait for the boots, hold, judge."""
         self._phase(f"{size:,} chargers: resizing from {self.size:,}")
         await self._resize(size)
+        shrinking = size < self.size
         connected = await self._wait_booted(size)
+        await self._settle(size, after_overload=shrinking)
         self._phase(f"{size:,} chargers: {connected:,} booted, holding {self.settings.hold:g} s")
         health = self.fleet.health
         health.reset()
@@ -340,6 +336,20 @@ class CapacitySearch:
             )
         self.size = size
 
+    async def _settle(self, size: int, *, after_overload: bool) -> None:
+        """Let the boots' burst (StatusNotifications, the warm-started transactions) drain
+        before the hold: until at most one wallbox in 20 has a message queued or waiting
+        for its answer, or for at most twice the hold (a CSMS past its capacity never
+        drains).  After a failing, larger step the CSMS may still be working off that
+        step's backlog: it gets four holds."""
+        limit = max(1, size // 20)
+
+        def drained() -> bool:
+            gauges = self.fleet.gauges()
+            return gauges.queue_depth + gauges.in_flight <= limit
+
+        await _until(drained, within=(4.0 if after_overload else 2.0) * self.settings.hold)
+
     async def _wait_booted(self, size: int) -> int:
         """Wait until every wallbox is connected and accepted (or the connect timeout)."""
         fleet = self.fleet
@@ -375,3 +385,141 @@ async def run_search(search: CapacitySearch) -> Verdict:
         finally:
             search.fleet.stop()
             await asyncio.wait((serving,))
+
+
+# --------------------------------------------------------------------------- the command
+
+
+class CapacityUsageError(ValueError):
+    """Options a capacity search cannot run with; the message is for the user."""
+
+
+async def command(args: argparse.Namespace, console: Console) -> int:
+    """``ocpp-fleet capacity``: search, print each step and the verdict, write --json and
+    --report.  Raises CapacityUsageError for unusable options (exit 2), FleetStartError
+    when no wallbox of the first step reached the CSMS (exit 3); returns 0 with a
+    verdict, 1 when even the first size failed its SLOs."""
+    scenario = load_scenario(args.scenario)
+    if args.start_time is not None:
+        scenario = scenario.with_start_time(args.start_time)
+    sources = scenario_sources(scenario.slo.rules, str(args.scenario))
+    try:
+        slos = parse_rules([*sources, *option_sources("--slo", args.slo or ())])
+    except SloError as exc:
+        raise CapacityUsageError(str(exc)) from None
+    if not slos:
+        raise CapacityUsageError(
+            "a capacity search needs SLOs to judge each step: give --slo EXPR "
+            '(e.g. --slo "*:p99<500ms" --slo "errors<0.5%") or [slo] rules in the scenario'
+        )
+    ledger = ledger_slo(slos)
+    if ledger is not None:
+        raise CapacityUsageError(
+            f"{ledger.text}: a ledger SLO needs the embedded CSMS's books, which a capacity "
+            "search against --csms-url does not have"
+        )
+    if not args.csms_url.startswith(("ws://", "wss://")):
+        raise CapacityUsageError(
+            f"--csms-url must start with ws:// or wss://, got {args.csms_url!r}"
+        )
+    settings = SearchSettings(start=args.start, max=args.max, growth=args.growth, hold=args.hold)
+    try:
+        settings.check()
+    except ValueError as exc:
+        raise CapacityUsageError(str(exc)) from None
+    seed = (
+        args.seed if args.seed is not None else (scenario.seed if scenario.seed is not None else 1)
+    )
+    stats = RunStats()
+    fleet = Fleet(
+        scenario=scenario,
+        csms_url=args.csms_url,
+        chargers=0,
+        seed=seed,
+        reporter=stats,
+        source_addresses=args.source_addresses,
+        tune_gc=True,
+    )
+    console.print(
+        f"capacity search: scenario [bold]{scenario.name}[/], seed {seed}, start "
+        f"{scenario.sessions.start_time}, from {settings.start:,} chargers x{settings.growth:g}"
+        f"{'' if settings.max is None else f' up to {settings.max:,}'}, hold "
+        f"{settings.hold:g} s → {args.csms_url}"
+    )
+    for slo in slos:
+        console.print(f"  SLO {slo.text}", highlight=False)
+
+    def judge(window: RunStats) -> Sequence[SloResult]:
+        return evaluate(slos, window).results
+
+    def show(step: Step) -> None:
+        mark = "[green]PASS[/]" if step.passed else "[red]FAIL[/]"
+        worst = "; ".join(_violation(r) for r in step.violations)
+        generator = " [yellow](generator over its limits)[/]" if step.generator_limited else ""
+        console.print(
+            f"{mark} {step.chargers:,} chargers ({step.connected:,} booted): "
+            f"{step.calls_per_second:,.1f} calls/s{generator}{': ' + worst if worst else ''}",
+            highlight=False,
+        )
+
+    search = CapacitySearch(
+        fleet=fleet,
+        stats=stats,
+        judge=judge,
+        settings=settings,
+        on_step=show,
+        on_phase=lambda text: console.print(f"  {text}", style="dim", highlight=False),
+    )
+    series = TimeSeries(
+        stats, fleet=fleet.gauges, generator=lambda: fleet.health.snapshot().as_dict()
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _interrupt, asyncio.current_task())
+    try:
+        async with series.running():
+            verdict = await run_search(search)
+    except asyncio.CancelledError:
+        console.print("[yellow]interrupted[/]: no verdict")
+        raise KeyboardInterrupt from None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if not any(d.ever_connected for d in fleet.drivers) and stats.connects == 0:
+        reasons = ", ".join(sorted(stats.connect_failures)) or "no answer"
+        raise FleetStartError(f"no wallbox reached the CSMS at {args.csms_url} ({reasons})")
+    result = verdict.to_json(
+        scenario=scenario.name, seed=seed, start_time=scenario.sessions.start_time
+    )
+    console.print(f"[bold]{verdict.sentence()}[/]", highlight=False)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))
+    if args.report is not None:
+        files = write_report(
+            args.report,
+            ReportData(
+                kind="capacity",
+                verdict=verdict.sentence(),
+                result=result,
+                rows=series.rows,
+                interval=series.interval,
+                parameters=run_parameters(
+                    scenario=scenario.name,
+                    seed=seed,
+                    start_time=scenario.sessions.start_time,
+                    csms_url=args.csms_url,
+                    start=settings.start,
+                    max=settings.max,
+                    growth=settings.growth,
+                    hold_s=settings.hold,
+                    slo=", ".join(s.text for s in slos),
+                ),
+            ),
+        )
+        console.print(f"report: {files.html}")
+    return 1 if verdict.capacity is None else 0
+
+
+def _interrupt(task: asyncio.Task[Any] | None) -> None:
+    if task is not None:
+        task.cancel()

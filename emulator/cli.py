@@ -28,6 +28,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from emulator.capacity import CapacityUsageError
+from emulator.capacity import command as capacity_command
 from emulator.fleet.faults import csms_misbehaviour
 from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.ledger import compare as compare_ledgers
@@ -46,8 +48,10 @@ from emulator.metrics.slo import (
     parse_rules,
     scenario_sources,
 )
-from emulator.metrics.stats import RunStats
+from emulator.metrics.stats import Direction, RunStats
 from emulator.metrics.summary import render_summary, summary_dict
+from emulator.metrics.timeseries import TimeSeries
+from emulator.report import ReportData, machine, run_parameters, run_step, versions, write_report
 
 if TYPE_CHECKING:
     from emulator.csms import ReferenceCsms
@@ -124,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         '"errors<0.5%%", "timeouts=0", "ledger=0" (docs/slo.md); judged after the ramp, '
         "with the scenario's [slo] rules: exit code 1 when one is not met",
     )
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write report.html (offline, with plots), result.json and the 10 s time series "
+        "(timeseries.json, .csv) to DIR",
+    )
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument(
         "--strict",
@@ -143,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="address the metrics server listens on "
         "(default $OCPP_FLEET_METRICS_HOST, else 127.0.0.1)",
     )
+
+    _add_capacity_parser(sub)
 
     csms = sub.add_parser("csms", help="run the embedded reference CSMS")
     csms.add_argument("--host", default="127.0.0.1")
@@ -172,6 +185,62 @@ def _start_time(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _add_capacity_parser(sub: Any) -> None:
+    capacity = sub.add_parser(
+        "capacity",
+        help="find how many chargers a CSMS holds within its SLOs (grow, hold, bisect)",
+        description="Grow one fleet in steps, judge the SLOs over each step's hold, bisect "
+        "between the last passing and the first failing size to within 10 %%, and name "
+        "what limited it (docs/capacity-planning.md). Exit 0 with a verdict, 1 when "
+        "even --start failed, 2 bad input, 3 could not start.",
+    )
+    capacity.add_argument(
+        "--csms-url", required=True, help="CSMS OCPP-J endpoint (ws:// or wss://)"
+    )
+    capacity.add_argument("--scenario", required=True, type=Path, help="scenario TOML file")
+    capacity.add_argument(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help='service-level objective, repeatable, e.g. "StartTransaction:p99<800ms" '
+        "(docs/slo.md); with the scenario's [slo] rules, at least one",
+    )
+    capacity.add_argument(
+        "--start", type=_positive_int, default=100, help="first fleet size (default 100)"
+    )
+    capacity.add_argument("--max", type=_positive_int, help="largest fleet size to try")
+    capacity.add_argument(
+        "--growth",
+        type=_positive_float,
+        default=1.5,
+        help="factor from one passing step to the next (default 1.5)",
+    )
+    capacity.add_argument(
+        "--hold",
+        type=_positive_float,
+        default=60.0,
+        help="seconds each step is held and judged, after its wallboxes booted (default 60)",
+    )
+    capacity.add_argument("--seed", type=int, help="random seed (default: scenario seed, else 1)")
+    capacity.add_argument(
+        "--start-time",
+        type=_start_time,
+        metavar="HH:MM|now",
+        help="local time of day at which the scenario's virtual clock starts",
+    )
+    capacity.add_argument(
+        "--source-addresses",
+        type=_address_pool,
+        default=(),
+        help="local addresses to connect from, round robin (docs/loadtest.md)",
+    )
+    capacity.add_argument("--json", type=Path, help="write the verdict JSON to this file")
+    capacity.add_argument(
+        "--report", type=Path, metavar="DIR", help="write report.html and its data to DIR"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -219,11 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run_loop(_run(args))
+        if args.command == "capacity":
+            console = Console(width=None if sys.stdout.isatty() else 132)
+            return _run_loop(capacity_command(args, console))
         return _run_loop(_csms(args))
     except ScenarioError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE
-    except UsageError as exc:
+    except (UsageError, CapacityUsageError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE
     except SecurityConfigError as exc:
@@ -416,6 +488,12 @@ async def _run_fleet(
         live.start()
         progress_task = asyncio.create_task(_show_progress(live, fleet, stats, started))
     window = _SloWindow(stats, args.duration)
+    series = recording = None
+    if args.report is not None:
+        series = TimeSeries(
+            stats, fleet=fleet.gauges, generator=lambda: fleet.health.snapshot().as_dict()
+        )
+        recording = asyncio.create_task(series.record(), name="timeseries")
     try:
         if metrics is None:
             await fleet.run(duration=args.duration, **window.hooks())
@@ -424,6 +502,11 @@ async def _run_fleet(
                 await fleet.run(duration=args.duration, **window.hooks())
     finally:
         stats.stop()
+        if recording is not None and series is not None:
+            recording.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recording
+            series.finish()
         if progress_task is not None:
             progress_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -484,7 +567,91 @@ async def _run_fleet(
         if slo_verdict is not None:
             report["slo"] = slo_verdict.to_json()
         args.json.write_text(json.dumps(report, indent=2))
+    if args.report is not None and series is not None:
+        _write_run_report(
+            args, console, scenario, seed, chargers, url, window, slo_verdict, fleet, series
+        )
     return EXIT_SLO_FAILED if slo_verdict is not None and not slo_verdict.passed else 0
+
+
+def _write_run_report(
+    args: argparse.Namespace,
+    console: Console,
+    scenario: Scenario,
+    seed: int,
+    chargers: int,
+    url: str,
+    window: _SloWindow,
+    verdict: Verdict | None,
+    fleet: Fleet,
+    series: TimeSeries,
+) -> None:
+    """``--report DIR``: the run as one step (its window after the ramp)."""
+    after_ramp, note = window.window()
+    health = fleet.health.report()
+    step = run_step(
+        after_ramp,
+        chargers=chargers,
+        connected=fleet.counts().booted,
+        slo=[] if verdict is None else [r.to_json() for r in verdict.results],
+        generator={
+            "lateness_p99_ms": round(health["worstLatenessP99"] * 1000.0, 3),
+            "loop_lag_p99_ms": round(health["worstLoopLagP99"] * 1000.0, 3),
+            "lateness_limit_ms": health["latenessLimit"] * 1000.0,
+            "loop_lag_limit_ms": health["lagLimit"] * 1000.0,
+        },
+    )
+    sentence = _run_sentence(chargers, after_ramp, verdict)
+    result: dict[str, Any] = {
+        "capacity": None,
+        "verdict": sentence,
+        "steps": [step],
+        "scenario": scenario.name,
+        "seed": seed,
+        "start_time": scenario.sessions.start_time,
+        "versions": versions(),
+        "machine": machine(),
+    }
+    if verdict is not None:
+        result["slo"] = verdict.to_json()
+    if note:
+        result["note"] = note
+    files = write_report(
+        args.report,
+        ReportData(
+            kind="run",
+            verdict=sentence,
+            result=result,
+            rows=series.rows,
+            interval=series.interval,
+            parameters=run_parameters(
+                scenario=scenario.name,
+                seed=seed,
+                start_time=scenario.sessions.start_time,
+                chargers=chargers,
+                duration_s=args.duration,
+                csms_url=url,
+                slo=", ".join(r.slo.text for r in verdict.results) if verdict else "none",
+            ),
+        ),
+    )
+    console.print(f"report: {files.html}")
+
+
+def _run_sentence(chargers: int, window: RunStats, verdict: Verdict | None) -> str:
+    """The report's headline for a run."""
+    calls = sum(a.count for (d, _), a in window.actions.items() if d is Direction.CP_TO_CSMS)
+    errors = sum(a.errors for (d, _), a in window.actions.items() if d is Direction.CP_TO_CSMS)
+    load = (
+        f"{chargers:,} chargers sent {calls:,} calls in the {window.elapsed:.0f} s after the "
+        f"ramp, {errors:,} failed"
+    )
+    if verdict is None:
+        return f"{load}; no SLOs were set."
+    if verdict.passed:
+        return f"{load}; all {len(verdict.results)} SLOs were met."
+    missed = "; ".join(f"{r.slo.text} was {r.value_text}" for r in verdict.failed)
+    return f"{load}; {len(verdict.failed)} of {len(verdict.results)} SLOs were not met: {missed}."
 
 
 def _parse_slos(args: argparse.Namespace, scenario: Scenario) -> list[Slo]:
@@ -526,7 +693,8 @@ class _SloWindow:
     def _ending(self) -> None:
         self.ended = self.stats.snapshot()
 
-    def judge(self, slos: Sequence[Slo], *, ledger_discrepancies: int | None) -> Verdict:
+    def window(self) -> tuple[RunStats, str | None]:
+        """The measurements after the ramp, and a note when that is not the window."""
         end = self.ended if self.ended is not None else self.stats
         note = None
         start = self.ramped
@@ -536,9 +704,11 @@ class _SloWindow:
         elif _moment(start) >= self.planned_end:
             note = "the run was shorter than its ramp: judged from the start"
             start = self.start
-        return evaluate(
-            slos, end.since(start), ledger_discrepancies=ledger_discrepancies, note=note
-        )
+        return end.since(start), note
+
+    def judge(self, slos: Sequence[Slo], *, ledger_discrepancies: int | None) -> Verdict:
+        window, note = self.window()
+        return evaluate(slos, window, ledger_discrepancies=ledger_discrepancies, note=note)
 
 
 def _moment(snapshot: RunStats) -> float:

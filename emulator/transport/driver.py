@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import ssl
 import time
 from base64 import b64encode
@@ -150,9 +149,14 @@ class WallboxDriver:
     # ------------------------------------------------------------------ control
 
     def wake(self) -> None:
-        """Make the driver re-evaluate now (after a stop request or an outside stimulus)."""
+        """Make the driver re-evaluate now (after a stop request or an outside stimulus).
+
+        A handshake in progress (its wait has no deadline) is interrupted only by a stop:
+        its ticks run on their own timer."""
         timeout = self._timeout
         if timeout is not None and timeout.expired() is False:
+            if timeout.when() is None and not self.stopping:
+                return
             timeout.reschedule(asyncio.get_running_loop().time())
 
     def stop(self) -> None:
@@ -211,32 +215,32 @@ class WallboxDriver:
                 self._reconnect_at = self.clock() + self._backoff()
                 await self._idle_until(self._reconnect_at)
                 return
-        # The handshake runs as a task (gone after this attempt) while the wallbox's clock
-        # keeps running: an overloaded CSMS may hold the upgrade for seconds, and meter
-        # samples, sessions and timeouts must go on meanwhile, as during the backoff.
-        attempt = asyncio.create_task(
-            _open(url, self.settings, kwargs), name=f"{wb.charge_point_id}-connect"
-        )
+        # While the handshake runs the wallbox's clock keeps running: an overloaded CSMS
+        # may hold the upgrade for seconds, and meter samples, sessions and timeouts must
+        # go on meanwhile, as during the backoff.  A loop timer ticks the wallbox at its
+        # deadlines (one TimerHandle, not a task: 10,000 handshakes at once would leave
+        # ~3 KiB a wallbox of fragmented heap behind), and only stop() ends the wait early.
+        loop = asyncio.get_running_loop()
+        ticking = _TickWhileConnecting(self, loop)
         try:
-            await self._idle_until(math.inf, attempt)  # returns early on stop()
-            await _settle(attempt)
-        except BaseException:  # cancelled ourselves (the fleet's task group is failing)
-            await _settle(attempt)
-            if not attempt.cancelled() and attempt.exception() is None:
-                attempt.result().transport.abort()  # it completed just then: leave nothing open
-            raise
-        if attempt.cancelled():
-            if self.stopping:
+            async with asyncio.timeout(None) as timeout:  # stop() reschedules it to now
+                self._timeout = timeout
+                ws = await _open(url, self.settings, kwargs)
+        except TimeoutError as exc:
+            if self.stopping and timeout.expired():
                 return  # stopped mid-handshake; websockets closed what it had opened
-            failure: BaseException | None = asyncio.CancelledError()  # not by us: retry
-        else:
-            failure = attempt.exception()
-        if failure is not None:
-            await self._connect_failed(failure, tls="ssl" in kwargs)
+            await self._connect_failed(exc, tls="ssl" in kwargs)
             return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every connect failure is this wallbox's, never the fleet's
+            await self._connect_failed(exc, tls="ssl" in kwargs)
+            return
+        finally:
+            self._timeout = None
+            ticking.cancel()
         # Also when stopped just as the handshake completed: the connection is taken as
         # usual, so run() drains the transaction messages over it, then closes it.
-        ws = attempt.result()
         if ws.subprotocol != SUBPROTOCOL:
             self.reporter.connect_failed("subprotocol")
             self.last_failure = "CSMS did not agree to ocpp1.6"
@@ -278,30 +282,22 @@ class WallboxDriver:
         self._reconnect_at = self.clock() + self._backoff()
         await self._idle_until(self._reconnect_at)
 
-    async def _idle_until(
-        self, wall_deadline: float, until: asyncio.Future[Any] | None = None
-    ) -> None:
-        """Offline: keep the wallbox's clock running (sessions go on) until the deadline,
-        until ``until`` (a connect attempt) is done, or until the driver stops.
-
-        The wait ends at each wallbox or behaviour deadline to tick them, and at once on
-        :meth:`wake`; ``until`` itself is never cancelled here."""
+    async def _idle_until(self, wall_deadline: float) -> None:
+        """Offline: keep the wallbox's clock running (sessions go on) until the deadline
+        or until the driver stops; the wait ends at each wallbox or behaviour deadline to
+        tick them, and at once on :meth:`wake`."""
         loop = asyncio.get_running_loop()
         while not self.stopping:
             now = self.clock()
-            if now >= wall_deadline or (until is not None and until.done()):
+            if now >= wall_deadline:
                 return
             self._tick(now)
             deadline = self._next_deadline()
             target = wall_deadline if deadline is None else min(deadline, wall_deadline)
-            wait = min(max(0.0, target - now), 3600.0)  # wall_deadline may be infinite
             try:
-                async with asyncio.timeout_at(loop.time() + wait) as timeout:
+                async with asyncio.timeout_at(loop.time() + max(0.0, target - now)) as timeout:
                     self._timeout = timeout
-                    if until is None:
-                        await asyncio.Future()  # only the timeout (or wake) ends this wait
-                    else:
-                        await asyncio.wait((until,))  # or the attempt ending
+                    await asyncio.Future()  # only the timeout (or wake) ends this wait
             except TimeoutError:
                 pass
             finally:
@@ -630,11 +626,39 @@ async def _open(url: str, settings: ConnectionSettings, kwargs: dict[str, Any]) 
     )
 
 
-async def _settle(attempt: asyncio.Task[ClientConnection]) -> None:
-    """Cancel a connect attempt if it still runs, and wait until it has ended."""
-    if not attempt.done():
-        attempt.cancel()  # websockets aborts a half-open connection on cancellation
-        await asyncio.wait((attempt,))
+class _TickWhileConnecting:
+    """Ticks a driver's wallbox at its deadlines from a loop timer while the driver's own
+    coroutine waits for a handshake; :meth:`cancel` when the handshake has ended."""
+
+    __slots__ = ("_driver", "_handle", "_loop")
+
+    def __init__(self, driver: WallboxDriver, loop: asyncio.AbstractEventLoop) -> None:
+        self._driver = driver
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        driver = self._driver
+        deadline = driver._next_deadline()
+        if deadline is None:
+            self._handle = None
+            return
+        delay = max(0.0, deadline - driver.clock())
+        self._handle = self._loop.call_at(self._loop.time() + delay, self._fire)
+
+    def _fire(self) -> None:
+        driver = self._driver
+        if driver.stopping:
+            self._handle = None
+            return
+        driver._tick(driver.clock())
+        self._arm()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 # What connect() raises by design (websockets.asyncio.client.connect): OSError (TCP,
