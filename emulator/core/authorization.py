@@ -4,7 +4,11 @@ Offline behaviour follows the reference document's remark on
 AllowOfflineTxForUnknownId: "the charger will not allow any ID except in local
 authentication list while it is offline" when the charger model keeps that
 firmware quirk (``offline_local_list_only``); otherwise OCPP 1.6 §3.5.2 applies
-(list, then cache, then AllowOfflineTxForUnknownId for unknown identifiers).
+(list, then cache, then AllowOfflineTxForUnknownId for unknown identifiers).  Either
+way LocalAuthorizeOffline false lets no identifier start offline.
+
+idTags are compared case-insensitively everywhere (IdToken is a CiString20Type); the
+list and the cache are :class:`IdTagMap` mappings, which keep each tag as it was given.
 
 The Local Authorization List is managed by SendLocalList and GetLocalListVersion
 (OCPP 1.6 §5.10, §5.15) within the reference document's limits (§3.1 SendLocalList:
@@ -15,7 +19,8 @@ Like the configuration it lives in the charger's flash: it survives resets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -39,13 +44,26 @@ class IdTagInfo:
     parent_id_tag: str | None = None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IdTagInfo:
+    def from_json(cls, data: Mapping[str, Any]) -> IdTagInfo:
+        """Parse an idTagInfo; ``ValueError`` for an unreadable expiryDate (SendLocalList
+        answers ``Failed`` then)."""
         expiry = data.get("expiryDate")
         return cls(
             AuthorizationStatus(data["status"]),
             parse_timestamp(expiry) if isinstance(expiry, str) else None,
             data.get("parentIdTag"),
         )
+
+    @classmethod
+    def from_answer(cls, data: Mapping[str, Any]) -> IdTagInfo:
+        """The idTagInfo of an Authorize / StartTransaction / StopTransaction.conf: never
+        raises into the callback that must decide.  An expiryDate the charger cannot read
+        counts as already past (the tag is Expired), the cautious reading of an answer
+        that says the authorization ends at some unknown time."""
+        try:
+            return cls.from_json(data)
+        except ValueError:
+            return cls(AuthorizationStatus(data["status"]), -math.inf, data.get("parentIdTag"))
 
     def valid_at(self, now: float) -> AuthorizationStatus:
         if (
@@ -59,6 +77,59 @@ class IdTagInfo:
 
 ID_TAG_MAX = 20
 """OCPP 1.6 IdToken is CiString20Type; reference §3.1: "each ID tag with max 20 characters"."""
+
+
+def tag_key(id_tag: str) -> str:
+    """What two idTags are compared by: OCPP 1.6 IdToken is a CiString20Type, a
+    case-insensitive string; ``alice`` and ``ALICE`` are the same card."""
+    return id_tag.casefold()
+
+
+def same_tag(a: str | None, b: str | None) -> bool:
+    """Case-insensitive equality of two idTags (or parentIdTags); None equals only None."""
+    if a is None or b is None:
+        return a is b
+    return a == b or a.casefold() == b.casefold()
+
+
+class IdTagMap(MutableMapping[str, IdTagInfo]):
+    """idTag -> IdTagInfo, looked up case-insensitively (CiString20), iterated with each
+    tag as it was first given: the charger sends a tag as it was presented."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, IdTagInfo] | None = None) -> None:
+        self._items: dict[str, tuple[str, IdTagInfo]] = {}
+        if items:
+            self.update(items)
+
+    def __getitem__(self, id_tag: str) -> IdTagInfo:
+        return self._items[tag_key(id_tag)][1]
+
+    def __setitem__(self, id_tag: str, info: IdTagInfo) -> None:
+        key = tag_key(id_tag)
+        old = self._items.get(key)
+        self._items[key] = (id_tag if old is None else old[0], info)
+
+    def __delitem__(self, id_tag: str) -> None:
+        del self._items[tag_key(id_tag)]
+
+    def __contains__(self, id_tag: object) -> bool:
+        return isinstance(id_tag, str) and tag_key(id_tag) in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (tag for tag, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"IdTagMap({dict(self.items())!r})"
+
+    def copy(self) -> IdTagMap:
+        new = IdTagMap()
+        new._items = dict(self._items)
+        return new
 
 
 class UpdateStatus(StrEnum):
@@ -91,8 +162,8 @@ class Authorizer:
     def __init__(self, *, config: Configuration, offline_local_list_only: bool) -> None:
         self._config = config
         self.offline_local_list_only = offline_local_list_only
-        self.cache: dict[str, IdTagInfo] = {}
-        self.local_list: dict[str, IdTagInfo] = {}
+        self.cache = IdTagMap()  # case-insensitive, like every idTag comparison here
+        self.local_list = IdTagMap()
         self.local_list_version = 0
         self.last_list_failure = ""  # why the last SendLocalList was not Accepted
 
@@ -112,8 +183,12 @@ class Authorizer:
             return self.cache[id_tag].valid_at(now)
         return None
 
+    def info_of(self, id_tag: str) -> IdTagInfo | None:
+        """What the list (first) or the cache knows of ``id_tag``, enabled or not."""
+        return self.local_list.get(id_tag) or self.cache.get(id_tag)
+
     def parent_of(self, id_tag: str) -> str | None:
-        info = self.local_list.get(id_tag) or self.cache.get(id_tag)
+        info = self.info_of(id_tag)
         return info.parent_id_tag if info else None
 
     def decide(self, id_tag: str, now: float, *, online: bool) -> Decision:
@@ -127,12 +202,20 @@ class Authorizer:
         return self.decide_offline(id_tag, now)
 
     def decide_offline(self, id_tag: str, now: float) -> Decision:
+        """Offline (or no answer to Authorize.req): may ``id_tag`` start?
+
+        LocalAuthorizeOffline false: nobody (the list and the cache are not used offline,
+        and in the reference mode nothing else is).  Reference mode
+        (``offline_local_list_only``): only an Accepted, unexpired entry of the enabled
+        Local Authorization List, whatever AllowOfflineTxForUnknownId says ("the charger
+        will not allow any ID except in local authentication list while it is offline").
+        """
+        if not self._config.get_bool("LocalAuthorizeOffline"):
+            return Decision.REJECT
         if self.offline_local_list_only:
             in_list = self._list_enabled() and id_tag in self.local_list
             ok = in_list and self.local_list[id_tag].valid_at(now) is AuthorizationStatus.ACCEPTED
             return Decision.ACCEPT if ok else Decision.REJECT
-        if not self._config.get_bool("LocalAuthorizeOffline"):
-            return Decision.REJECT
         status = self.known(id_tag, now)
         if status is None:
             allow = self._config.get_bool("AllowOfflineTxForUnknownId")
@@ -199,16 +282,16 @@ class Authorizer:
             parent = (entry.get("idTagInfo") or {}).get("parentIdTag")
             if len(id_tag) > ID_TAG_MAX or (parent is not None and len(parent) > ID_TAG_MAX):
                 return UpdateStatus.FAILED, f"idTag {id_tag!r}: more than {ID_TAG_MAX} characters"
-            if id_tag in seen:
+            if tag_key(id_tag) in seen:  # CiString20: "abc" and "ABC" are one idTag
                 return UpdateStatus.FAILED, f"idTag {id_tag!r} twice in one message"
-            seen.add(id_tag)
+            seen.add(tag_key(id_tag))
         differential = update_type == "Differential"
         if differential and version <= self.local_list_version:
             return (
                 UpdateStatus.VERSION_MISMATCH,
                 f"differential version {version} <= current {self.local_list_version}",
             )
-        new_list = dict(self.local_list) if differential else {}
+        new_list = self.local_list.copy() if differential else IdTagMap()
         try:
             for entry in entries:
                 info = entry.get("idTagInfo")
@@ -245,6 +328,6 @@ class Authorizer:
             concurrent = status is AuthorizationStatus.CONCURRENT_TX
             return AuthorizationStatus.ACCEPTED if concurrent else status
 
-        return norm(entry.valid_at(now)) is not norm(info.valid_at(now)) or (
-            entry.parent_id_tag != info.parent_id_tag
+        return norm(entry.valid_at(now)) is not norm(info.valid_at(now)) or not same_tag(
+            entry.parent_id_tag, info.parent_id_tag
         )

@@ -24,6 +24,7 @@ Quirks kept on purpose, because a CSMS talks to the real charger:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -95,15 +96,29 @@ class KeySpec:
     check: Check | None = None
 
 
+_ASCII_SPACE = " \t\r\n"
+"""What a value may be padded with.  Only ASCII: ``str.strip()`` also removes e.g. U+00A0."""
+
+_ASCII_INT = re.compile(r"[+-]?[0-9]+")
+"""An integer as the charger reads one: ASCII digits only (``str.isdigit()`` accepts "²",
+which ``int()`` refuses, and ``int()`` accepts "٣" and "３")."""
+
+
 def _parse_int(raw: str) -> int:
-    text = raw.strip()
-    if not text or not (text.isdigit() or (text[0] in "+-" and text[1:].isdigit())):
+    text = raw.strip(_ASCII_SPACE)
+    if _ASCII_INT.fullmatch(text) is None:
         raise ConfigurationValueError(f"{raw!r} is not an integer")
-    return int(text)
+    try:
+        return int(text)
+    except ValueError as exc:  # more digits than int() converts (sys.get_int_max_str_digits)
+        raise ConfigurationValueError(f"{raw!r} is too long") from exc
 
 
 def _parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
+    text = raw.strip(_ASCII_SPACE)
+    if not text.isascii():
+        raise ConfigurationValueError(f"{raw!r} is not a boolean (true or false)")
+    lowered = text.lower()
     if lowered == "true":
         return True
     if lowered == "false":
@@ -112,9 +127,9 @@ def _parse_bool(raw: str) -> bool:
 
 
 def _split_csl(raw: str) -> list[str]:
-    if not raw.strip():
+    if not raw.strip(_ASCII_SPACE):
         return []
-    items = [item.strip() for item in raw.split(",")]
+    items = [item.strip(_ASCII_SPACE) for item in raw.split(",")]
     if any(not item for item in items):
         raise ConfigurationValueError(f"{raw!r} has an empty item")
     return items
@@ -161,9 +176,11 @@ def phase_rotation(raw: str, config: Configuration) -> str:
     connectors = config.get_int("NumberOfConnectors")
     for item in items:
         connector, _, rotation = item.partition(".")
+        number = connector.lstrip("0") or "0"  # ASCII digits only: "²".isdigit() is true
         if (
-            not connector.isdigit()
-            or int(connector) > connectors
+            not (connector.isascii() and connector.isdigit())
+            or len(number) > 9
+            or int(number) > connectors
             or rotation not in PHASE_ROTATIONS
         ):
             raise ConfigurationValueError(f"{item!r} is not <connector>.<rotation>")

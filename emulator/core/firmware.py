@@ -369,12 +369,19 @@ class FirmwareManagement:
         if old is not None and old.phase in (UpdatePhase.INSTALLING, UpdatePhase.RESTARTING):
             self.record(now, "csms UpdateFirmware ignored: installing")
             return {}
+        try:
+            retrieve_at = parse_timestamp(payload["retrieveDate"])
+        except ValueError:
+            # Only reachable without the schema's format check (every schema-valid
+            # dateTime parses, leap seconds too): not knowing when it may download, the
+            # charger does not; UpdateFirmware.conf has nothing to refuse with.
+            self.record(now, "csms UpdateFirmware ignored: retrieveDate unreadable")
+            return {}
         if old is not None and old.phase is UpdatePhase.DOWNLOADING:
             self._request(CancelTransfer(old.job_id))
         # Two draws per request, always, so a seeded fleet replays the same outcomes.
         fail_download = bool(self.rng.random() < self.download_failure_share)
         fail_install = bool(self.rng.random() < self.install_failure_share)
-        retrieve_at = parse_timestamp(payload["retrieveDate"])
         self.update = FirmwareJob(
             job_id=self._job_id(),
             location=location,
@@ -568,4 +575,11 @@ class FirmwareManagement:
 
 
 def _optional_time(value: Any) -> float | None:
-    return None if value is None else parse_timestamp(str(value))
+    """GetDiagnostics startTime / stopTime; one the charger cannot read is treated as
+    absent (every schema-valid dateTime parses, so only without the format check)."""
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(str(value))
+    except ValueError:
+        return None

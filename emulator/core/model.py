@@ -54,6 +54,7 @@ class ChargerModel:
     # Reference §3.2.1 AllowOfflineTxForUnknownId: "the charger will not allow any ID
     # except in local authentication list while it is offline".  True emulates that
     # firmware; False gives the OCPP 1.6 behaviour (cache, list, unknown ids per key).
+    # Either way LocalAuthorizeOffline = false lets no idTag start offline.
     offline_local_list_only: bool = True
     # OCPP 1.6 Security Whitepaper profile 1-3 (0: none); adds SecurityProfile and the
     # write-only AuthorizationKey to the configuration.

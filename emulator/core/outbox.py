@@ -10,6 +10,10 @@ reconnect the backlog drains at a bounded rate instead of flooding the CSMS.
 
 Other messages are best-effort: a StatusNotification made while offline is kept
 (only the newest per connector), a Heartbeat or Authorize is never queued offline.
+
+Until the registration is Accepted only a BootNotification, and the messages the Central
+System asked for with TriggerMessage (``triggered``), may be sent (OCPP 1.6 §4.2.1:
+"unless it has been instructed by the Central System to do so with a TriggerMessage.req").
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Message:
     seq: int = 0
     attempts: int = 0
     not_before: float = 0.0
+    triggered: bool = False  # asked for by TriggerMessage: may go while Pending (§4.2.1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +258,9 @@ class Outbox:
 
     def _first_normal(self, *, boot_only: bool) -> Message | None:
         for m in self._normal:
-            if (not boot_only or m.action == "BootNotification") and not self._paced_ahead_of(
-                m, boot_only
-            ):
+            if (
+                not boot_only or m.triggered or m.action == "BootNotification"
+            ) and not self._paced_ahead_of(m, boot_only):
                 return m
         return None
 

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from emulator.core.authorization import tag_key
 from emulator.core.connector import Connector
 
 
@@ -67,9 +68,12 @@ class Reservation:
     claimed_on: int | None = None  # connector whose session (Preparing) claimed it
 
     def matches(self, id_tag: str, parent: str | None) -> bool:
-        """§5.13: the incoming idTag or its parent matches the idTag or parent of this one."""
-        mine = {self.id_tag} | ({self.parent_id_tag} if self.parent_id_tag else set())
-        return id_tag in mine or (parent is not None and parent in mine)
+        """§5.13: the incoming idTag or its parent matches the idTag or parent of this one
+        (case-insensitively: IdToken is a CiString20Type)."""
+        mine = {tag_key(self.id_tag)} | (
+            {tag_key(self.parent_id_tag)} if self.parent_id_tag else set()
+        )
+        return tag_key(id_tag) in mine or (parent is not None and tag_key(parent) in mine)
 
 
 class Reservations:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from emulator.core.authorization import same_tag
 from emulator.core.timefmt import format_timestamp, parse_timestamp
 from emulator.core.transaction import Transaction
 
@@ -53,6 +54,12 @@ DEFAULT_NUMBER_PHASES: Final = 3
 
 NEXT_CHANGE_HORIZON: Final = 8 * 86400.0
 """How far ahead :meth:`SmartCharging.next_change` looks at a Recurring schedule."""
+
+COMPOSITE_HORIZON: Final = 7 * 86400
+"""How far ahead GetCompositeSchedule plans (one weekly recurrence, so every schedule the
+charger holds shows its whole pattern): a longer ``duration`` is answered for 7 days, and
+the answer's ``duration`` says so.  A charger's memory is limited, and the work must not
+grow with the duration asked for (2147483647 s of a Daily profile is 24,855 days)."""
 
 
 class Purpose(StrEnum):
@@ -453,7 +460,7 @@ class SmartCharging:
             return
         del self._pending[connector_id]  # a transaction started: this start or another
         if (
-            transaction.id_tag == pending.id_tag
+            same_tag(transaction.id_tag, pending.id_tag)
             and pending.received_at <= transaction.started_at <= pending.expires_at
         ):
             try:
@@ -607,13 +614,21 @@ class SmartCharging:
         unit: RateUnit,
         site: Site,
         connectors: Mapping[int, ConnectorState],
+        max_periods: int | None = None,
     ) -> CompositeSchedule:
         """GetCompositeSchedule (§5.7): the limit from ``now`` for ``duration`` seconds,
         periods merged, in ``unit``.
 
         Connector 0 reports what the whole charger may draw from the grid: the sum over
         its connectors, never above the ChargePointMaxProfile (§3.13.3, §5.7).
+
+        Bounded like a charger's memory: at most :data:`COMPOSITE_HORIZON` seconds and at
+        most ``max_periods`` periods (ChargingScheduleMaxPeriods: the composite is itself a
+        ChargingSchedule); where a bound cuts the schedule short, its ``duration`` ends
+        where the first period not reported would begin.  The work is proportional to
+        the schedule within the horizon, not to the duration asked for.
         """
+        duration = min(duration, COMPOSITE_HORIZON)
         end = now + duration
         targets = [connector_id] if connector_id else [c for c in connectors if c > 0]
         points = {now}
@@ -636,10 +651,15 @@ class SmartCharging:
                 total = min(total, self._charge_point_cap(t, unit, connectors, site))
             limit = one_decimal_down(total)
             start = max(0, math.floor(t - now + 0.5))
+            if periods and start >= duration:
+                break  # rounded onto the end: a period of no length
             if periods and periods[-1].start == start:
                 periods.pop()  # two changes within one second: the later one holds
             if periods and periods[-1].limit == limit:
                 continue
+            if max_periods is not None and len(periods) >= max(1, max_periods):
+                duration = start  # the schedule reported ends where this period begins
+                break
             periods.append(CompositePeriod(start, limit))
         return CompositeSchedule(
             connector_id=connector_id,

@@ -24,6 +24,7 @@ from emulator.core.authorization import (
     Decision,
     IdTagInfo,
     UpdateStatus,
+    same_tag,
 )
 from emulator.core.configuration import Configuration, ConfigurationStatus
 from emulator.core.connector import Connector, Intent
@@ -339,6 +340,7 @@ class Wallbox:
         on_failure: Callable[[str, float], None] | None = None,
         coalesce_key: tuple[str, int] | None = None,
         not_before: float = 0.0,
+        triggered: bool = False,
     ) -> None:
         self.outbox.enqueue(
             Message(
@@ -350,6 +352,7 @@ class Wallbox:
                 on_failure=on_failure,
                 coalesce_key=coalesce_key,
                 not_before=not_before,
+                triggered=triggered,
             )
         )
 
@@ -514,6 +517,22 @@ class Wallbox:
 
     def _refresh(self, c: Connector, now: float, *, coalesce: bool = False) -> None:
         """Re-derive the connector's status; queue a StatusNotification on a change."""
+        self._refresh_one(c, now, coalesce=coalesce)
+        if c.id and self.connectors[0].pending_operative is not None:
+            self._station_change_due(now)
+
+    def _station_change_due(self, now: float) -> None:
+        """A Scheduled ChangeAvailability of connector 0 takes effect once every connector's
+        own scheduled change has (their transactions and sessions ended), not before: the
+        charge point reports Unavailable when it is, after the connectors."""
+        station = self.connectors[0]
+        pending = station.pending_operative
+        if pending is None or any(c.pending_operative is not None for c in self.connectors[1:]):
+            return
+        self._set_operative(station, pending)
+        self._refresh_one(station, now)
+
+    def _refresh_one(self, c: Connector, now: float, *, coalesce: bool = False) -> None:
         if (
             c.pending_operative is not None
             and c.id > 0
@@ -674,7 +693,8 @@ class Wallbox:
                 }
             ],
         }
-        if tx is not None and context != "Trigger":
+        triggered = context == "Trigger"  # may go out while Pending (OCPP 1.6 §4.2.1)
+        if tx is not None and not triggered:
             payload["transactionId"] = tx.transaction_id or 0
             tx.samples_sent += 1
             self._enqueue("MeterValues", payload, transactional=True, tx=tx)
@@ -682,7 +702,7 @@ class Wallbox:
             # A triggered reading is an answer to the CSMS, not transaction data: best
             # effort, so a CSMS flooding TriggerMessage cannot grow the persistent queue.
             payload["transactionId"] = tx.transaction_id
-            self._enqueue("MeterValues", payload)
+            self._enqueue("MeterValues", payload, triggered=True)
         else:
             # Without a transaction a reading is best-effort: while offline only the newest
             # per connector waits, instead of a day of 15-s readings bursting at reconnect.
@@ -690,6 +710,7 @@ class Wallbox:
                 "MeterValues",
                 payload,
                 coalesce_key=None if self.online and self.accepted else ("MeterValues", c.id),
+                triggered=triggered,
             )
 
     def _send_sampled(self, c: Connector, now: float) -> None:
@@ -812,9 +833,11 @@ class Wallbox:
         c = self.connectors[connector_id]
         tx = c.transaction
         if tx is not None:
-            if id_tag == tx.id_tag or (
-                self.auth.parent_of(id_tag) is not None
-                and self.auth.parent_of(id_tag) == self.auth.parent_of(tx.id_tag)
+            # IdToken is a CiString20Type: the card that started it stops it, in any case;
+            # so does another card of the same (case-insensitive) parentIdTag.
+            parent = self.auth.parent_of(id_tag)
+            if same_tag(id_tag, tx.id_tag) or (
+                parent is not None and same_tag(parent, self.auth.parent_of(tx.id_tag))
             ):
                 self._stop_transaction(c, StopReason.LOCAL, now, id_tag=id_tag)
             return
@@ -861,7 +884,7 @@ class Wallbox:
 
             def on_result(payload: dict[str, Any], at: float) -> None:
                 c.awaiting_authorization = None
-                info = IdTagInfo.from_json(payload["idTagInfo"])
+                info = IdTagInfo.from_answer(payload["idTagInfo"])
                 self.auth.learn(id_tag, info)
                 self._check_list_conflict(id_tag, info, at)
                 if info.valid_at(at) is AuthorizationStatus.ACCEPTED:
@@ -943,7 +966,7 @@ class Wallbox:
 
         def on_result(result: dict[str, Any], at: float) -> None:
             tx.transaction_id = int(result["transactionId"])
-            info = IdTagInfo.from_json(result["idTagInfo"])
+            info = IdTagInfo.from_answer(result["idTagInfo"])
             tx.id_tag_status = info.status.value
             self.auth.learn(id_tag, info)
             self._check_list_conflict(id_tag, info, at)
@@ -1005,7 +1028,7 @@ class Wallbox:
             tx.stop_acknowledged = True
             info = result.get("idTagInfo")
             if info is not None and id_tag is not None:
-                self.auth.learn(id_tag, IdTagInfo.from_json(info))
+                self.auth.learn(id_tag, IdTagInfo.from_answer(info))
 
         self._enqueue(
             "StopTransaction",
@@ -1149,22 +1172,41 @@ class Wallbox:
         return None
 
     def _on_ChangeAvailability(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        """OCPP 1.6 §5.2.  Inoperative while a connector is in use is Scheduled: it takes
+        effect when the transaction (or the session being prepared) ends, connector 0's
+        after every connector's.  A connector cannot be Operative while the charge point
+        (connector 0) is, or is scheduled to become, Inoperative: that change is Rejected
+        and the connector stays Unavailable."""
         connector_id = payload["connectorId"]
         operative = payload["type"] == "Operative"
         if self._connector_or_none(connector_id) is None:
             return {"status": "Rejected"}
+        station = self.connectors[0]
+        if (
+            connector_id > 0
+            and operative
+            and (not station.operative or station.pending_operative is False)
+        ):
+            return {"status": "Rejected"}
         targets = self.connectors if connector_id == 0 else [self.connectors[connector_id]]
         scheduled = False
         for c in targets:
+            if c.id == 0:
+                continue  # connector 0 follows its connectors (below)
             # OCPP 1.6 §4.9 has no Preparing -> Unavailable (no B8), so like a running
             # transaction a session being prepared makes the change Scheduled; it applies
             # once the connector is free (as EVerest libocpp does).
-            busy = c.transaction is not None or (c.id > 0 and c.derive_status() is Status.PREPARING)
+            busy = c.transaction is not None or c.derive_status() is Status.PREPARING
             if busy and not operative:
                 c.pending_operative = operative
                 scheduled = True
             else:
                 self._set_operative(c, operative)
+        if connector_id == 0:
+            if scheduled:
+                station.pending_operative = operative  # _station_change_due applies it
+            else:
+                self._set_operative(station, operative)
         for c in targets:
             self._refresh(c, now)
         return {"status": "Scheduled" if scheduled else "Accepted"}
@@ -1233,6 +1275,11 @@ class Wallbox:
     def _on_RemoteStartTransaction(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
         connector_id = payload.get("connectorId", 1)
         id_tag = payload["idTag"]
+        if not self.accepted:
+            # OCPP 1.6 §4.2.1: "While in pending state, the following Central System
+            # initiated messages are not allowed: RemoteStartTransaction.req and
+            # RemoteStopTransaction.req"; nor could the StartTransaction.req be sent.
+            return {"status": "Rejected"}
         c = self._connector_or_none(connector_id)
         if c is None or connector_id == 0 or not c.free or c.awaiting_authorization is not None:
             return {"status": "Rejected"}
@@ -1251,6 +1298,8 @@ class Wallbox:
         return {"status": "Accepted"}
 
     def _on_RemoteStopTransaction(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
+        if not self.accepted:
+            return {"status": "Rejected"}  # not allowed while Pending (OCPP 1.6 §4.2.1)
         wanted = payload["transactionId"]
         for c in self.connectors:
             tx = c.transaction
@@ -1327,7 +1376,10 @@ class Wallbox:
 
     def _on_ReserveNow(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
         """OCPP 1.6 §5.13; the answers are worked out in emulator.core.reservation."""
-        expiry = parse_timestamp(payload["expiryDate"])  # the schema checked the format
+        try:
+            expiry = parse_timestamp(payload["expiryDate"])
+        except ValueError:
+            expiry = -math.inf  # unreadable (the schema checks the format): refused below
         if expiry <= now:
             # A reservation that would end before it began holds nothing: refused.
             return {"status": "Rejected"}
@@ -1373,7 +1425,7 @@ class Wallbox:
     def _parent_known(self, id_tag: str) -> str | None:
         """The idTag's parentIdTag as the list or cache knows it ("" for none), None if the
         tag is unknown here (an Authorize.conf would tell)."""
-        info = self.auth.local_list.get(id_tag) or self.auth.cache.get(id_tag)
+        info = self.auth.info_of(id_tag)
         if info is None:
             return None
         return info.parent_id_tag or ""
@@ -1395,9 +1447,12 @@ class Wallbox:
         Management) is ignored, as §5.17 says.  Without connectorId a StatusNotification
         is sent for connector 0 and every connector, a MeterValues for every connector
         (connectorId 0 too: the charger has no meter of its own besides the connector's).
-        While a BootNotification is Pending only a BootNotification can be sent, so the
-        others are Rejected (OCPP 1.6 §4.2.1).  A message already waiting to be sent
-        complies with the request ("MAY be considered as complying") and is not doubled.
+        While the registration is Pending every trigger is Accepted and its message goes
+        out: triggered messages are the ones §4.2.1 lets a Pending charger send ("unless it
+        has been instructed by the Central System to do so with a TriggerMessage.req"); the
+        outbox lets them (and only them, besides BootNotification) pass.  A message already
+        waiting to be sent complies with the request ("MAY be considered as complying") and
+        is not doubled.
         """
         requested = payload["requestedMessage"]
         connector_id = payload.get("connectorId")
@@ -1407,14 +1462,12 @@ class Wallbox:
             "FirmwareManagement" not in self.config.profiles
         ):
             return {"status": "NotImplemented"}  # a charger model without that profile
-        if not self.accepted and requested != "BootNotification":
-            return {"status": "Rejected"}
         if requested == "BootNotification":
             if not self.outbox.has_queued("BootNotification"):
                 self._send_boot(now)
         elif requested == "Heartbeat":
             if not self.outbox.has_queued("Heartbeat"):
-                self._enqueue("Heartbeat", {})
+                self._enqueue("Heartbeat", {}, triggered=True)
         elif requested == "StatusNotification":
             targets = self.connectors if connector_id is None else [self.connectors[connector_id]]
             for c in targets:
@@ -1432,26 +1485,24 @@ class Wallbox:
         elif requested == "DiagnosticsStatusNotification":
             # Idle unless an upload runs (OCPP 1.6 §4.4; emulator.core.firmware).
             status = self.firmware.diagnostics_status()
-            self._enqueue("DiagnosticsStatusNotification", {"status": status})
+            self._enqueue("DiagnosticsStatusNotification", {"status": status}, triggered=True)
         elif requested == "FirmwareStatusNotification":
             # Idle unless an update runs (OCPP 1.6 §4.5; emulator.core.firmware).
             status = self.firmware.firmware_status()
-            self._enqueue("FirmwareStatusNotification", {"status": status})
+            self._enqueue("FirmwareStatusNotification", {"status": status}, triggered=True)
         else:
             return {"status": "NotImplemented"}
         self._log(now, f"trigger {requested} connector {connector_id}")
         return {"status": "Accepted"}
 
     def _send_current_status(self, c: Connector, now: float) -> None:
-        """A StatusNotification of the status last reported, not a change (no event)."""
-        if c.reported is None:
+        """A StatusNotification of the status last reported, not a change (no event);
+        triggered, so it goes out while the registration is Pending too."""
+        status = c.reported
+        if status is None:
             self._refresh(c, now)
             return
-        status = c.reported
-        self._enqueue(
-            "StatusNotification",
-            _status_payload(c, status, now),
-        )
+        self._enqueue("StatusNotification", _status_payload(c, status, now), triggered=True)
 
     # ------------------------------------------------------------------ Smart Charging
     # SetChargingProfile / ClearChargingProfile / GetCompositeSchedule and the live limit
@@ -1508,6 +1559,9 @@ class Wallbox:
             unit=unit,
             site=self._smart_site(),
             connectors={c.id: self._smart_state(c) for c in self.connectors},
+            # Bounded like the charger's memory: at most 7 days, and as many periods as
+            # a charging schedule may have (reference §3.2.1 ChargingScheduleMaxPeriods).
+            max_periods=self.config.get_int("ChargingScheduleMaxPeriods"),
         )
         return schedule.to_json()
 

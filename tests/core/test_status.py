@@ -173,9 +173,10 @@ def test_connector_zero_inoperative_during_a_transaction_is_scheduled_for_that_c
 ) -> None:
     tx = csms.start_charging()
     assert change_availability(csms, 0, operative=False) == "Scheduled"
-    assert (csms.wb.status(0), csms.wb.status(1)) == (Status.UNAVAILABLE, Status.CHARGING)
+    # The charge point too becomes Unavailable when the scheduled change takes effect.
+    assert (csms.wb.status(0), csms.wb.status(1)) == (Status.AVAILABLE, Status.CHARGING)
     csms.call("RemoteStopTransaction", {"transactionId": tx.transaction_id})
-    assert csms.wb.status(1) is Status.UNAVAILABLE
+    assert (csms.wb.status(0), csms.wb.status(1)) == (Status.UNAVAILABLE, Status.UNAVAILABLE)
 
 
 def test_change_availability_of_a_connector_that_does_not_exist_is_rejected(

@@ -189,11 +189,15 @@ def test_a_triggered_boot_notification_is_answered_like_any_boot(csms: FakeCsms)
     assert csms.status is Status.CHARGING  # the transaction goes on
 
 
-def test_while_pending_only_a_boot_notification_can_be_triggered(make_csms: MakeCsms) -> None:
+def test_while_pending_every_trigger_is_accepted_and_sent(make_csms: MakeCsms) -> None:
+    """OCPP 1.6 §4.2.1: a Pending charger sends what TriggerMessage asks for (and nothing
+    else, see test_review_fixes)."""
     csms = make_csms(boot_status="Pending", boot_interval=300)
     for requested in TRIGGERS:
         if requested != "BootNotification":
-            assert trigger(csms, requested) == "Rejected"
+            before = len(csms.sent)
+            assert trigger(csms, requested) == "Accepted"
+            assert requested in csms.actions()[before:]
     csms.advance(10)
     csms.boot_status = "Accepted"
     assert trigger(csms, "BootNotification") == "Accepted"
