@@ -12,6 +12,12 @@ Conventions for every implementation:
   never a charger id;
 * calls are cheap and never raise into the transport.
 
+What the CSMS answered beyond latencies and errors (schema violations a wallbox accepted
+anyway, idTagInfo statuses) goes to the fleet's
+:class:`~emulator.metrics.conformance.CsmsConformance`, not through this interface; a
+reporter that also implements
+:class:`~emulator.metrics.conformance.ConformanceListener` (Prometheus) is told too.
+
 ``emulator.metrics.prometheus`` is imported on demand (it is not needed for a run
 without ``--metrics-port``), so importing this package stays cheap.
 """
@@ -53,7 +59,9 @@ class Reporter(Protocol):
         """A connection attempt failed (``reason``: e.g. "refused", "timeout", "http 404")."""
 
     def disconnected(self, reason: str) -> None:
-        """An open connection closed (``reason``: e.g. "close 1000", "reset", "stopped")."""
+        """An open connection closed (``reason``: e.g. "closed 1000", "reboot", "stopped",
+        "ping_timeout": a ping unanswered for one WebSocketPingInterval, the connection
+        aborted)."""
 
     def ping_rtt(self, seconds: float) -> None:
         """A websocket ping was answered by a pong after ``seconds``."""

@@ -46,6 +46,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from emulator.core.status import Status
+from emulator.core.wallbox import PROFILE_OF_ACTION
+from emulator.metrics.conformance import ID_TAG_ACTIONS, ID_TAG_STATUSES
 from emulator.metrics.looplag import LoopLagMonitor
 from emulator.protocol.errors import ErrorCode
 
@@ -114,6 +116,67 @@ UNANSWERED = ("timeout", "disconnected")  # how long we waited is not a latency
 MAX_REASONS = 32  # distinct connect-failure / disconnect reasons before "(other)"
 _MAX_CACHED = 4096  # raw label tuples remembered per metric (the hot-path cache)
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+
+# Label values known before the first event: their series start at 0, so a healthy run's
+# dashboards show 0 instead of "No data" (client_python: initialise known label values).
+# Only what OCPP 1.6 and the transport can produce, never the full cross product.
+#: Actions of OCPP 1.6 §4 a wallbox sends (the Core profile and Firmware Management).
+CHARGER_ACTIONS: tuple[str, ...] = (
+    "Authorize",
+    "BootNotification",
+    "DataTransfer",
+    "DiagnosticsStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "StartTransaction",
+    "StatusNotification",
+    "StopTransaction",
+)
+#: Actions of OCPP 1.6 §5 a CSMS sends (every feature profile).
+CSMS_ACTIONS: tuple[str, ...] = tuple(sorted(PROFILE_OF_ACTION))
+#: Codes a wallbox answers a CSMS CALL with (schema codes, SecurityError before an accepted
+#: boot, NotSupported for a profile it lacks, InternalError); NotImplemented only for
+#: actions OCPP 1.6 does not have, which are "(other)".
+CHARGER_CODES: tuple[str, ...] = (
+    *sorted(SCHEMA_CODES),
+    ErrorCode.NOT_SUPPORTED,
+    ErrorCode.SECURITY_ERROR,
+    ErrorCode.INTERNAL_ERROR,
+)
+#: Connect failures the transport reports by name (emulator.transport.driver).
+KNOWN_CONNECT_FAILURES: tuple[str, ...] = (
+    "refused",
+    "timeout",
+    "closed_during_handshake",
+    "handshake",
+    "subprotocol",
+    "http_401",
+    "http_403",
+    "http_404",
+    "http_500",
+    "http_502",
+    "http_503",
+    "os_error",
+    "tls_error",
+    "tls_unknown_ca",
+    "tls_verify_failed",
+    "tls_server_cert_expired",
+    "tls_client_cert_missing",
+    "tls_client_cert_required",
+    "tls_client_cert_rejected",
+    "tls_client_cert_expired",
+)
+#: Disconnect reasons of a healthy run and the usual failures.
+KNOWN_DISCONNECTS: tuple[str, ...] = (
+    "closed 1000",
+    "closed 1001",
+    "closed 1006",
+    "closed 1011",
+    "ping_timeout",
+    "reboot",
+    "stopped",
+)
 
 
 def new_registry(*, process: bool = True) -> CollectorRegistry:
@@ -211,8 +274,16 @@ class PrometheusReporter:
             "ocpp_fleet_schema_violations",
             "CSMS messages that broke OCPP 1.6: message=call (a CSMS CALL payload failed "
             "its schema), callresult (a CALLRESULT failed its schema), frame (not a valid "
-            "OCPP-J frame).",
+            "OCPP-J frame); those a wallbox used anyway (a date-time without an offset, read "
+            "as UTC) included.",
             ["message", "action", "code"],
+            registry=registry,
+        )
+        self.id_tag_statuses = Counter(
+            "ocpp_fleet_id_tag_statuses",
+            "idTagInfo.status in the CSMS's answers to Authorize, StartTransaction and "
+            "StopTransaction (Accepted, Blocked, Expired, Invalid, ConcurrentTx).",
+            ["action", "status"],
             registry=registry,
         )
         self.unexpected_answers = Counter(
@@ -292,6 +363,34 @@ class PrometheusReporter:
         self._lag_observe = self.event_loop_lag.observe
         self._reconnect = self.reconnects.inc
         self._awaiting_reconnect = 0
+        self._initialise_known_series()
+
+    def _initialise_known_series(self) -> None:
+        """Create the children of label values known in advance, at 0: 463 counter series
+        and 19 handling histograms (~770 samples a scrape), whatever the fleet size."""
+        for action in CHARGER_ACTIONS:
+            for reason in UNANSWERED:
+                self.calls_unanswered.labels(action, reason)
+            for code in sorted(ERROR_CODES):
+                self.callerrors.labels("csms", action, code)
+            for code in sorted(SCHEMA_CODES):
+                self.schema_violations.labels("callresult", action, code)
+        for action in CSMS_ACTIONS:
+            self.csms_call_handling.labels(action)
+            for code in CHARGER_CODES:
+                self.callerrors.labels("charger", action, code)
+            for code in sorted(SCHEMA_CODES):
+                self.schema_violations.labels("call", action, code)
+        for frame in sorted(_FRAME_ACTIONS):
+            for code in (ErrorCode.FORMATION_VIOLATION, ErrorCode.PROTOCOL_ERROR):
+                self.schema_violations.labels("frame", frame, code)
+        for action in ID_TAG_ACTIONS:
+            for status in ID_TAG_STATUSES:
+                self.id_tag_statuses.labels(action, status)
+        for reason in KNOWN_CONNECT_FAILURES:
+            self._connect_failures[reason] = self.connect_failures.labels(reason)
+        for reason in KNOWN_DISCONNECTS:
+            self._disconnects[reason] = self.disconnects.labels(reason)
 
     # -- Reporter ----------------------------------------------------------------------
 
@@ -322,6 +421,19 @@ class PrometheusReporter:
         if self._awaiting_reconnect:
             self._awaiting_reconnect -= 1
             self._reconnect()
+
+    # -- emulator.metrics.conformance.ConformanceListener -------------------------------
+
+    def schema_violation(self, message: str, action: str, code: str, *, accepted: bool) -> None:
+        """A CSMS message broke its schema.  A refused one is already counted by
+        :meth:`round_trip` or :meth:`csms_call` (its outcome or CALLERROR); one used anyway
+        (lenient) is counted here."""
+        if accepted:
+            self.schema_violations.labels(message, _action(action), _code(code)).inc()
+
+    def id_tag_status(self, action: str, status: str) -> None:
+        label = status if status in ID_TAG_STATUSES else OTHER
+        self.id_tag_statuses.labels(_action(action), label).inc()
 
     def connect_failed(self, reason: str) -> None:
         child = self._connect_failures.get(reason)

@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from emulator.metrics.conformance import CsmsConformance
 from emulator.metrics.stats import ActionStats, Direction, Histogram, RunStats
 
-__all__ = ["render_summary", "summary_dict"]
+__all__ = ["conformance_dict", "render_conformance", "render_summary", "summary_dict"]
 
 _QUANTILES = (50.0, 95.0, 99.0)
 _BREAKDOWN_ITEMS = 3
@@ -252,3 +253,57 @@ def _latency_dict(histogram: Histogram) -> dict[str, float | int | None]:
 
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
+
+
+def conformance_dict(
+    conformance: CsmsConformance, *, chargers: int, never_accepted: int
+) -> dict[str, Any]:
+    """What :func:`render_conformance` shows, for ``--json``: the CSMS's schema violations
+    (each with its first messages), idTagInfo statuses per action, and how many of the
+    ``chargers`` wallboxes the CSMS never accepted (BootNotification)."""
+    return {
+        **conformance.to_json(),
+        "chargers": chargers,
+        "neverAccepted": never_accepted,
+    }
+
+
+def render_conformance(
+    conformance: CsmsConformance, *, console: Console, chargers: int, never_accepted: int
+) -> None:
+    """The CSMS's deviations after the summary: wallboxes never accepted, schema violations
+    by message, action and code with their first messages, idTagInfo statuses."""
+    if never_accepted:
+        console.print(
+            Text(
+                f"{never_accepted:,} of {chargers:,} wallboxes never accepted by the CSMS "
+                "(BootNotification)",
+                style="bold red",
+            )
+        )
+    kinds = conformance.sorted_violations()
+    if kinds:
+        console.print(
+            Text(
+                f"CSMS schema violations: {conformance.total_violations:,}",
+                style="bold yellow",
+            )
+        )
+        for kind in kinds:
+            handled = []
+            if kind.accepted:
+                handled.append(f"{kind.accepted:,} accepted (time without offset read as UTC)")
+            if kind.refused:
+                handled.append(f"{kind.refused:,} refused")
+            console.print(
+                Text(f"  {kind.where} {kind.code}: {kind.count:,}, {', '.join(handled)}"),
+                highlight=False,
+                soft_wrap=True,
+            )
+            for example in kind.examples:
+                console.print(Text(f"    {example}", style="dim"), highlight=False, soft_wrap=True)
+    for action in ("Authorize", "StartTransaction", "StopTransaction"):
+        statuses = conformance.statuses_of(action)
+        if statuses:
+            parts = ", ".join(f"{status} {n:,}" for status, n in statuses.most_common())
+            console.print(Text(f"{action} idTagInfo: {parts}"), highlight=False, soft_wrap=True)

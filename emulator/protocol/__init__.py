@@ -13,6 +13,7 @@ from emulator.protocol.codec import (
     encode_call,
     encode_error,
     encode_result,
+    random_unique_id,
 )
 from emulator.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from emulator.protocol.schemas import SchemaRegistry
@@ -34,4 +35,5 @@ __all__ = [
     "encode_call",
     "encode_error",
     "encode_result",
+    "random_unique_id",
 ]

@@ -20,6 +20,8 @@ checks the frame's shape, so it stays cheap on the hot path (one ``orjson.loads`
 
 from __future__ import annotations
 
+import os
+import random
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
@@ -42,6 +44,7 @@ __all__ = [
     "encode_call",
     "encode_error",
     "encode_result",
+    "random_unique_id",
 ]
 
 #: OCPP-J 1.6 §4.1.4: "The message ID ... maximum of 36 characters, to allow for GUIDs".
@@ -285,3 +288,21 @@ class UniqueIdGenerator:
         n = self._next
         self._next = n + 1
         return f"{self._prefix}{n}"
+
+
+# A generator of its own, seeded from the OS, reseeded in a forked child (two forked
+# load-generator processes must not send the same ids), untouched by random.seed().
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+_getrandbits = _ids.getrandbits
+# UUID version 4 (RFC 9562 §5.4): version bits 76-79 = 0100, variant bits 62-63 = 10.
+_UUID4_CLEAR: Final = ~((0xF << 76) | (0x3 << 62))
+_UUID4_SET: Final = (0x4 << 76) | (0x2 << 62)
+
+
+def random_unique_id() -> str:
+    """A random UUID4 string (36 characters, the most OCPP-J 1.6 §4.1.4 allows), as many
+    chargers send.  From a non-cryptographic generator: an id must be unique, not secret;
+    ~1.2 µs, a fifth of ``str(uuid.uuid4())``, which reads the OS's entropy pool each time."""
+    h = "%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -1,0 +1,198 @@
+"""What the CSMS answered that a load test must not hide: schema violations and idTagInfo.
+
+A CSMS that breaks OCPP 1.6, or that refuses cards, does not stop a load test: the fleet
+keeps running, and :class:`CsmsConformance` keeps the books for the summary, ``--json``
+and (through its listeners) Prometheus:
+
+* **schema violations** by message (``callresult``: an answer to a wallbox's CALL;
+  ``call``: a CALL of the CSMS), action and error code, each with how many were accepted
+  leniently (:mod:`emulator.protocol.lenient`) or refused, and the first few messages word
+  for word.  The first violation of each kind is logged once as a WARNING, every one at
+  DEBUG;
+* **idTagInfo statuses** the CSMS answered per action (Authorize, StartTransaction,
+  StopTransaction): a ConcurrentTx or Invalid is an answer, not an error, and would
+  otherwise only show as a shorter session.
+
+One instance per fleet, shared by its drivers; everything is bounded (actions, codes and
+statuses come from the OCPP 1.6 schemas; at most :data:`MAX_KINDS` kinds of violation and
+:data:`EXAMPLES` messages each).  Not per message: a violation or an idTagInfo is rare.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, runtime_checkable
+
+__all__ = [
+    "EXAMPLES",
+    "ID_TAG_ACTIONS",
+    "ID_TAG_STATUSES",
+    "MAX_KINDS",
+    "ConformanceListener",
+    "CsmsConformance",
+    "ViolationKind",
+]
+
+log = logging.getLogger("emulator.csms_conformance")
+
+EXAMPLES: Final = 3  # messages kept word for word per kind
+MAX_KINDS: Final = 256  # distinct (message, action, code) kept; more are counted as one
+ID_TAG_ACTIONS: Final = ("Authorize", "StartTransaction", "StopTransaction")
+ID_TAG_STATUSES: Final = ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx")
+
+
+@runtime_checkable
+class ConformanceListener(Protocol):
+    """Receives what :class:`CsmsConformance` records (e.g. the Prometheus reporter)."""
+
+    def schema_violation(self, message: str, action: str, code: str, *, accepted: bool) -> None:
+        """A CSMS message broke its schema; ``accepted``: used anyway (lenient)."""
+
+    def id_tag_status(self, action: str, status: str) -> None:
+        """The CSMS answered ``action`` with idTagInfo.status ``status``."""
+
+
+@dataclass(slots=True)
+class ViolationKind:
+    """One kind of schema violation: what, how often, and the first messages."""
+
+    message: str  # "callresult" or "call"
+    action: str
+    code: str
+    accepted: int = 0  # used anyway: what a real charger reads (a naive time as UTC)
+    refused: int = 0  # treated as no answer (callresult) or answered with a CALLERROR (call)
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return self.accepted + self.refused
+
+    @property
+    def where(self) -> str:
+        return f"{self.action}.{'conf' if self.message == 'callresult' else 'req'}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "action": self.action,
+            "code": self.code,
+            "count": self.count,
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "examples": list(self.examples),
+        }
+
+
+class CsmsConformance:
+    """The fleet's record of the CSMS's deviations and idTagInfo answers."""
+
+    def __init__(self) -> None:
+        self.violations: dict[tuple[str, str, str], ViolationKind] = {}
+        self.id_tag_statuses: Counter[tuple[str, str]] = Counter()
+        self.listeners: list[ConformanceListener] = []
+
+    # -- recording (called by the drivers) ---------------------------------------------
+
+    def schema_violation(
+        self,
+        *,
+        message: str,
+        action: str,
+        code: str,
+        description: str,
+        charger_id: str,
+        accepted: bool,
+        repairable: bool = False,
+    ) -> None:
+        """A CSMS message failed its OCPP 1.6 schema.
+
+        ``description`` names the field and the rule, with the offending value;
+        ``accepted``: the wallbox used it anyway, else it refused it; ``repairable``: a
+        lenient wallbox would have used it (the hint of a refusal under --strict-csms)."""
+        key = (message, action, code)
+        kind = self.violations.get(key)
+        if kind is None:
+            if len(self.violations) >= MAX_KINDS:
+                key = (message, "(other)", code)
+                kind = self.violations.get(key)
+            if kind is None:
+                kind = self.violations[key] = ViolationKind(message, key[1], code)
+                self._warn(kind, description, charger_id, accepted, repairable)
+        if accepted:
+            kind.accepted += 1
+        else:
+            kind.refused += 1
+        if len(kind.examples) < EXAMPLES:
+            kind.examples.append(f"{charger_id}: {description}")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s: CSMS schema violation %s (%s), %s",
+                charger_id,
+                description,
+                code,
+                "accepted" if accepted else "refused",
+            )
+        for listener in self.listeners:
+            listener.schema_violation(message, key[1], code, accepted=accepted)
+
+    def id_tag_status(self, action: str, status: str) -> None:
+        """The CSMS's idTagInfo.status in a schema-valid answer to ``action``."""
+        self.id_tag_statuses[action, status] += 1
+        for listener in self.listeners:
+            listener.id_tag_status(action, status)
+
+    @staticmethod
+    def _warn(
+        kind: ViolationKind, description: str, charger_id: str, accepted: bool, repairable: bool
+    ) -> None:
+        if accepted:
+            handling = (
+                "accepted as a real charger would (a time without an offset read as UTC; "
+                "--strict-csms refuses it)"
+            )
+        else:
+            handling = (
+                "refused: the answer counts as none"
+                if kind.message == "callresult"
+                else "refused (answered with a CALLERROR or the charger's own refusal)"
+            )
+            if repairable:
+                handling += (
+                    " (--strict-csms; without it, the time is read as UTC as real chargers do)"
+                )
+        log.warning(
+            "the CSMS broke the OCPP 1.6 schema of %s (%s), first from %s: %s; %s. "
+            "Further ones are counted in the summary, not logged (--log-level DEBUG logs each).",
+            kind.where,
+            kind.code,
+            charger_id,
+            description,
+            handling,
+        )
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def total_violations(self) -> int:
+        return sum(kind.count for kind in self.violations.values())
+
+    def sorted_violations(self) -> list[ViolationKind]:
+        """Most frequent first, then by action and code."""
+        return sorted(self.violations.values(), key=lambda k: (-k.count, k.action, k.code))
+
+    def statuses_of(self, action: str) -> Counter[str]:
+        """idTagInfo statuses answered to ``action``."""
+        return Counter(
+            {status: n for (a, status), n in self.id_tag_statuses.items() if a == action}
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schemaViolations": [kind.to_json() for kind in self.sorted_violations()],
+            "idTagStatuses": {
+                action: dict(sorted(self.statuses_of(action).items()))
+                for action in sorted({a for a, _ in self.id_tag_statuses})
+            },
+        }
