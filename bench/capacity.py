@@ -7,7 +7,8 @@ at once), it runs in turn, each in a fresh process against a fresh responder:
 
   (b) ocpp-fleet's standalone engine (the Fleet of `ocpp-fleet run`) with steady traffic
       (bench/steady-traffic.toml): every CSMS answer is checked against the OCPP 1.6
-      schemas; the responder records the frames each charger sent;
+      schemas; the responder records the frames each charger sent; during the window it
+      also records the 10 s time series of `--report`, and counts the CPU that costs;
   (a) the floor client (bench/floor.py): raw websockets + uvloop replaying exactly those
       frames on the same schedule;
   (c) the same fleet under Locust (one process, bench/locust_phase.py).
@@ -148,6 +149,14 @@ def verdicts(floor: dict[str, Any], fleet: dict[str, Any], under: dict[str, Any]
         b["lateness_p99_ms"] < 250,
         "< 250 ms",
     )
+    if fleet.get("timeseries_rows"):
+        share = fleet["timeseries_cpu"] / max(fleet["cpu_seconds"], 1e-9) * 100.0
+        check(
+            f"time series ({fleet['timeseries_rows']} rows), share of CPU",
+            f"{share:.2f} %",
+            share < 2.0,
+            "< 2 %",
+        )
     if under is not None:
         u = derived(under)
         share = u["throughput"] / b["throughput"]

@@ -17,6 +17,20 @@ from common import baseline_rss, cpu, emit, log, phase_parser, raise_fd_limit, r
 from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import load_scenario
 from emulator.metrics.stats import Direction, RunStats
+from emulator.metrics.timeseries import Row, TimeSeries
+
+
+class TimedSeries(TimeSeries):
+    """The time series `--report` records, with the CPU each row costs added up."""
+
+    cpu_seconds = 0.0
+
+    def sample(self, *, final: bool = False) -> Row | None:
+        began = time.process_time()
+        try:
+            return super().sample(final=final)
+        finally:
+            self.cpu_seconds += time.process_time() - began
 
 
 def round_trips(stats: RunStats) -> int:
@@ -72,9 +86,15 @@ async def main(args: argparse.Namespace) -> None:
     log(f"fleet: {fleet.counts().connected} connected in {connected_at - started:.2f} s")
     await asyncio.sleep(args.warmup)
     fleet.health.reset()
+    # What `ocpp-fleet run --report` and `ocpp-fleet capacity` record: a row every 10 s.
+    series = TimedSeries(
+        stats, fleet=fleet.gauges, generator=lambda: fleet.health.snapshot().as_dict()
+    )
+    recording = asyncio.create_task(series.record())
     rt0, cpu0, t0 = round_trips(stats), cpu(), time.monotonic()
     await asyncio.sleep(args.measure)
     rt1, cpu1, t1 = round_trips(stats), cpu(), time.monotonic()
+    recording.cancel()
     fleet.health.close_window()
     figures = fleet.health.percentiles()
     steady_rss = rss()
@@ -101,6 +121,8 @@ async def main(args: argparse.Namespace) -> None:
             "loop_lag_p99": figures["loop_lag_p99"],
             "connect_failures": sum(stats.connect_failures.values()),
             "timeouts": sum(a.outcomes["timeout"] for a in stats.actions.values()),
+            "timeseries_rows": len(series.rows),
+            "timeseries_cpu": series.cpu_seconds,
         }
     )
 

@@ -17,8 +17,11 @@ The verdict names the largest passing size and what limited it:
 * ``"max"``: ``--max`` was reached and passed.
 
 Between the boots and the hold the search waits for the boots' burst to drain (or at
-most two holds; four after shrinking from a failing step), so a step is judged on the fleet's steady traffic at that size, not on
-the arrival of its newest wallboxes.
+most two holds), so a step is judged on the fleet's steady traffic at that size, not on
+the arrival of its newest wallboxes.  After a failing step the search first goes back to
+the last passing size until the overload's backlog is worked off (at most ten holds):
+each step of the bisection starts from a steady state, not from the queue the failing
+step left behind.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class Step:
     judgements: Sequence[SloResult]
     generator: dict[str, float]
     generator_limited: bool
+    note: str = ""  # how the hold differed from the usual one, for people
 
     @property
     def passed(self) -> bool:
@@ -143,6 +147,7 @@ class Step:
             "connect_failures": sum(self.window.connect_failures.values()),
             "slo": [j.to_json() for j in self.judgements],
             "generator": {**self.generator, "limited": self.generator_limited},
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -152,6 +157,8 @@ class Verdict:
     limited_by: str  # "slo" | "generator" | "max"
     deciding: Step | None  # the smallest failing step (None when --max passed)
     steps: list[Step] = field(default_factory=list)
+    # What the largest size was, in the "max" sentence.
+    ceiling: str = "the most this search was allowed to try (--max)"
 
     @property
     def violations(self) -> list[SloResult]:
@@ -162,8 +169,8 @@ class Verdict:
         failing = self.deciding
         if self.limited_by == "max":
             return (
-                f"Your CSMS held {self.capacity:,} chargers, the most this search was "
-                "allowed to try (--max): its capacity is at least that."
+                f"Your CSMS held {self.capacity:,} chargers, {self.ceiling}: its capacity "
+                "is at least that."
             )
         broken = "; ".join(_violation(r) for r in self.violations) or "its SLOs failed"
         at = f"at {failing.chargers:,} chargers" if failing is not None else ""
@@ -204,10 +211,41 @@ def _generator_text(step: Step | None) -> str:
     if step is None:
         return "no measurement"
     g = step.generator
-    return (
+    text = (
         f"p99 send lateness {g['lateness_p99_ms']:.0f} ms, p99 loop lag "
-        f"{g['loop_lag_p99_ms']:.0f} ms, CPU {g['cpu_share']:.0%} of a core"
+        f"{g['loop_lag_p99_ms']:.0f} ms"
     )
+    if "cpu_share" in g:
+        text += f", CPU {g['cpu_share']:.0%} of a core"
+    return text
+
+
+def generator_judgement(
+    *,
+    lateness_p99: float,
+    loop_lag_p99: float,
+    lateness_limit: float,
+    lag_limit: float,
+    cpu_share: float | None = None,
+) -> tuple[dict[str, float], bool]:
+    """A step's generator figures (seconds in, ms out, as in the verdict JSON) and whether
+    the generator was over its limits during the hold: p99 send lateness or p99 loop lag
+    over its limit, or (when measured) more than :data:`CPU_LIMIT` of a core.  NaN (nothing
+    measured) counts as 0."""
+    lateness, lag = _finite(lateness_p99), _finite(loop_lag_p99)
+    figures = {
+        "lateness_p99_ms": round(lateness * 1000.0, 3),
+        "loop_lag_p99_ms": round(lag * 1000.0, 3),
+    }
+    limited = lateness > lateness_limit or lag > lag_limit
+    if cpu_share is not None:
+        figures["cpu_share"] = round(cpu_share, 4)
+        limited = limited or cpu_share > CPU_LIMIT
+    figures["lateness_limit_ms"] = lateness_limit * 1000.0
+    figures["loop_lag_limit_ms"] = lag_limit * 1000.0
+    if cpu_share is not None:
+        figures["cpu_limit"] = CPU_LIMIT
+    return figures, limited
 
 
 def _ms(seconds: float) -> float | None:
@@ -255,6 +293,8 @@ class CapacitySearch:
             middle = bisect(passing.chargers, failing.chargers, settings.precision)
             if middle is None:
                 break
+            if self.steps[-1] is failing:
+                await self._recover(passing.chargers)
             step = await self.step(middle)
             if step.passed:
                 passing = step
@@ -272,9 +312,8 @@ class CapacitySearch:
         """Resize to ``size``, wait for the boots, hold, judge."""
         self._phase(f"{size:,} chargers: resizing from {self.size:,}")
         await self._resize(size)
-        shrinking = size < self.size
         connected = await self._wait_booted(size)
-        await self._settle(size, after_overload=shrinking)
+        await self._settle(size)
         self._phase(f"{size:,} chargers: {connected:,} booted, holding {self.settings.hold:g} s")
         health = self.fleet.health
         health.reset()
@@ -284,18 +323,12 @@ class CapacitySearch:
         window = self.stats.snapshot().since(before)
         cpu_share = (time.process_time() - cpu_before) / max(window.elapsed, 1e-9)
         figures = health.percentiles()
-        lateness = _finite(figures["lateness_p99"])
-        lag = _finite(figures["loop_lag_p99"])
-        generator = {
-            "lateness_p99_ms": round(lateness * 1000.0, 3),
-            "loop_lag_p99_ms": round(lag * 1000.0, 3),
-            "cpu_share": round(cpu_share, 4),
-            "lateness_limit_ms": health.lateness_limit * 1000.0,
-            "loop_lag_limit_ms": health.lag_limit * 1000.0,
-            "cpu_limit": CPU_LIMIT,
-        }
-        limited = (
-            lateness > health.lateness_limit or lag > health.lag_limit or cpu_share > CPU_LIMIT
+        generator, limited = generator_judgement(
+            lateness_p99=figures["lateness_p99"],
+            loop_lag_p99=figures["loop_lag_p99"],
+            lateness_limit=health.lateness_limit,
+            lag_limit=health.lag_limit,
+            cpu_share=cpu_share,
         )
         step = Step(
             chargers=size,
@@ -309,6 +342,20 @@ class CapacitySearch:
         if self.on_step is not None:
             self.on_step(step)
         return step
+
+    async def _recover(self, size: int) -> None:
+        """After a failing step, go back to the last passing size until the backlog the
+        overload left (messages queued in the wallboxes, calls queued in the CSMS) has been
+        worked off, for at most ten holds, so the next step starts from a steady state."""
+        self._phase(f"{size:,} chargers: recovering from the failing step")
+        await self._resize(size)
+        await self._wait_booted(size)
+        await _until(lambda: self._drained(size), within=10.0 * self.settings.hold)
+
+    def _drained(self, size: int) -> bool:
+        """At most one wallbox in 20 has a message queued or waiting for its answer."""
+        gauges = self.fleet.gauges()
+        return gauges.queue_depth + gauges.in_flight <= max(1, size // 20)
 
     def _phase(self, text: str) -> None:
         if self.on_phase is not None:
@@ -336,19 +383,12 @@ class CapacitySearch:
             )
         self.size = size
 
-    async def _settle(self, size: int, *, after_overload: bool) -> None:
+    async def _settle(self, size: int) -> None:
         """Let the boots' burst (StatusNotifications, the warm-started transactions) drain
         before the hold: until at most one wallbox in 20 has a message queued or waiting
         for its answer, or for at most twice the hold (a CSMS past its capacity never
-        drains).  After a failing, larger step the CSMS may still be working off that
-        step's backlog: it gets four holds."""
-        limit = max(1, size // 20)
-
-        def drained() -> bool:
-            gauges = self.fleet.gauges()
-            return gauges.queue_depth + gauges.in_flight <= limit
-
-        await _until(drained, within=(4.0 if after_overload else 2.0) * self.settings.hold)
+        drains)."""
+        await _until(lambda: self._drained(size), within=2.0 * self.settings.hold)
 
     async def _wait_booted(self, size: int) -> int:
         """Wait until every wallbox is connected and accepted (or the connect timeout)."""

@@ -49,7 +49,12 @@ from emulator.metrics.slo import (
     scenario_sources,
 )
 from emulator.metrics.stats import Direction, RunStats
-from emulator.metrics.summary import render_summary, summary_dict
+from emulator.metrics.summary import (
+    conformance_dict,
+    render_conformance,
+    render_summary,
+    summary_dict,
+)
 from emulator.metrics.timeseries import TimeSeries
 from emulator.report import ReportData, machine, run_parameters, run_step, versions, write_report
 
@@ -140,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help="validate every outgoing frame against the OCPP 1.6 schemas too",
+    )
+    run.add_argument(
+        "--strict-csms",
+        action="store_true",
+        help="refuse every CSMS message that breaks its OCPP 1.6 schema (default: a date-time "
+        "without a UTC offset is read as UTC, as real chargers do, and counted)",
     )
     run.add_argument(
         "--metrics-port",
@@ -464,6 +475,7 @@ async def _run_fleet(
         strict=args.strict,
         source_addresses=args.source_addresses,
         tune_gc=True,  # this process runs the fleet: keep collection pauses short
+        strict_csms=args.strict_csms,
     )
     fleet.health.on_change = lambda snapshot: _health_changed(console, snapshot)
     if metrics is not None:
@@ -530,11 +542,14 @@ async def _run_fleet(
         f"{counts.transactions_stopped} stopped; transaction messages not delivered: "
         f"{counts.transaction_backlog}"
     )
+    never_accepted = _conformance_summary(console, fleet, chargers)
     books = fleet_ledger(fleet.wallboxes)
     discrepancies: int | None = None
     if args.ledger:
         args.ledger.mkdir(parents=True, exist_ok=True)
         (args.ledger / "fleet-ledger.json").write_text(json.dumps(books, indent=1))
+        if csms is None:
+            _external_ledger_note(console, args.ledger)
     if csms is not None:
         ledger = csms.ledger.to_json()
         console.print(f"reference CSMS ledger: {_ledger_line(ledger)}")
@@ -564,6 +579,9 @@ async def _run_fleet(
         if operations is not None:
             report["csmsOperations"] = [o.to_json() for o in operations.outcomes]
         report["generator"] = fleet.health.report()
+        report["csms"] = conformance_dict(
+            fleet.conformance, chargers=len(fleet.drivers), never_accepted=never_accepted
+        )
         if slo_verdict is not None:
             report["slo"] = slo_verdict.to_json()
         args.json.write_text(json.dumps(report, indent=2))
@@ -571,7 +589,55 @@ async def _run_fleet(
         _write_run_report(
             args, console, scenario, seed, chargers, url, window, slo_verdict, fleet, series
         )
+    if fleet.drivers and never_accepted == len(fleet.drivers):
+        return _none_accepted(fleet)
     return EXIT_SLO_FAILED if slo_verdict is not None and not slo_verdict.passed else 0
+
+
+def _conformance_summary(console: Console, fleet: Fleet, chargers: int) -> int:
+    """The CSMS's schema violations, idTagInfo answers, wallboxes it never accepted, and
+    arrivals that found every card in use; returns how many wallboxes were never accepted."""
+    never_accepted = fleet.never_accepted
+    render_conformance(
+        fleet.conformance,
+        console=console,
+        chargers=len(fleet.drivers) or chargers,
+        never_accepted=never_accepted,
+    )
+    if fleet.tags is not None and fleet.tags.exhausted:
+        console.print(
+            f"{fleet.tags.exhausted:,} arrivals found every idTag of the scenario at a charger "
+            "and did not happen (more tags: sessions.id_tags count)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return never_accepted
+
+
+def _none_accepted(fleet: Fleet) -> int:
+    """No wallbox was ever accepted: the run could not start (exit code 3)."""
+    err = Console(stderr=True, soft_wrap=True)
+    boots = [k for k in fleet.conformance.sorted_violations() if k.action == "BootNotification"]
+    hint = ""
+    if boots:
+        kind = boots[0]
+        hint = f"; the CSMS broke the schema of {kind.where} ({kind.code}) {kind.count:,} times"
+    err.print(
+        f"[red]error:[/] the CSMS accepted none of the {len(fleet.drivers):,} wallboxes "
+        f"(BootNotification){hint}",
+        highlight=False,
+    )
+    return EXIT_START
+
+
+def _external_ledger_note(console: Console, directory: Path) -> None:
+    """``--ledger`` against an external CSMS: only the fleet's books exist."""
+    console.print(
+        f"ledger: wrote {directory / 'fleet-ledger.json'} (the fleet's books only: an "
+        "external CSMS's books cannot be compared; the embedded reference CSMS keeps its own)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _write_run_report(

@@ -21,6 +21,10 @@ stationary state at the start time (:mod:`emulator.fleet.stationary`): the EV is
 in from the start, partly charged, and the driver presents the card as soon as the
 charger is accepted by the CSMS, so the transaction starts with the current register
 and time; the driver leaves when the residual stay is over.
+
+With a :class:`~emulator.fleet.sessions.TagRegistry` (the fleet's, unless the scenario sets
+``sessions.shared_tags``) a card is in one visit at a time: from arrival until the visit
+ends, no other charger of the fleet draws it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 
 from emulator.core.wallbox import Event, EventKind, Wallbox
 from emulator.fleet.scenario import SessionMode, SessionSettings
-from emulator.fleet.sessions import ArrivalProcess, SessionPlan, draw_session
+from emulator.fleet.sessions import ArrivalProcess, SessionPlan, TagRegistry, draw_session
 from emulator.fleet.stationary import POWER_FACTOR, ChargerKind, draw_under_way
 from emulator.fleet.timeline import Action, Timeline
 
@@ -45,14 +49,18 @@ class SessionBehaviour:
         rng: np.random.Generator,
         now: float,
         epoch: float | None = None,
+        tags: TagRegistry | None = None,
     ) -> None:
         """``epoch``: when the fleet's virtual clock read ``sessions.start_time`` (a
-        charger added later joins the day where it is); default ``now``."""
+        charger added later joins the day where it is); default ``now``.  ``tags``: the
+        fleet's registry of cards in a visit (None: tags are drawn with replacement)."""
         self.wallbox = wallbox
         self.settings = settings
         self.rng = rng
+        self.tags = tags
         self._timeline = Timeline()
         self._visit: SessionPlan | None = None
+        self._held: SessionPlan | None = None  # the visit whose card the registry holds
         self._stopping = False
         self._start = now
         self._arrivals = ArrivalProcess(settings=settings, epoch=now if epoch is None else epoch)
@@ -83,6 +91,7 @@ class SessionBehaviour:
         """The run ends: no new arrivals (running transactions are stopped by the driver)."""
         self._stopping = True
         self._timeline.clear()
+        self._release()
 
     def _plug_delay(self) -> float:
         return self.settings.plug_in_delay.sample(self.rng)
@@ -102,13 +111,16 @@ class SessionBehaviour:
         under_way = draw_under_way(self.settings, kind, self._arrivals.virtual(now), self.rng)
         if under_way is None:
             return
-        plan = draw_session(
+        drawn = draw_session(
             settings=self.settings,
             model=model,
             rng=self.rng,
             arrival=now - under_way.age,
             under_way=True,
         )
+        plan = self._claim(drawn)
+        if plan is None:
+            return  # every card is in use: this charger starts idle
         self._visit = plan
         self.plans.append(plan)
         self.sessions_started += 1
@@ -137,12 +149,30 @@ class SessionBehaviour:
         if arrival is not None:
             self._at(arrival, self._arrive)
 
-    def _draw(self, now: float) -> SessionPlan:
-        plan = draw_session(
+    def _draw(self, now: float, *, claim: bool) -> SessionPlan | None:
+        """The next visit's plan; with ``claim``, its card taken from the registry (None:
+        every card is in use, so no driver comes).  The draws are the same either way."""
+        plan: SessionPlan | None = draw_session(
             settings=self.settings, model=self.wallbox.model, rng=self.rng, arrival=now
         )
-        self.plans.append(plan)
+        if claim:
+            plan = self._claim(plan)
+        if plan is not None:
+            self.plans.append(plan)
         return plan
+
+    def _claim(self, plan: SessionPlan | None) -> SessionPlan | None:
+        if plan is None or self.tags is None:
+            return plan
+        held = self.tags.claim(plan)
+        self._held = held
+        return held
+
+    def _release(self) -> None:
+        held = self._held
+        if held is not None and self.tags is not None:
+            self._held = None
+            self.tags.release(held)
 
     def _arrive(self, now: float) -> None:
         # Arrivals are one Poisson process whatever the charger is doing: the next one is
@@ -151,7 +181,10 @@ class SessionBehaviour:
         c = self.wallbox.connectors[1]
         if self._visit is not None or not c.free or c.plugged:
             return
-        plan = self._visit = self._draw(now)
+        plan = self._draw(now, claim=True)
+        if plan is None:
+            return  # every card of the fleet is at a charger: nobody to arrive
+        self._visit = plan
         self.sessions_started += 1
         if plan.no_show or plan.authorize_first:
             self.wallbox.present_id_tag(plan.id_tag, now)
@@ -198,6 +231,7 @@ class SessionBehaviour:
 
     def _end_visit(self, now: float) -> None:
         self._visit = None
+        self._release()
 
     # ------------------------------------------------------------------ reactions
 
@@ -213,7 +247,8 @@ class SessionBehaviour:
                     self.wallbox.present_id_tag(under_way.id_tag, now)
             elif kind is EventKind.REMOTE_START_ACCEPTED:
                 if not plugged and self._visit is None:
-                    self._visit = self._draw(now)
+                    # The CSMS chose the card (RemoteStartTransaction.idTag): none is held.
+                    self._visit = self._draw(now, claim=False)
                     self.sessions_started += 1
                     self._at(now + self._plug_delay(), self._plug)
             elif kind is EventKind.EV_FULL:
@@ -228,5 +263,10 @@ class SessionBehaviour:
                     self._unplug_later(now)
                 else:
                     self._end_visit(now)
-            elif kind is EventKind.REBOOTED and plugged:
-                self._unplug_later(now)
+            elif kind is EventKind.REBOOTED:
+                # The restart ended the session: the driver unplugs, or, not plugged in
+                # yet (authorized, waiting for the cable), gives up.
+                if plugged:
+                    self._unplug_later(now)
+                else:
+                    self._end_visit(now)

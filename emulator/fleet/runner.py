@@ -38,6 +38,9 @@ from emulator.fleet.gc_policy import keep_collections_short
 from emulator.fleet.health import GeneratorHealth
 from emulator.fleet.scenario import Scenario
 from emulator.fleet.security import resolve as resolve_security
+from emulator.fleet.sessions import TagRegistry
+from emulator.metrics import MultiReporter
+from emulator.metrics.conformance import ConformanceListener, CsmsConformance
 from emulator.protocol.schemas import SchemaRegistry
 from emulator.transport.driver import Behaviour, ConnectionSettings, WallboxDriver
 from emulator.transport.transfers import FileTransfers
@@ -77,6 +80,18 @@ class FleetGauges:
     charging: int
     queue_depth: int  # messages queued in the wallboxes, not yet sent
     in_flight: int  # CALLs sent and not yet answered
+
+
+def _listeners(reporter: Reporter) -> list[ConformanceListener]:
+    """The reporters (inside a MultiReporter too) that also count the CSMS's deviations."""
+    parts = reporter.reporters if isinstance(reporter, MultiReporter) else (reporter,)
+    found: list[ConformanceListener] = []
+    for part in parts:
+        if isinstance(part, MultiReporter):
+            found += _listeners(part)
+        elif isinstance(part, ConformanceListener):
+            found.append(part)
+    return found
 
 
 def parse_address_pool(text: str) -> list[str]:
@@ -121,12 +136,15 @@ class Fleet:
         source_addresses: Sequence[str] = (),
         health: GeneratorHealth | None = None,
         tune_gc: bool = False,
+        strict_csms: bool = False,
     ) -> None:
         """``chargers`` wallboxes numbered from ``first_index`` (0 for an empty fleet that
         :meth:`add_wallbox` fills).  ``source_addresses``: local addresses the wallboxes
         bind to, round robin by charger number (each address has its own ~28k ephemeral
         ports towards one CSMS address and port).  ``tune_gc``: see :mod:`emulator.fleet.gc_policy`
         (process-wide, so only for processes that run a fleet: the CLI, Locust, benchmarks).
+        ``strict_csms``: refuse every CSMS message that breaks its OCPP 1.6 schema, even a
+        date-time without an offset that a real charger reads as UTC (emulator.protocol.lenient).
         """
         self.scenario = scenario
         self.tune_gc = tune_gc
@@ -137,6 +155,12 @@ class Fleet:
         self.strict = strict
         self.schemas = SchemaRegistry()
         self.health = health if health is not None else GeneratorHealth()
+        # The CSMS's schema violations and idTagInfo answers, for the summary; a reporter
+        # that also wants them (Prometheus) listens.
+        self.conformance = CsmsConformance()
+        self.conformance.listeners.extend(_listeners(reporter))
+        # Cards in a visit right now: one card is at one charger at a time.
+        self.tags = None if scenario.sessions.shared_tags else TagRegistry(scenario.sessions)
         # One FTP semaphore for the fleet: a roll-out to every wallbox queues for
         # scenario.fleet.max_transfers sessions instead of opening them all at once.
         self.transfers = FileTransfers(max_concurrent=scenario.fleet.max_transfers)
@@ -157,6 +181,8 @@ class Fleet:
             cert_expired=credentials.cert_expired,
             stop_transactions_on_shutdown=scenario.fleet.shutdown_transactions == "stop",
             drain_timeout=scenario.fleet.shutdown_drain_seconds,
+            lenient_csms=not strict_csms,
+            message_ids=scenario.fleet.message_ids,
         )
         self._settings: list[ConnectionSettings] = [
             replace(settings, source_address=address) for address in source_addresses
@@ -216,7 +242,12 @@ class Fleet:
             strict=self.strict,
         )
         sessions = SessionBehaviour(
-            wallbox=wallbox, settings=scenario.sessions, rng=behaviour_rng, now=now, epoch=epoch
+            wallbox=wallbox,
+            settings=scenario.sessions,
+            rng=behaviour_rng,
+            now=now,
+            epoch=epoch,
+            tags=self.tags,
         )
         injector = FaultInjector(wallbox=wallbox, settings=faults, rng=fault_rng, now=now)
         behaviour: Behaviour = Behaviours(sessions, injector) if injector.active else sessions
@@ -234,6 +265,7 @@ class Fleet:
             clock=clock,
             on_late=self._late,
             transfers=self.transfers,
+            conformance=self.conformance,
         )
         self.drivers.append(driver)
         self._by_number[number] = driver
@@ -331,6 +363,11 @@ class Fleet:
         if self.tune_gc:
             helpers.append(group.create_task(keep_collections_short(), name="gc-policy"))
         return helpers
+
+    @property
+    def never_accepted(self) -> int:
+        """Wallboxes whose BootNotification the CSMS never accepted in this run."""
+        return sum(1 for d in self.drivers if not d.ever_accepted)
 
     @property
     def wallboxes(self) -> list[Wallbox]:

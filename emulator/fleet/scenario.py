@@ -160,6 +160,10 @@ class FleetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # Firmware Management: FTP sessions (diagnostics uploads, firmware downloads) open
     # at once in the whole fleet; more wait for a free one.
     max_transfers: Annotated[int, Meta(ge=1)] = 64
+    # Unique ids of the CALLs the wallboxes send: random UUID4 strings (what many chargers
+    # send) or a counter per wallbox ("1", "2", ...: exposes a CSMS that correlates answers
+    # by id across chargers).
+    message_ids: Literal["uuid", "counter"] = "uuid"
 
     def charger_id(self, index: int) -> str:
         """Charge point identity of the ``index``-th charger (1-based)."""
@@ -265,6 +269,9 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # Begin every charger in a state drawn from the stationary distribution at the start
     # time (emulator.fleet.stationary) instead of idle.
     warm_start: bool = False
+    # Draw tags with replacement: one card may then be in visits at two chargers at once
+    # (a CSMS answers ConcurrentTx). False: a card in a visit is not drawn again.
+    shared_tags: bool = False
 
     @property
     def start_seconds(self) -> float | None:

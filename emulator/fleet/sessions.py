@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from emulator.core.metering import Ev
 from emulator.core.model import ChargerModel
-from emulator.fleet.scenario import EvSpec, SessionSettings
+from emulator.fleet.scenario import EvSpec, IdTagPool, SessionSettings
 
 # Relative arrival intensity per local hour 0..23 (normalised to mean 1 below); shapes
 # after the published load curves of residential, workplace and public AC charging
@@ -131,6 +131,60 @@ class ArrivalProcess:
             virtual += float(rng.exponential(1.0 / self._peak))
             if rng.random() * self._peak <= self.rate_at(virtual):
                 return self.wall(virtual)
+
+
+class TagRegistry:
+    """The idTags of a fleet that are in a visit right now, so no card is in two places.
+
+    A driver's card is at one charger at a time: a scenario drawing tags with replacement
+    would otherwise start a transaction with a card that is already charging elsewhere,
+    which a CSMS rightly refuses (idTagInfo ConcurrentTx).  :meth:`claim` keeps the tag
+    drawn when it is free; else it takes the next free tag of the same pool (then of the
+    other pools, in file order) without drawing again, so every other draw of the charger
+    stays what the seed makes it.  With every tag in use the arrival finds no driver.
+
+    One registry per fleet (per process); ``sessions.shared_tags = true`` turns it off.
+    """
+
+    __slots__ = ("exhausted", "in_use", "settings")
+
+    def __init__(self, settings: SessionSettings) -> None:
+        self.settings = settings
+        self.in_use: set[str] = set()
+        self.exhausted = 0  # arrivals that found every tag in use (and no driver)
+
+    def claim(self, plan: SessionPlan) -> SessionPlan | None:
+        """``plan`` with a tag no other visit holds, now held by it; None if there is none."""
+        tag = plan.id_tag
+        if tag not in self.in_use:
+            self.in_use.add(tag)
+            return plan
+        free = self._free_near(tag)
+        if free is None:
+            self.exhausted += 1
+            return None
+        self.in_use.add(free)
+        return replace(plan, id_tag=free)
+
+    def release(self, plan: SessionPlan) -> None:
+        self.in_use.discard(plan.id_tag)
+
+    def _free_near(self, tag: str) -> str | None:
+        pools = self.settings.id_tags
+        home = next((p for p in pools if _in_pool(p, tag)), None)
+        order = ([home] if home is not None else []) + [p for p in pools if p is not home]
+        for pool in order:
+            start = int(tag[len(pool.prefix) :]) + 1 if pool is home else 0
+            for k in range(pool.count):
+                candidate = pool.tag((start + k) % pool.count)
+                if candidate not in self.in_use:
+                    return candidate
+        return None
+
+
+def _in_pool(pool: IdTagPool, tag: str) -> bool:
+    digits = tag[len(pool.prefix) :]
+    return tag.startswith(pool.prefix) and digits.isdigit() and int(digits) < pool.count
 
 
 def _pick_ev(evs: tuple[EvSpec, ...], rng: np.random.Generator) -> EvSpec:

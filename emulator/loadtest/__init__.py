@@ -16,11 +16,12 @@ monkey-patching: nothing else in ``emulator`` imports it.  A locustfile is a few
 Modules: :mod:`.bridge` (the fleet engine's event loop in a native thread, results
 handed to gevent through a queue), :mod:`.plugin` (Locust events, options, summary),
 :mod:`.users`, :mod:`.shapes` and :mod:`.schedules` (load shapes), :mod:`.partition`
-(charger ids per worker, model mix), :mod:`.view` and :mod:`.webui` (the Fleet tab).
+(charger ids per worker, model mix), :mod:`.view` and :mod:`.webui` (the Fleet tab),
+:mod:`.steps` (SLO verdicts from the workers' windows; the steps shape's capacity verdict).
 See ``docs/loadtest.md``.
 
 Importing this package does not import Locust: the names below are loaded on first
-use, so the pure modules (``partition``, ``schedules``, ``view``, ``options``) can be
+use, so the pure modules (``partition``, ``schedules``, ``view``, ``options``, ``steps``) can be
 used, and tested, in a process that must never be monkey-patched.
 """
 

@@ -14,7 +14,10 @@ The two sides share nothing but three thread-safe channels:
   GIL) of plain tuples, drained every ``drain_interval`` by a greenlet that fires
   Locust's ``events.request`` (only the gevent side may fire events);
 * a snapshot dict of fleet counts, replaced (never mutated) by the loop every
-  ``snapshot_interval`` and read by the web UI and the worker reports.
+  ``snapshot_interval`` and read by the web UI and the worker reports.  A fleet configured
+  ``detailed`` (while SLOs are judged, see :mod:`.steps`) adds the CALLs in flight to it,
+  and publishes copies of its generator-health histograms beside it
+  (:attr:`FleetBridge.generator`, also replaced, never mutated).
 
 Nothing crosses through gevent's thread pool, and the loop thread never blocks on a
 gevent primitive (no ``concurrent.futures``, whose locks are patched): the gevent side
@@ -54,6 +57,7 @@ from emulator.loadtest.partition import (
     worker_range,
 )
 from emulator.metrics.looplag import LoopLagMonitor
+from emulator.metrics.stats import Histogram
 from emulator.transport.driver import WallboxDriver
 
 if TYPE_CHECKING:
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BridgeReporter",
     "FleetBridge",
+    "GeneratorCopies",
     "LoopThread",
     "MetricsBridgeReporter",
     "OcppFailure",
@@ -88,6 +93,11 @@ _LATE = 9
 _LAG = 10
 # Loop-lag samples for ocpp_fleet_loop_lag_seconds, as often as `ocpp-fleet run` takes them.
 LOOP_LAG_INTERVAL = 0.25
+
+GeneratorCopies = tuple[int, Histogram, Histogram]
+"""(fleet generation, send lateness, loop lag): copies of a detailed fleet's cumulative
+generator-health histograms (seconds), made on the loop.  The generation changes with each
+test's fleet, whose histograms start empty."""
 
 
 def csms_call_name(action: str) -> str:
@@ -276,8 +286,14 @@ class _LoopSide:
         publish: Callable[[dict[str, Any]], None],
         snapshot_interval: float,
         metrics: bool = False,
+        detailed: bool = False,
+        generation: int = 0,
+        publish_generator: Callable[[GeneratorCopies], None] | None = None,
     ) -> None:
         self.metrics = metrics
+        self.detailed = detailed
+        self.generation = generation
+        self.publish_generator = publish_generator
         self.reporter = (MetricsBridgeReporter if metrics else BridgeReporter)(put)
         self.models = ModelSequence(options.scenario)
         self.put = put
@@ -340,6 +356,13 @@ class _LoopSide:
         health: HealthSnapshot = self.health.snapshot()
         r = self.reporter
         self.peak = max(self.peak, counts.chargers)
+        detail: dict[str, Any] = {}
+        if self.detailed:
+            detail["in_flight"] = self.fleet.gauges().in_flight
+            if self.publish_generator is not None:
+                self.publish_generator(
+                    (self.generation, self.health.lateness.copy(), self.health.loop_lag.copy())
+                )
         return {
             "chargers": counts.chargers,
             "chargers_peak": self.peak,
@@ -357,6 +380,7 @@ class _LoopSide:
             "messages_sent": r.sent,
             "messages_received": r.received,
             "health": health.as_dict(),
+            **detail,
         }
 
     async def _snapshots(self) -> None:
@@ -405,6 +429,8 @@ class FleetBridge:
         self.options: FleetOptions | None = None
         self.snapshot: dict[str, Any] = {}
         self.errors: deque[str] = deque(maxlen=20)
+        self.generator: GeneratorCopies | None = None  # published by a detailed fleet
+        self._generation = 0
         self.health: HealthSnapshot | None = None  # the last verdict that flipped
         self.overloaded_ever = False
         self._failures: dict[str, OcppFailure] = {}
@@ -417,33 +443,51 @@ class FleetBridge:
         self.thread.start()
         self._drainer = gevent.spawn(self._drain_forever)
 
-    def configure(self, options: FleetOptions, *, worker_index: int, timeout: float = 30.0) -> None:
-        """Start a new (empty) fleet with ``options``; stops the previous one first."""
+    def configure(
+        self,
+        options: FleetOptions,
+        *,
+        worker_index: int,
+        timeout: float = 30.0,
+        detailed: bool = False,
+    ) -> None:
+        """Start a new (empty) fleet with ``options``; stops the previous one first.
+
+        ``detailed``: the snapshots also count the CALLs in flight, and the generator's
+        histograms are published (:attr:`generator`), for judging SLOs."""
         self.start()
         self.stop_fleet()
+        self._generation += 1
+        self.generator = None
         numbers = worker_range(worker_index, options.ids_per_worker)
         self._worker_index = worker_index
         self._first_number = numbers.start
         self._slots = SlotAllocator(limit=options.ids_per_worker)
         self.options = options
-        side = self.thread.run(lambda: self._make_side(options), timeout=timeout)
+        side = self.thread.run(lambda: self._make_side(options, detailed), timeout=timeout)
         self._side = side
         if self.collector is not None:
             self.collector.add(side.fleet)
         self.thread.call(lambda: asyncio.ensure_future(side.serve()))
         _wait_until(lambda: self._serving or not self.thread.running, timeout, "the fleet")
 
-    async def _make_side(self, options: FleetOptions) -> _LoopSide:
+    async def _make_side(self, options: FleetOptions, detailed: bool = False) -> _LoopSide:
         return _LoopSide(
             options=options,
             put=self._queue.append,
             publish=self._publish,
             snapshot_interval=self.snapshot_interval,
             metrics=self.prometheus is not None,
+            detailed=detailed,
+            generation=self._generation,
+            publish_generator=self._publish_generator,
         )
 
     def _publish(self, snapshot: dict[str, Any]) -> None:
         self.snapshot = snapshot  # replaced, never mutated: safe to read from gevent
+
+    def _publish_generator(self, copies: GeneratorCopies) -> None:
+        self.generator = copies  # replaced, never mutated: safe to read from gevent
 
     @property
     def configured(self) -> bool:

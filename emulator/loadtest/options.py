@@ -36,6 +36,7 @@ __all__ = [
     "METRICS_HOST_ENV",
     "METRICS_PORT_ENV",
     "SLO_ENV",
+    "WINDOWS_OPTION",
     "FleetOptions",
     "MetricsAddress",
     "OptionError",
@@ -45,6 +46,7 @@ __all__ = [
     "fleet_options",
     "metrics_address",
     "scenario_slos",
+    "verdict_outputs",
 ]
 
 # The container image sets these (the CLI's --metrics-port reads them too).
@@ -52,6 +54,9 @@ METRICS_PORT_ENV = "OCPP_FLEET_METRICS_PORT"
 METRICS_HOST_ENV = "OCPP_FLEET_METRICS_HOST"
 # SLO rules separated by ";" (added to every --slo).
 SLO_ENV = "LOCUST_SLO"
+# Set by a judging master on its parsed options, which every spawn message carries to the
+# workers: "send me your windows" (emulator.loadtest.steps).
+WINDOWS_OPTION = "ocpp_fleet_windows"
 
 
 class OptionError(ValueError):
@@ -143,8 +148,28 @@ def add_arguments(parser: Any) -> None:
         metavar="EXPR",
         help='service-level objective, repeatable, e.g. "StartTransaction:p99<800ms", '
         f'"errors<0.5%%", "timeouts=0" (docs/slo.md); also ${SLO_ENV} (rules separated '
-        'by ";") and the scenario\'s [slo]; judged after spawning completes, in a local run: '
-        "exit code 1 when one is not met",
+        'by ";") and the scenario\'s [slo]; judged after spawning completes (with '
+        "--fleet-shape steps:..., over each step's hold) by a local run or the master: "
+        "exit code 1 when one is not met (steps: when the first step fails)",
+        include_in_web_ui=False,
+    )
+    group.add_argument(
+        "--verdict-json",
+        env_var="LOCUST_VERDICT_JSON",
+        default="",
+        metavar="FILE",
+        help="with --fleet-shape steps:... and SLOs: write the capacity verdict (the JSON of "
+        "`ocpp-fleet capacity --json`) to FILE at the end of the run",
+        include_in_web_ui=False,
+    )
+    group.add_argument(
+        "--report",
+        env_var="LOCUST_REPORT",
+        default="",
+        metavar="DIR",
+        help="with --fleet-shape steps:... and SLOs: write the capacity report (report.html, "
+        "result.json, timeseries.json/.csv, as `ocpp-fleet capacity --report`) into DIR at "
+        "the end of the run",
         include_in_web_ui=False,
     )
     group.add_argument(
@@ -283,6 +308,25 @@ def shape_schedule(parsed: Any) -> Schedule | None:
     if path and "users=" not in spec:
         defaults["users"] = str(load_scenario(path).fleet.chargers)
     return parse_schedule(spec, defaults=defaults)
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictOutputs:
+    """Where the steps verdict goes: ``--verdict-json FILE`` and ``--report DIR``."""
+
+    verdict_json: Path | None
+    report: Path | None
+
+    def __bool__(self) -> bool:
+        return self.verdict_json is not None or self.report is not None
+
+
+def verdict_outputs(parsed: Any) -> VerdictOutputs:
+    json_path, report = _get(parsed, "verdict_json"), _get(parsed, "report")
+    return VerdictOutputs(
+        verdict_json=Path(json_path) if json_path else None,
+        report=Path(report) if report else None,
+    )
 
 
 # --------------------------------------------------------------------------- SLOs

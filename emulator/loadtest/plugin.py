@@ -11,6 +11,14 @@ import time.  Per process:
 * **master**: keeps the latest snapshot of each worker for the Fleet tab, warns when a
   worker's generator is overloaded, and prints the fleet summary at the end.
 
+SLOs (``--slo``, ``$LOCUST_SLO``, the scenario's ``[slo]``) are judged by a local run or
+the master.  A local run without a ``steps`` shape judges the request events it fires
+itself (exactly); otherwise the fleet processes cut their measurements into windows
+(:mod:`emulator.loadtest.steps`): a worker sends one with every report to the master,
+a local run hands itself one every second, and the judging process merges them, for the
+window after spawning or for each step's hold of the ``steps`` shape, whose verdict
+(``--verdict-json``, ``--report``) is shaped like ``ocpp-fleet capacity``'s.
+
 Prometheus metrics (``--metrics-port``, else ``$OCPP_FLEET_METRICS_PORT``): a local run
 and every worker serve the same ``/metrics`` as ``ocpp-fleet run`` (per-action
 latencies and errors, connections, fleet gauges, generator health, process metrics),
@@ -23,6 +31,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -33,6 +43,7 @@ from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.scenario import ScenarioError
 from emulator.loadtest.bridge import FleetBridge
 from emulator.loadtest.options import (
+    WINDOWS_OPTION,
     OptionError,
     RequestRecorder,
     add_arguments,
@@ -41,14 +52,27 @@ from emulator.loadtest.options import (
     metrics_address,
     scenario_slos,
     shape_schedule,
+    verdict_outputs,
 )
-from emulator.loadtest.schedules import ScheduleError
+from emulator.loadtest.schedules import ScheduleError, Steps
 from emulator.loadtest.shapes import DROP_MESSAGE, ScheduleShape
+from emulator.loadtest.steps import (
+    FleetState,
+    RowRecorder,
+    Span,
+    StepJudge,
+    WindowCollector,
+    WindowCutter,
+    step_line,
+)
+from emulator.loadtest.steps import verdict_lines as steps_verdict_lines
 from emulator.loadtest.view import aggregate, bottleneck_warning, summary_lines
 from emulator.metrics.slo import Slo, Verdict, evaluate, verdict_lines
 from emulator.metrics.stats import RunStats
 
 if TYPE_CHECKING:
+    from emulator.capacity import Step
+    from emulator.capacity import Verdict as CapacityVerdict
     from emulator.metrics.prometheus import MetricsEndpoint
 
 __all__ = ["FleetPlugin", "plugin_of", "register"]
@@ -60,6 +84,10 @@ REPORT_KEY = "ocpp_fleet"
 # A stopping wallbox gets drain_timeout (10 s) for its transaction messages and
 # close_timeout (5 s) for the close handshake; then a margin.
 STOP_TIMEOUT = 20.0
+# A local run hands itself a window this often (a worker sends one with each report).
+LOCAL_WINDOW_INTERVAL = 1.0
+# How often the steps judge looks at the fleet and the clock.
+STEPS_POLL_INTERVAL = 0.5
 
 
 def register(events: Any) -> FleetPlugin:
@@ -142,6 +170,13 @@ class FleetPlugin:
         self._summary_printed = False
         self.metrics: MetricsEndpoint | None = None
         self.slo = _SloJudge()
+        # Windows (emulator.loadtest.steps): cut on a fleet process, collected where judged.
+        self._window_recorder: RequestRecorder | None = None
+        self.cutter: WindowCutter | None = None
+        self.collector: WindowCollector | None = None
+        self._feeder: gevent.Greenlet | None = None
+        self._bad_windows: set[int] = set()
+        self.steps: _StepsRun | None = None
 
     # ------------------------------------------------------------------ roles
 
@@ -216,27 +251,50 @@ class FleetPlugin:
                 shape = ScheduleShape(schedule)
                 shape.runner = runner
                 environment.shape_class = shape
+            problem = self._check_outputs(environment)
+            if problem is not None:
+                log.error("ocpp-fleet cannot start: %s", problem)
+                if self.is_master:
+                    raise SystemExit(2)
+                environment.process_exit_code = 2
+                if runner is not None:
+                    gevent.spawn(runner.quit)
+                return
         if web_ui is not None:
             from emulator.loadtest.webui import install
 
             install(web_ui, self)
 
     def on_test_start(self, environment: Environment, **_: Any) -> None:
+        self._end_windows()
+        self.collector = None
+        self.steps = None  # the last test's verdict sets the exit code
         if self.is_master:
             self.worker_snapshots.clear()
             self._overloaded_workers.clear()
+            self._bad_windows.clear()
+            self._master_test_start(environment)
             return
         if self.bridge is None:
             return
         self.config_error = None
         judging = self.slo.judges  # a local run
+        # A worker whose master judges SLOs sends it windows (the master set this option).
+        windows = isinstance(environment.runner, WorkerRunner) and _flag(
+            environment.parsed_options, WINDOWS_OPTION
+        )
+        steps = _steps_schedule(environment) if judging else None
         try:
             options = fleet_options(environment.parsed_options, host=environment.host)
             slos = []
             if judging:
                 slos = scenario_slos(options.scenario, options.scenario_path)
                 slos += self.slo.command_line
-            self.bridge.configure(options, worker_index=self.worker_index)
+            self.bridge.configure(
+                options,
+                worker_index=self.worker_index,
+                detailed=windows or (bool(slos) and steps is not None),
+            )
         except Exception as exc:  # OptionError, ScenarioError, security files, a timeout
             self.config_error = f"ocpp-fleet cannot start: {exc}"
             log.error("%s", self.config_error)
@@ -254,8 +312,124 @@ class FleetPlugin:
             self.worker_index * options.ids_per_worker + 1,
             options.csms_url,
         )
-        if slos:
+        if windows:
+            self._cut_windows(environment)
+        elif slos and steps is not None:
+            self.slo.verdict = None
+            self._cut_windows(environment)
+            self.collector = WindowCollector()
+            self._feeder = gevent.spawn(self._feed_forever)
+            self.steps = _StepsRun(
+                schedule=steps,
+                slos=slos,
+                collector=self.collector,
+                fleet_state=self._fleet_state,
+                generator_health=self._generator_health,
+            )
+        elif slos:
             self.slo.begin(environment, slos)
+
+    def _master_test_start(self, environment: Environment) -> None:
+        """The master judges when it has SLOs: it asks the workers for windows (an option
+        every spawn message carries) and collects them."""
+        parsed = environment.parsed_options
+        try:
+            slos = [*_scenario_slos(parsed), *self.slo.command_line]
+        except OptionError as exc:  # a scenario changed in the web UI
+            log.error("ocpp-fleet cannot start: %s", exc)
+            slos = []
+            if getattr(parsed, "headless", False) and environment.runner is not None:
+                environment.process_exit_code = 2
+                gevent.spawn(environment.runner.quit)
+        if parsed is not None:
+            setattr(parsed, WINDOWS_OPTION, bool(slos))
+        if not slos:
+            return
+        self.collector = WindowCollector()
+        steps = _steps_schedule(environment)
+        if steps is not None:
+            self.slo.verdict = None
+            self.steps = _StepsRun(
+                schedule=steps,
+                slos=slos,
+                collector=self.collector,
+                fleet_state=self._fleet_state,
+                generator_health=self._generator_health,
+            )
+        else:
+            self.slo.begin_collected(slos, self.collector)
+
+    def _cut_windows(self, environment: Environment) -> None:
+        """Record this fleet's measurements (a RunStats rebuilt from the request events) and
+        cut them into windows."""
+        stats = RunStats()
+        if self._window_recorder is None:
+            self._window_recorder = RequestRecorder()
+            environment.events.request.add_listener(self._window_recorder)
+        self._window_recorder.stats = stats
+        bridge = self.bridge
+        self.cutter = WindowCutter(stats, lambda: None if bridge is None else bridge.generator)
+
+    def _feed_forever(self) -> None:
+        """A local run hands itself a window every LOCAL_WINDOW_INTERVAL."""
+        while True:
+            gevent.sleep(LOCAL_WINDOW_INTERVAL)
+            try:
+                self._feed_local()
+            except Exception:  # a bug here must not end the run
+                log.exception("collecting the fleet's windows failed")
+
+    def _feed_local(self) -> None:
+        if self.cutter is not None and self.collector is not None:
+            self._drain()
+            self.collector.receive(0, self.cutter.cut())
+
+    def _end_windows(self) -> None:
+        """Stop cutting and collecting (the test is over, or a new one starts)."""
+        if self._feeder is not None:
+            self._feeder.kill(block=False)
+            self._feeder = None
+        if self._window_recorder is not None:
+            self._window_recorder.stats = None
+        self.cutter = None
+
+    def _fleet_state(self) -> FleetState:
+        return FleetState.of(self._live_snapshots())
+
+    def _generator_health(self) -> Mapping[str, Any]:
+        health: Mapping[str, Any] = self.fleet_view()["health"]
+        return health
+
+    def _live_snapshots(self) -> list[dict[str, Any]]:
+        """The latest fleet snapshot of every live worker (or this process's)."""
+        if self.is_master:
+            runner = self.environment.runner if self.environment else None
+            alive = set(getattr(runner, "clients", {}) or {})
+            return [
+                snap
+                for client_id, (_, snap) in self.worker_snapshots.items()
+                if not alive or client_id in alive
+            ]
+        snap = self.bridge.snapshot if self.bridge is not None else {}
+        return [snap] if snap else []
+
+    def _check_outputs(self, environment: Environment) -> str | None:
+        """``--verdict-json`` and ``--report`` need the steps shape and SLOs."""
+        outputs = verdict_outputs(environment.parsed_options)
+        if not outputs:
+            return None
+        option = "--verdict-json" if outputs.verdict_json is not None else "--report"
+        if _steps_schedule(environment) is None:
+            return (
+                f"{option} writes the verdict of a steps shape: give --fleet-shape "
+                "steps:sizes=.../...,hold=...,rate=... (and SLOs)"
+            )
+        if not self.slo.command_line and not _scenario_slos(environment.parsed_options):
+            return (
+                f"{option} writes a verdict over SLOs: give --slo EXPR, $LOCUST_SLO or "
+                "[slo] rules in the scenario"
+            )
+        return None
 
     def on_spawning_complete(self, **_: Any) -> None:
         if self.slo.running:
@@ -263,10 +437,28 @@ class FleetPlugin:
             self.slo.ramped()
 
     def on_test_stopping(self, environment: Environment, **_: Any) -> None:
+        if self.steps is not None and not self.steps.finished:
+            self._finish_steps()
         if self.slo.running:
             self._drain()
             verdict = self.slo.judge()
             log.info("%s", verdict.line())
+
+    def _finish_steps(self) -> None:
+        steps = self.steps
+        if steps is None:
+            return
+        try:
+            self._feed_local()  # a local run's last window (a master has what arrived)
+        except Exception:
+            log.exception("collecting the fleet's last window failed")
+        self._end_windows()
+        steps.finish()
+        verdict = steps.verdict
+        log.info(
+            "Capacity verdict: %s",
+            "none, no step was judged" if verdict is None else verdict.sentence(),
+        )
 
     def _drain(self) -> None:
         """Fire what the loop has measured so far (the window ends or starts now)."""
@@ -274,6 +466,7 @@ class FleetPlugin:
             self.bridge.drain()
 
     def on_test_stop(self, environment: Environment, **_: Any) -> None:
+        self._end_windows()  # a worker's windows end with the test
         if self.bridge is not None:
             self.bridge.stop_fleet(timeout=STOP_TIMEOUT)
 
@@ -281,8 +474,14 @@ class FleetPlugin:
         if self.slo.running:  # quitting before the test stopped (SIGTERM)
             self._drain()
             self.slo.judge()
+        if self.steps is not None and not self.steps.finished:
+            self._finish_steps()
+        self._end_windows()
         if self.bridge is not None:
             self.bridge.stop_fleet(timeout=STOP_TIMEOUT)
+        if self.steps is not None:
+            self._steps_outcome(environment, self.steps)
+            return
         verdict = self.slo.verdict
         if verdict is not None and environment.process_exit_code is None:
             runner = environment.runner
@@ -293,11 +492,35 @@ class FleetPlugin:
                 # is exit code 1", decide (exceptions in user code still count).
                 environment.process_exit_code = 0
 
+    def _steps_outcome(self, environment: Environment, steps: _StepsRun) -> None:
+        """Write ``--verdict-json`` and ``--report``; the exit code: 0 with a capacity, 1
+        when the first step failed (or none was judged), as ``ocpp-fleet capacity``."""
+        verdict = steps.verdict
+        if verdict is not None:
+            try:
+                written = _write_outputs(environment.parsed_options, verdict, steps)
+            except OSError as exc:
+                log.error("cannot write the verdict: %s", exc)
+                if environment.process_exit_code is None:
+                    environment.process_exit_code = 2
+            else:
+                for path in written:
+                    log.info("capacity verdict written to %s", path)
+        if environment.process_exit_code is not None:
+            return
+        if verdict is None or verdict.capacity is None:
+            environment.process_exit_code = 1
+        elif not getattr(environment.runner, "exceptions", None):
+            environment.process_exit_code = 0
+
     def on_quit(self, exit_code: int = 0, **_: Any) -> None:
         if not isinstance(self.environment.runner if self.environment else None, WorkerRunner):
             self.print_summary()
             if self.slo.verdict is not None:
                 print("\n".join(verdict_lines(self.slo.verdict)), file=sys.stdout, flush=True)
+            if self.steps is not None and self.steps.finished:
+                lines = steps_verdict_lines(self.steps.verdict, unjudged=self.steps.judge.unjudged)
+                print("\n".join(lines), file=sys.stdout, flush=True)
         if self.bridge is not None:
             self.bridge.close()
         if self.metrics is not None:
@@ -309,11 +532,21 @@ class FleetPlugin:
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         if self.bridge is not None:
-            data[REPORT_KEY] = {"index": self.worker_index, "snapshot": self.bridge.snapshot}
+            report: dict[str, Any] = {"index": self.worker_index}
+            if self.cutter is not None:
+                self._drain()  # what the loop measured until now is in this window
+                report["window"] = self.cutter.cut()
+            report["snapshot"] = self.bridge.snapshot
+            data[REPORT_KEY] = report
 
     def on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         report = data.get(REPORT_KEY)
-        if not report or not report.get("snapshot"):
+        if not report:
+            return
+        window = report.get("window")
+        if window is not None and self.collector is not None:
+            self._collect(int(report.get("index", 0)), window)
+        if not report.get("snapshot"):
             return
         index, snapshot = int(report["index"]), report["snapshot"]
         self.worker_snapshots[client_id] = (index, snapshot)
@@ -327,6 +560,20 @@ class FleetPlugin:
         elif not overloaded and index in self._overloaded_workers:
             self._overloaded_workers.discard(index)
             log.warning("worker %d: the load generator keeps up again", index)
+
+    def _collect(self, index: int, window: Any) -> None:
+        assert self.collector is not None
+        try:
+            self.collector.receive(index, window)
+        except ValueError as exc:
+            if index not in self._bad_windows:  # once per worker and test
+                self._bad_windows.add(index)
+                log.error(
+                    "worker %d sent a window this master cannot read (%s): is it running "
+                    "the same version of ocpp-fleet?",
+                    index,
+                    exc,
+                )
 
     def _on_drop(self, environment: Environment, msg: Any, **_: Any) -> None:
         if self.bridge is not None and self.bridge.configured:
@@ -381,44 +628,49 @@ class FleetPlugin:
 
 
 class _SloJudge:
-    """SLOs in a local run (docs/slo.md): a :class:`RunStats` rebuilt from the request
-    events (only while judging), snapshots when the test starts and when spawning
-    completes, the verdict when the test stops."""
+    """The plain SLO verdict (docs/slo.md) over the window from spawning completed to the
+    test's stop.  A local run: a :class:`RunStats` rebuilt from the request events (only
+    while judging), snapshots when the test starts and when spawning completes, the verdict
+    when the test stops.  A master: the same windows as spans of the workers' windows
+    (:meth:`begin_collected`)."""
 
     def __init__(self) -> None:
         self.command_line: list[Slo] = []
-        self.judges = False  # a local run (a master refuses SLOs, a worker ignores them)
+        self.judges = False  # a local run or a master (a worker sends windows instead)
         self.slos: list[Slo] = []
         self.stats: RunStats | None = None
         self.verdict: Verdict | None = None
         self._recorder: RequestRecorder | None = None
         self._start: RunStats | None = None
         self._ramped: RunStats | None = None
+        self._collector: WindowCollector | None = None
+        self._span_start: Span | None = None
+        self._span_ramped: Span | None = None
 
     def init(self, parsed: Any, *, master: bool) -> str | None:
         """Read ``--slo``, ``$LOCUST_SLO`` and the scenario's ``[slo]`` (checked again
         at each test start: the web UI can change the scenario); the problem that ends
-        the run, or None.  A master refuses SLOs: it has no fleet statistics."""
+        the run, or None."""
         try:
             self.command_line = command_line_slos(parsed, environ=os.environ)
-            from_scenario = _scenario_slos(parsed)
+            _scenario_slos(parsed)
         except OptionError as exc:
             return f"ocpp-fleet cannot start: {exc}"
-        if master:
-            given = [*self.command_line, *from_scenario]
-            if given:
-                return (
-                    f"ocpp-fleet cannot start: {given[0].source}: SLOs are judged by a "
-                    "local run only (no --master/--worker): a master has the workers' "
-                    "Locust statistics, not the fleet's (docs/slo.md)"
-                )
-            return None
         self.judges = True
         return None
 
     @property
     def running(self) -> bool:
-        return self.stats is not None and self.verdict is None
+        return (self.stats is not None or self._span_start is not None) and self.verdict is None
+
+    def begin_collected(self, slos: list[Slo], collector: WindowCollector) -> None:
+        """A master: judge the workers' windows."""
+        self.slos = slos
+        self.stats = None
+        self.verdict = None
+        self._collector = collector
+        self._span_start = collector.open()
+        self._span_ramped = None
 
     def begin(self, environment: Environment, slos: list[Slo]) -> None:
         self.slos = slos
@@ -435,8 +687,14 @@ class _SloJudge:
         """Spawning completed (again, when the user count changed): the window starts."""
         if self.stats is not None:
             self._ramped = self.stats.snapshot()
+        elif self._collector is not None and self._span_start is not None:
+            if self._span_ramped is not None:
+                self._collector.close(self._span_ramped)
+            self._span_ramped = self._collector.open()
 
     def judge(self) -> Verdict:
+        if self._collector is not None and self._span_start is not None:
+            return self._judge_collected(self._collector, self._span_start)
         assert self.stats is not None and self._start is not None
         start, note = self._ramped, None
         if start is None:
@@ -445,6 +703,21 @@ class _SloJudge:
         self.stats = None  # stop recording: the window is over
         if self._recorder is not None:
             self._recorder.stats = None
+        return self.verdict
+
+    def _judge_collected(self, collector: WindowCollector, start: Span) -> Verdict:
+        span, note = self._span_ramped, None
+        if span is None:
+            span, note = start, "spawning had not completed: judged from the start"
+        window = span.measured(collector.clock())
+        if not span.seconds:
+            note = "no window from any worker arrived" + (f"; {note}" if note else "")
+        self.verdict = evaluate(self.slos, window, note=note)
+        for opened in (self._span_start, self._span_ramped):
+            if opened is not None:
+                collector.close(opened)
+        self._span_start = self._span_ramped = None
+        self._collector = None
         return self.verdict
 
 
@@ -461,3 +734,156 @@ def _scenario_slos(parsed: Any) -> list[Slo]:
     except ScenarioError:
         return []
     return scenario_slos(scenario, path)
+
+
+def _flag(parsed: Any, name: str) -> bool:
+    value = getattr(parsed, name, False)
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def _steps_schedule(environment: Environment) -> Steps | None:
+    """The ``steps`` schedule of this test's shape (``--fleet-shape`` or a locustfile's
+    ScheduleShape), or None."""
+    shape = getattr(environment, "shape_class", None)
+    if isinstance(shape, ScheduleShape) and isinstance(shape.schedule, Steps):
+        return shape.schedule
+    return None
+
+
+class _StepsRun:
+    """One test's steps verdict on the judging process: the judge and the time series,
+    polled by a greenlet."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Steps,
+        slos: list[Slo],
+        collector: WindowCollector,
+        fleet_state: Callable[[], FleetState],
+        generator_health: Callable[[], Mapping[str, Any]],
+    ) -> None:
+        self.schedule = schedule
+        self.slos = slos
+        self.collector = collector
+        self.fleet_state = fleet_state
+        self.generator_health = generator_health
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.judge = StepJudge(
+            sizes=schedule.sizes,
+            hold=schedule.hold,
+            slos=slos,
+            collector=collector,
+            on_step=self._show,
+            on_phase=lambda text: log.info("%s", text),
+        )
+        self.rows = RowRecorder(collector)
+        self.verdict: CapacityVerdict | None = None
+        self.finished = False
+        log.info(
+            "capacity under Locust: steps of %s wallboxes, %g s each, SLOs %s",
+            "/".join(f"{n:,}" for n in schedule.sizes),
+            schedule.hold,
+            ", ".join(slo.text for slo in slos),
+        )
+        self._greenlet: gevent.Greenlet | None = gevent.spawn(self._poll_forever)
+
+    def run_time(self) -> float:
+        return time.monotonic() - self.started
+
+    def _poll_forever(self) -> None:
+        while True:
+            gevent.sleep(STEPS_POLL_INTERVAL)
+            try:
+                self.poll()
+            except Exception:  # a bug here must not end the run
+                log.exception("judging the steps failed")
+
+    def poll(self) -> None:
+        fleet = self.fleet_state()
+        self.judge.poll(self.run_time(), fleet)
+        if self.rows.due():
+            self.rows.sample(fleet, self.generator_health())
+
+    def finish(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+        fleet = self.fleet_state()
+        self.judge.finish(self.run_time(), fleet)
+        self.rows.sample(fleet, self.generator_health(), final=True)
+        self.verdict = self.judge.verdict()
+        self.finished = True
+
+    def _show(self, step: Step, number: int) -> None:
+        log.info("%s", step_line(step, number, len(self.schedule.sizes)))
+        for result in step.judgements:
+            log.info("  %s", result.line())
+        if step.note:
+            log.info("  note: %s", step.note)
+
+
+def _write_outputs(parsed: Any, verdict: CapacityVerdict, steps: _StepsRun) -> list[str]:
+    """``--verdict-json`` and ``--report``; the paths written."""
+    outputs = verdict_outputs(parsed)
+    if not outputs:
+        return []
+    import json
+
+    from emulator.fleet.scenario import load_scenario
+    from emulator.report import ReportData, run_parameters, write_report
+
+    path = str(getattr(parsed, "scenario", "") or "")
+    name, seed, start_time = path, 1, ""
+    try:
+        scenario = load_scenario(path)
+    except (ScenarioError, OSError):
+        pass
+    else:
+        name = scenario.name
+        seed = scenario.seed if scenario.seed is not None else 1
+        start_time = scenario.sessions.start_time
+    start_text = str(getattr(parsed, "start_time", "") or "").strip()
+    start_time = start_text or start_time
+    seed_text = str(getattr(parsed, "seed", "") or "").strip()
+    if seed_text.lstrip("-").isdigit():
+        seed = int(seed_text)
+    result = verdict.to_json(scenario=name, seed=seed, start_time=start_time)
+    result["fleet_shape"] = str(getattr(parsed, "fleet_shape", "") or "")
+    result["workers"] = len(steps.collector.workers)  # the fleet processes that sent windows
+    written = []
+    if outputs.verdict_json is not None:
+        if outputs.verdict_json.parent != outputs.verdict_json:
+            outputs.verdict_json.parent.mkdir(parents=True, exist_ok=True)
+        outputs.verdict_json.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+        written.append(str(outputs.verdict_json))
+    if outputs.report is not None:
+        files = write_report(
+            outputs.report,
+            ReportData(
+                kind="capacity",
+                verdict=verdict.sentence(),
+                result=result,
+                rows=steps.rows.rows,
+                interval=steps.rows.interval,
+                parameters=run_parameters(
+                    scenario=name,
+                    seed=seed,
+                    start_time=start_time,
+                    csms_url=str(
+                        getattr(parsed, "csms_url", "") or getattr(parsed, "host", "") or ""
+                    ),
+                    fleet_shape=result["fleet_shape"],
+                    sizes="/".join(str(n) for n in steps.schedule.sizes),
+                    hold_s=steps.schedule.hold,
+                    spawn_rate=steps.schedule.rate,
+                    slo=", ".join(slo.text for slo in steps.slos),
+                    runner="Locust",
+                ),
+            ),
+        )
+        written.append(str(files.html))
+    return written

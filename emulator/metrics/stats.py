@@ -2,6 +2,11 @@
 
 Everything here is called once per OCPP message, so recording is O(1) plain Python (no
 numpy scalar boxing, no locks: one asyncio loop owns a :class:`RunStats`).
+
+Windows travel between processes (a Locust worker sends its windows to the master) in a
+compact *wire* form, :meth:`RunStats.to_wire` and :meth:`Histogram.to_wire`: plain dicts,
+lists, strings and numbers (JSON and msgpack alike), with only the non-empty histogram
+buckets.  :meth:`RunStats.from_wire` and :meth:`Histogram.from_wire` read them back.
 """
 
 from __future__ import annotations
@@ -9,9 +14,10 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 __all__ = ["ActionStats", "Direction", "Histogram", "RunStats"]
 
@@ -117,6 +123,53 @@ class Histogram:
         clone = Histogram()
         clone.merge(self)
         return clone
+
+    def to_wire(self) -> dict[str, Any]:
+        """The histogram in a compact, JSON- and msgpack-able form: ``{}`` when empty, else
+        ``{"s": sum, "lo": min, "hi": max, "b": [gap, n, gap, n, ...]}`` with one pair per
+        non-empty bucket in index order, ``gap`` being its index minus the previous
+        non-empty one's (the first: its index), so the numbers stay small.  The count is
+        the sum of the ``n``."""
+        if not self.count:
+            return {}
+        pairs: list[int] = []
+        previous = 0
+        for index, n in enumerate(self._buckets):
+            if n:
+                pairs += (index - previous, n)
+                previous = index
+        return {"s": self.sum, "lo": self.min, "hi": self.max, "b": pairs}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Histogram:
+        """The histogram of :meth:`to_wire`; ValueError when ``data`` is not one."""
+        try:
+            return cls._from_wire(data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a histogram: {exc!r}") from None
+
+    @classmethod
+    def _from_wire(cls, data: Mapping[str, Any]) -> Histogram:
+        histogram = cls()
+        pairs = data.get("b") or ()
+        if len(pairs) % 2:
+            raise ValueError("histogram buckets: expected (gap, count) pairs")
+        index = 0
+        count = 0
+        buckets = histogram._buckets
+        for i in range(0, len(pairs), 2):
+            gap, n = int(pairs[i]), int(pairs[i + 1])
+            index += gap
+            if gap < 0 or n < 0 or index >= _BUCKETS:
+                raise ValueError(f"histogram bucket out of range: {index} (count {n})")
+            buckets[index] += n
+            count += n
+        if count:
+            histogram.count = count
+            histogram.sum = float(data["s"])
+            histogram.min = float(data["lo"])
+            histogram.max = float(data["hi"])
+        return histogram
 
     def since(self, earlier: Histogram) -> Histogram:
         """The values recorded after ``earlier``, a :meth:`copy` of this histogram taken
@@ -336,6 +389,88 @@ class RunStats:
         window.counters = +(self.counters - earlier.counters)
         return window
 
+    def to_wire(self) -> dict[str, Any]:
+        """This window (a :meth:`since` or :meth:`snapshot`) in a compact, JSON- and
+        msgpack-able form, for another process to merge (see :meth:`from_wire`)::
+
+            {"t": seconds,                                 # elapsed
+             "a": [[d, action, {outcome: n}, histogram]],  # d: 0 CP->CSMS, 1 CSMS->CP
+             "cl": histogram, "pl": histogram, "sl": histogram,  # connect, ping, lateness
+             "c": connects, "r": reconnects, "cf": {reason: n}, "d": {reason: n},
+             "ms": sent, "mr": received, "k": {counter: n}}
+
+        Histograms as :meth:`Histogram.to_wire`; empty histograms, zero counts and empty
+        counters are left out.  Not carried: the start and stop times (the receiver
+        places the window on its own clock) and the pending-reconnect bookkeeping."""
+        data: dict[str, Any] = {"t": self.elapsed}
+        actions = [
+            [_DIRECTION_CODES[d], action, dict(stats.outcomes), stats.latency.to_wire()]
+            for (d, action), stats in self.actions.items()
+            if stats.count
+        ]
+        if actions:
+            data["a"] = actions
+        for key, histogram in (
+            ("cl", self.connect_latency),
+            ("pl", self.ping_rtt_latency),
+            ("sl", self.send_lateness),
+        ):
+            if histogram.count:
+                data[key] = histogram.to_wire()
+        for key, number in (
+            ("c", self.connects),
+            ("r", self.reconnects),
+            ("ms", self.messages_sent),
+            ("mr", self.messages_received),
+        ):
+            if number:
+                data[key] = number
+        for key, counter in (
+            ("cf", self.connect_failures),
+            ("d", self.disconnects),
+            ("k", self.counters),
+        ):
+            if counter:
+                data[key] = dict(counter)
+        return data
+
+    @classmethod
+    def from_wire(
+        cls, data: Mapping[str, Any], *, clock: Callable[[], float] = time.monotonic
+    ) -> RunStats:
+        """The window of :meth:`to_wire`, placed on this process's ``clock``: it ends now
+        and lasted what it lasted where it was measured.  ValueError when ``data`` is not
+        one (a KeyError or TypeError from a malformed part is turned into one)."""
+        try:
+            return cls._from_wire(data, clock)
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise ValueError(f"not a RunStats window: {exc!r}") from None
+
+    @classmethod
+    def _from_wire(cls, data: Mapping[str, Any], clock: Callable[[], float]) -> RunStats:
+        stats = cls(clock=clock)
+        stats.stopped = clock()
+        stats.started = stats.stopped - float(data["t"])
+        for code, action, outcomes, latency in data.get("a") or ():
+            direction = _DIRECTIONS_BY_CODE[int(code)]
+            stats.actions[direction, str(action)] = ActionStats(
+                direction=direction,
+                action=str(action),
+                latency=Histogram.from_wire(latency),
+                outcomes=Counter({str(k): int(n) for k, n in dict(outcomes).items()}),
+            )
+        stats.connect_latency = Histogram.from_wire(data.get("cl") or {})
+        stats.ping_rtt_latency = Histogram.from_wire(data.get("pl") or {})
+        stats.send_lateness = Histogram.from_wire(data.get("sl") or {})
+        stats.connects = int(data.get("c", 0))
+        stats.reconnects = int(data.get("r", 0))
+        stats.messages_sent = int(data.get("ms", 0))
+        stats.messages_received = int(data.get("mr", 0))
+        stats.connect_failures = _counter(data.get("cf"))
+        stats.disconnects = _counter(data.get("d"))
+        stats.counters = _counter(data.get("k"))
+        return stats
+
     def merge(self, other: RunStats) -> None:
         """Add ``other``'s measurements (e.g. from another worker) to these."""
         for key, theirs in other.actions.items():
@@ -366,3 +501,11 @@ class RunStats:
         stats.outcomes[outcome] += 1
         if outcome == OK or outcome.startswith(_ANSWERED_PREFIXES):
             stats.latency.record(seconds)
+
+
+_DIRECTION_CODES = {Direction.CP_TO_CSMS: 0, Direction.CSMS_TO_CP: 1}
+_DIRECTIONS_BY_CODE = {code: direction for direction, code in _DIRECTION_CODES.items()}
+
+
+def _counter(data: Any) -> Counter[str]:
+    return Counter({str(k): int(n) for k, n in dict(data or {}).items() if int(n)})

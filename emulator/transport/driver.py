@@ -32,6 +32,7 @@ from websockets.exceptions import (
 from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redact_url
 from emulator.core.transaction import StopReason
 from emulator.core.wallbox import Effect, Event, Wallbox
+from emulator.metrics.conformance import ID_TAG_ACTIONS, CsmsConformance
 from emulator.protocol.codec import (
     Call,
     CallError,
@@ -41,8 +42,10 @@ from emulator.protocol.codec import (
     encode_call,
     encode_error,
     encode_result,
+    random_unique_id,
 )
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
+from emulator.protocol.lenient import accept_leniently, field_value, show_value
 from emulator.protocol.schemas import SchemaRegistry
 from emulator.transport.transfers import FileTransfers, TransferError
 
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
+PONG_TIMEOUT_MAX = 60.0  # seconds a ping may go unanswered at most (WebSocketPingInterval)
+PING_TIMEOUT = "ping_timeout"  # the disconnect reason of a connection found dead that way
 
 
 class Behaviour(Protocol):
@@ -82,6 +87,12 @@ class ConnectionSettings:
     ssl_for: Callable[[str], ssl.SSLContext] | None = field(default=None, repr=False)  # wss
     cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)  # profile 3
     strict_outgoing: bool = False  # validate every frame we send (tests)
+    # A CSMS message whose only schema violations are date-times without a UTC offset is
+    # used as a real charger would (read as UTC), and counted; False refuses it.
+    lenient_csms: bool = True
+    # Unique ids of the CALLs we send (OCPP-J 1.6 §4.1.4): "uuid" (random UUID4 strings,
+    # what many chargers send) or "counter" ("1", "2", ... per wallbox).
+    message_ids: str = "uuid"
 
 
 def charger_url(base: str, charge_point_id: str) -> str:
@@ -104,8 +115,11 @@ class WallboxDriver:
         on_late: Callable[[float], None] | None = None,
         transfers: FileTransfers | None = None,
         network: NetworkFaults | None = None,
+        conformance: CsmsConformance | None = None,
     ) -> None:
         self.wallbox = wallbox
+        # The CSMS's schema violations and idTagInfo answers (the fleet shares one).
+        self.conformance = conformance if conformance is not None else CsmsConformance()
         self.network = network  # injected network faults (drops, blackouts, latency)
         # FTP transfers of Firmware Management: the fleet shares one FileTransfers (its
         # semaphore bounds the sessions of the whole process); one task per transfer.
@@ -126,10 +140,17 @@ class WallboxDriver:
         self.stopping = False
         self.finished = False  # run() has returned (a flag: nothing awaits it)
         self.ever_connected = False
+        self.ever_accepted = False  # a BootNotification of this wallbox was Accepted
         self.connect_failures = 0
         self.last_failure = ""
         self._timeout: asyncio.Timeout | None = None
-        self._pending: tuple[str, str, float] | None = None  # unique id, action, loop time sent
+        # The CALL in flight: the wallbox's unique id, action, perf_counter() when sent,
+        # and the id on the wire (the same, or a UUID4 with message_ids = "uuid").
+        self._pending: tuple[str, str, float, str] | None = None
+        self._uuid_ids = settings.message_ids == "uuid"
+        # The last ping: its pong waiter and the wall-clock time by which the pong is due.
+        self._pong: asyncio.Future[float] | None = None
+        self._pong_due: float | None = None
         self._reconnect_at = 0.0
 
     def _backoff(self) -> float:
@@ -254,6 +275,8 @@ class WallboxDriver:
         # stay: websockets tells the handshake from later frames by `response is None`.)
         ws.request = None
         self.ws = ws
+        self._pong = None
+        self._pong_due = None
         self.ever_connected = True
         self._failed_attempts = 0
         wb.connected(self.clock())
@@ -309,6 +332,13 @@ class WallboxDriver:
             other = self.behaviour.next_deadline()
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
+        pong_due = self._pong_due
+        if (
+            pong_due is not None
+            and self.ws is not None
+            and (deadline is None or pong_due < deadline)
+        ):
+            deadline = pong_due
         return deadline
 
     def _tick(self, now: float) -> None:
@@ -344,6 +374,8 @@ class WallboxDriver:
                 self._tick(now)
                 if self.network is not None and self.network.take_drop():
                     ws.transport.abort()  # like a NAT timeout or a cut cable: no close frame
+                if self._pong_due is not None and now >= self._pong_due and self._dead(ws):
+                    return
                 if await self._flush(ws):
                     return
                 deadline = self._next_deadline()
@@ -365,8 +397,23 @@ class WallboxDriver:
         except ConnectionClosed as exc:
             self._lost(f"closed {exc.rcvd.code if exc.rcvd else 1006}")
 
+    def _dead(self, ws: ClientConnection) -> bool:
+        """The last ping went unanswered for its whole timeout: a half-open connection (a
+        load balancer or NAT that dropped it silently).  Abort it and reconnect, as a real
+        charger does; True when it was aborted here."""
+        pong = self._pong
+        self._pong_due = None
+        self._pong = None
+        if pong is None or pong.done():
+            return False  # answered just now
+        ws.transport.abort()  # no close handshake: nothing would answer it
+        self._lost(PING_TIMEOUT)
+        return True
+
     def _lost(self, reason: str) -> None:
         self.ws = None
+        self._pong = None
+        self._pong_due = None
         self._pending_lost()
         self.wallbox.disconnected(self.clock())
         self.reporter.disconnected(reason)
@@ -397,15 +444,25 @@ class WallboxDriver:
             if call is not None:
                 if self.settings.strict_outgoing:
                     self.schemas.validate_request(call.action, call.payload)
-                self._pending = (call.unique_id, call.action, perf_counter())
+                wire_id = random_unique_id() if self._uuid_ids else call.unique_id
+                self._pending = (call.unique_id, call.action, perf_counter(), wire_id)
                 if self.network is not None and self.network.latency[1] > 0:
                     low, high = self.network.latency
                     await asyncio.sleep(float(self._rng.uniform(low, high)))
-                await ws.send(encode_call(call.unique_id, call.action, call.payload))
+                await ws.send(encode_call(wire_id, call.action, call.payload))
                 self.reporter.message_sent()
         return False
 
+    def _own_id(self, wire_id: str) -> str | None:
+        """The wallbox's id of the CALL in flight answered with ``wire_id``, or None."""
+        pending = self._pending
+        if pending is None or pending[3] != wire_id:
+            return None
+        return pending[0]
+
     async def _ping(self, ws: ClientConnection) -> None:
+        """Send a ping; its pong is due within one WebSocketPingInterval (at most
+        PONG_TIMEOUT_MAX), else :meth:`_dead` aborts the connection."""
         sent = perf_counter()
         try:
             waiter = await ws.ping()
@@ -414,12 +471,21 @@ class WallboxDriver:
         except Exception:  # a ping still unanswered with the same payload: skip this one
             return
         reporter = self.reporter
+        pong = asyncio.ensure_future(waiter)
+        interval = self.wallbox.config.get_int("WebSocketPingInterval")
+        if self._pong is None or self._pong.done():  # an older unanswered one stays due
+            self._pong = pong
+            timeout = min(float(interval), PONG_TIMEOUT_MAX) if interval > 0 else PONG_TIMEOUT_MAX
+            self._pong_due = self.clock() + timeout
 
         def done(future: asyncio.Future[float]) -> None:
             if not future.cancelled() and future.exception() is None:
                 reporter.ping_rtt(perf_counter() - sent)
+                if self._pong is future:
+                    self._pong = None
+                    self._pong_due = None
 
-        asyncio.ensure_future(waiter).add_done_callback(done)
+        pong.add_done_callback(done)
 
     async def _handle_frame(self, ws: ClientConnection, data: str | bytes) -> None:
         wb = self.wallbox
@@ -429,8 +495,8 @@ class WallboxDriver:
             if exc.answerable and exc.unique_id is not None:
                 await self._send_error(ws, exc.unique_id, exc.code, exc.description)
                 self.reporter.csms_call("(malformed)", 0.0, exc.code)
-            elif exc.unique_id is not None and self._pending and self._pending[0] == exc.unique_id:
-                self._answered(exc.unique_id, f"schema:{exc.code}", error_code="FormationViolation")
+            elif exc.unique_id is not None and (own := self._own_id(exc.unique_id)) is not None:
+                self._answered(own, f"schema:{exc.code}", error_code="FormationViolation")
             else:
                 # OCPP-J 1.6 has no way to answer a frame without a readable CALL id.
                 self.reporter.csms_call("(garbage)", 0.0, exc.code)
@@ -440,13 +506,20 @@ class WallboxDriver:
             try:
                 try:
                     self.schemas.validate_request(frame.action, frame.payload)
+                    payload = frame.payload
                 except RemoteProtocolError as violation:
-                    answer = wb.answer_schema_violation(frame.action, violation)
-                    if answer is None:
-                        raise
-                    result = answer  # the charger's own answer to this violation
+                    repaired = None
+                    if "rule" in violation.details:  # a schema violation, not an unknown action
+                        repaired = self._lenient(frame.action, frame.payload, violation, "call")
+                    if repaired is None:
+                        answer = wb.answer_schema_violation(frame.action, violation)
+                        if answer is None:
+                            raise
+                        result = answer  # the charger's own answer to this violation
+                    else:
+                        result = wb.handle_call(frame.action, repaired, self.clock())
                 else:
-                    result = wb.handle_call(frame.action, frame.payload, self.clock())
+                    result = wb.handle_call(frame.action, payload, self.clock())
             except RemoteProtocolError as exc:
                 await self._send_error(ws, frame.unique_id, exc.code, exc.description)
                 self.reporter.csms_call(frame.action, perf_counter() - started, exc.code)
@@ -466,21 +539,60 @@ class WallboxDriver:
             self.reporter.message_sent()
             self.reporter.csms_call(frame.action, perf_counter() - started, None)
         elif isinstance(frame, CallResult):
-            action = wb.action_in_flight(frame.unique_id)
-            if action is None:
+            own = self._own_id(frame.unique_id)
+            action = None if own is None else wb.action_in_flight(own)
+            if own is None or action is None:
                 self.reporter.csms_call("(unexpected result)", 0.0, "UnexpectedUniqueId")
                 return
+            payload = frame.payload
             try:
-                self.schemas.validate_response(action, frame.payload)
+                self.schemas.validate_response(action, payload)
             except RemoteProtocolError as exc:
-                self._answered(frame.unique_id, f"schema:{exc.code}", error_code=str(exc.code))
-                return
-            self._answered(frame.unique_id, "ok", payload=frame.payload)
+                repaired = self._lenient(action, payload, exc, "callresult")
+                if repaired is None:
+                    self._answered(own, f"schema:{exc.code}", error_code=str(exc.code))
+                    return
+                payload = repaired
+            if action in ID_TAG_ACTIONS:
+                info = payload.get("idTagInfo")
+                if info is not None:
+                    self.conformance.id_tag_status(action, info["status"])
+            if action == "BootNotification" and payload["status"] == "Accepted":
+                self.ever_accepted = True
+            self._answered(own, "ok", payload=payload)
         elif isinstance(frame, CallError):
-            if wb.action_in_flight(frame.unique_id) is None:
+            own = self._own_id(frame.unique_id)
+            if own is None or wb.action_in_flight(own) is None:
                 self.reporter.csms_call("(unexpected error)", 0.0, "UnexpectedUniqueId")
                 return
-            self._answered(frame.unique_id, f"callerror:{frame.code}", error_code=frame.code)
+            self._answered(own, f"callerror:{frame.code}", error_code=frame.code)
+
+    def _lenient(
+        self, action: str, payload: dict[str, Any], violation: RemoteProtocolError, message: str
+    ) -> dict[str, Any] | None:
+        """Count the CSMS's schema violation; the payload to use anyway (lenient, see
+        emulator.protocol.lenient), or None when it is refused."""
+        validate = (
+            self.schemas.validate_response
+            if message == "callresult"
+            else self.schemas.validate_request
+        )
+        repaired = accept_leniently(lambda p: validate(action, p), payload, violation)
+        used = repaired if self.settings.lenient_csms else None
+        description = violation.description
+        value = field_value(payload, str(violation.details.get("field", "")))
+        if value is not None:
+            description = f"{description} (got {show_value(value)})"
+        self.conformance.schema_violation(
+            message=message,
+            action=action,
+            code=str(violation.code),
+            description=description,
+            charger_id=self.wallbox.charge_point_id,
+            accepted=used is not None,
+            repairable=repaired is not None,
+        )
+        return used
 
     def _answered(
         self,
@@ -512,8 +624,20 @@ class WallboxDriver:
 
     # ------------------------------------------------------------------ shutdown
 
+    def _undelivered(self) -> bool:
+        """Messages the shutdown drain delivers: transaction messages, the CALL in flight
+        and, once booted, the StatusNotifications (Finishing, Available) that the stopped
+        transactions queued, so the CSMS does not keep a connector Charging."""
+        outbox = self.wallbox.outbox
+        return (
+            outbox.transaction_backlog > 0
+            or self._pending is not None
+            or (self.wallbox.accepted and outbox.has_queued("StatusNotification"))
+        )
+
     async def _shutdown(self) -> None:
-        """Stop running transactions and give their messages a bounded time to go out."""
+        """Stop running transactions and give their messages (and the status notifications
+        that follow them) a bounded time to go out."""
         now = self.clock()
         wb = self.wallbox
         if self.behaviour is not None:
@@ -527,9 +651,7 @@ class WallboxDriver:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline):
-                while self.ws is not None and (
-                    wb.outbox.transaction_backlog > 0 or self._pending is not None
-                ):
+                while self.ws is not None and self._undelivered():
                     self._tick(self.clock())
                     if await self._flush(ws):
                         break

@@ -141,3 +141,19 @@ def test_every_shipped_scenario_states_its_start_time() -> None:
         text = path.read_text()
         assert "start_time = " in text, path.name
         load_scenario(path)  # and it is valid
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_steady_begins_with_a_third_or_more_of_the_fleet_busy_for_any_seed(seed: int) -> None:
+    # 300 chargers at 14:00: p is 0.51, so 0.35 is more than five standard deviations away;
+    # the integration test under faketime checks these become transactions within 60 s.
+    fleet = Fleet(
+        scenario=STEADY,
+        csms_url="ws://127.0.0.1:9/ocpp",
+        chargers=300,
+        seed=seed,
+        reporter=RunStats(),
+        clock=lambda: CLOCK_A,
+    )
+    busy = sum(1 for s in sessions_of(fleet) if s.busy)
+    assert busy >= 0.35 * 300, busy

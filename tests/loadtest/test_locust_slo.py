@@ -1,5 +1,6 @@
 """SLO verdicts under Locust: a headless local run judged over the window after spawning,
-its exit code, one clear line for a bad rule, and the refusals (a master, ``ledger``).
+its exit code, one clear line for a bad rule, and the refusal of ``ledger`` (a master's
+verdict: test_distributed_verdict.py).
 
 Locust runs in a child process (see support.py); the reference CSMS runs in this one and
 refuses calls on purpose where a test needs failures.
@@ -181,40 +182,6 @@ def test_a_bad_rule_in_the_scenario_names_the_file_and_the_field(tmp_path: Path)
         "(ms, s or %)"
     )
     assert "Traceback" not in out
-
-
-def test_a_master_refuses_slos_it_cannot_judge(tmp_path: Path) -> None:
-    scenario = write_scenario(tmp_path, prefix="SM")
-    code, out = asyncio.run(
-        locust(
-            "--master",
-            "--headless",
-            "--expect-workers",
-            "1",
-            "-u",
-            "2",
-            "--run-time",
-            "3s",
-            "--master-bind-port",
-            "0",
-            "--scenario",
-            str(scenario),
-            "--csms-url",
-            "ws://127.0.0.1:9/ocpp",
-            "--slo",
-            "errors<1%",
-            timeout=30,
-        )
-    )
-    assert code == 2, out
-    errors = error_lines(out)
-    assert len(errors) == 1, out
-    assert errors[0].endswith(
-        'ocpp-fleet cannot start: --slo "errors<1%": SLOs are judged by a local run only '
-        "(no --master/--worker): a master has the workers' Locust statistics, not the "
-        "fleet's (docs/slo.md)"
-    )
-    assert "Waiting for workers" not in out
 
 
 # ------------------------------------------------------- in this process, no Locust
