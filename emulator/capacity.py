@@ -52,7 +52,7 @@ from emulator.metrics.slo import (
 )
 from emulator.metrics.stats import Direction, RunStats
 from emulator.metrics.timeseries import TimeSeries
-from emulator.report import ReportData, run_parameters, write_report
+from emulator.report import ReportData, run_parameters, run_step, write_report
 from emulator.report.data import machine, versions
 
 CPU_LIMIT = 0.9  # share of one core: the event loop is one thread
@@ -123,32 +123,21 @@ class Step:
         return calls / window.elapsed if window.elapsed > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        actions: dict[str, dict[str, Any]] = {}
-        for (direction, name), stats in sorted(self.window.actions.items()):
-            if direction is not Direction.CP_TO_CSMS:
-                continue
-            p50, p95, p99 = (
-                stats.latency.percentiles((50, 95, 99)) if stats.latency.count else (math.nan,) * 3
+        """The step in the verdict JSON (the shape of :func:`emulator.report.run_step`,
+        failures by code included)."""
+        step: dict[str, Any] = dict(
+            run_step(
+                self.window,
+                chargers=self.chargers,
+                connected=self.connected,
+                slo=[j.to_json() for j in self.judgements],
+                generator={**self.generator, "limited": self.generator_limited},
+                passed=self.passed,
             )
-            actions[name] = {
-                "count": stats.count,
-                "p50_ms": _ms(p50),
-                "p95_ms": _ms(p95),
-                "p99_ms": _ms(p99),
-                "errors": stats.errors,
-            }
-        return {
-            "chargers": self.chargers,
-            "connected": self.connected,
-            "passed": self.passed,
-            "hold_s": round(self.window.elapsed, 3),
-            "calls_per_second": round(self.calls_per_second, 3),
-            "actions": actions,
-            "connect_failures": sum(self.window.connect_failures.values()),
-            "slo": [j.to_json() for j in self.judgements],
-            "generator": {**self.generator, "limited": self.generator_limited},
-            **({"note": self.note} if self.note else {}),
-        }
+        )
+        if self.note:
+            step["note"] = self.note
+        return step
 
 
 @dataclass(slots=True, kw_only=True)
@@ -246,10 +235,6 @@ def generator_judgement(
     if cpu_share is not None:
         figures["cpu_limit"] = CPU_LIMIT
     return figures, limited
-
-
-def _ms(seconds: float) -> float | None:
-    return None if math.isnan(seconds) else round(seconds * 1000.0, 3)
 
 
 class CapacitySearch:

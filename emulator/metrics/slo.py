@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from emulator.metrics.stats import ActionStats, Direction, Histogram, RunStats
+from emulator.protocol.schemas import CHARGER_INITIATED, CSMS_INITIATED
 
 __all__ = [
     "CHARGER_ACTIONS",
@@ -39,57 +40,10 @@ __all__ = [
     "verdict_lines",
 ]
 
-#: The calls a charger sends (OCPP 1.6 §4 and the security whitepaper): what an SLO
-#: names.  The same sets as ``emulator.protocol.schemas`` (a test keeps them equal).
-CHARGER_ACTIONS: Final = frozenset(
-    {
-        "Authorize",
-        "BootNotification",
-        "DataTransfer",
-        "DiagnosticsStatusNotification",
-        "FirmwareStatusNotification",
-        "Heartbeat",
-        "MeterValues",
-        "StartTransaction",
-        "StatusNotification",
-        "StopTransaction",
-        "LogStatusNotification",
-        "SecurityEventNotification",
-        "SignCertificate",
-        "SignedFirmwareStatusNotification",
-    }
-)
+#: The calls a charger sends (OCPP 1.6 §4 and the security whitepaper): what an SLO names.
+CHARGER_ACTIONS: Final = CHARGER_INITIATED
 #: The calls a CSMS sends: named in an SLO, they get a message of their own.
-CSMS_ACTIONS: Final = frozenset(
-    {
-        "CancelReservation",
-        "ChangeAvailability",
-        "ChangeConfiguration",
-        "ClearCache",
-        "ClearChargingProfile",
-        "DataTransfer",
-        "GetCompositeSchedule",
-        "GetConfiguration",
-        "GetDiagnostics",
-        "GetLocalListVersion",
-        "RemoteStartTransaction",
-        "RemoteStopTransaction",
-        "ReserveNow",
-        "Reset",
-        "SendLocalList",
-        "SetChargingProfile",
-        "TriggerMessage",
-        "UnlockConnector",
-        "UpdateFirmware",
-        "CertificateSigned",
-        "DeleteCertificate",
-        "ExtendedTriggerMessage",
-        "GetInstalledCertificateIds",
-        "GetLog",
-        "InstallCertificate",
-        "SignedUpdateFirmware",
-    }
-)
+CSMS_ACTIONS: Final = CSMS_INITIATED
 
 ALL = "*"
 # Measures by kind: what they take as a limit and where they may be scoped.

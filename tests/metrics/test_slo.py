@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from emulator.metrics.slo import (
-    CHARGER_ACTIONS,
-    CSMS_ACTIONS,
     Slo,
     SloError,
     Verdict,
@@ -169,13 +167,6 @@ def test_rules_from_several_places_name_their_source_in_errors() -> None:
     found = ledger_slo(slos)
     assert found is not None and found.source == '--slo "ledger=0"'
     assert ledger_slo(slos[:1]) is None
-
-
-def test_the_action_lists_are_the_protocols() -> None:
-    from emulator.protocol.schemas import CHARGER_INITIATED, CSMS_INITIATED
-
-    assert CHARGER_ACTIONS == CHARGER_INITIATED
-    assert CSMS_ACTIONS == CSMS_INITIATED
 
 
 @pytest.mark.parametrize(
