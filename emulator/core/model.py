@@ -14,7 +14,7 @@ class Variant(StrEnum):
 
 
 class FirmwareStatusSet(StrEnum):
-    """Which FirmwareStatusNotification statuses a charger sends (issue 3, Firmware Management).
+    """Which FirmwareStatusNotification statuses a charger sends (Firmware Management).
 
     ``ocpp``: every status of OCPP 1.6 §4.5 (Downloading, Downloaded, Installing, Installed
     and the failures).  ``reference``: only those the reference document lists (§3.1:

@@ -68,7 +68,7 @@ _QUEUED, _SENT, _ACKNOWLEDGED, _RETRIED, _RESENT = range(5)
 
 
 class OutboxLedger:
-    """What happened to charger-initiated messages (issue 7 compares it with the CSMS's).
+    """What happened to charger-initiated messages (the ledger comparison checks it against the CSMS's).
 
     Counts per action in one small list each (one dict for the wallbox instead of six
     Counters: ~1 KiB less per wallbox); the Counter properties are read-only views.

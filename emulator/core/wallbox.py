@@ -1333,7 +1333,7 @@ class Wallbox:
 
     # ------------------------------------------------------ local list, reservations, triggers
     # GetLocalListVersion / SendLocalList, ReserveNow / CancelReservation and TriggerMessage
-    # (issue 3, parts 2, 3 and 5).  The logic is emulator.core.authorization (the list) and
+    # (the optional profiles).  The logic is emulator.core.authorization (the list) and
     # emulator.core.reservation; these methods connect it to the wallbox.
 
     def _on_GetLocalListVersion(self, payload: dict[str, Any], now: float) -> dict[str, Any]:
@@ -1506,7 +1506,7 @@ class Wallbox:
 
     # ------------------------------------------------------------------ Smart Charging
     # SetChargingProfile / ClearChargingProfile / GetCompositeSchedule and the live limit
-    # (issue 3, part 4).  The logic is emulator.core.smart_charging; these methods connect
+    # (Smart Charging).  The logic is emulator.core.smart_charging; these methods connect
     # it to the wallbox: the charger's limits from its configuration, each connector's
     # transaction and phases, and re-deriving the draw whenever the limit may change.
 
@@ -1629,7 +1629,7 @@ class Wallbox:
         )
 
     # ------------------------------------------------------------------ Firmware Management
-    # GetDiagnostics / UpdateFirmware (issue 3, part 1).  The logic is emulator.core.firmware;
+    # GetDiagnostics / UpdateFirmware.  The logic is emulator.core.firmware;
     # these methods connect it to the wallbox: CSMS calls, transfers, notifications, restart.
 
     def _on_GetDiagnostics(self, payload: dict[str, Any], now: float) -> dict[str, Any]:

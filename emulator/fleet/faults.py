@@ -1,4 +1,4 @@
-"""Seeded fault injection (issue 7): what goes wrong around each wallbox, and when.
+"""Seeded fault injection: what goes wrong around each wallbox, and when.
 
 Per charger, from its own ``numpy`` stream (so a run replays):
 

@@ -325,7 +325,7 @@ class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 class FaultSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[faults]``: seeded fault injection (issue 7); every rate is per charger."""
+    """``[faults]``: seeded fault injection; every rate is per charger."""
 
     disconnects_per_hour: NonNegative = 0.0
     blackout_share: Probability = 0.0

@@ -1,4 +1,4 @@
-"""Fleets under Locust: one Locust user is one wallbox (issue 5).
+"""Fleets under Locust: one Locust user is one wallbox.
 
 The only package besides ``locustfiles/`` that imports Locust, and so gevent's
 monkey-patching: nothing else in ``emulator`` imports it.  A locustfile is a few lines::
