@@ -26,38 +26,7 @@ SERVICE_TIME = 0.040  # 25 calls/s
 
 # Every charger charges from its boot on (warm start, a stay of ten hours) and sends a
 # MeterValues every 4 s: a steady 0.25 calls/s, at phases spread by the boots.
-BUSY = """
-[scenario]
-name = "sampling"
-
-[fleet]
-id_prefix = "CAP"
-ramp_per_second = 50.0
-connect_timeout = 20.0
-response_timeout = 30.0
-
-[[models]]
-name = "sampling"
-[models.configuration]
-MeterValueSampleInterval = 4
-ClockAlignedDataInterval = 0
-WebSocketPingInterval = 0
-HeartbeatInterval = 3600
-
-[sessions]
-mode = "random"
-profile = "flat"
-start_time = "12:00"
-warm_start = true
-arrivals_per_hour = 100.0
-dwell_minutes = [600.0, 600.0]
-energy_kwh = [inf, inf]
-plug_in_delay = [0.0, 0.0]
-
-[[sessions.id_tags]]
-prefix = "CAP"
-count = 50000
-"""
+BUSY = (ROOT / "scenarios" / "capacity-demo.toml").read_text()
 
 
 @pytest.mark.timeout(300)
@@ -180,7 +149,7 @@ def test_the_command_writes_the_verdict_json_and_the_report(tmp_path: Path) -> N
     assert set(step) >= {"chargers", "passed", "calls_per_second", "actions", "generator"}
     assert set(step["actions"]["MeterValues"]) == {"count", "p50_ms", "p95_ms", "p99_ms", "errors"}
     assert 5 < step["calls_per_second"] < 10
-    assert verdict["scenario"] == "sampling" and verdict["seed"] == 1
+    assert verdict["scenario"] == "capacity-demo" and verdict["seed"] == 7
     assert {"python", "ocpp-fleet", "websockets"} <= set(verdict["versions"])
     html = (tmp_path / "report" / "report.html").read_text()
     assert "at least that" in html  # the verdict sentence heads the page
@@ -213,7 +182,8 @@ def test_a_capacity_search_without_slos_or_with_a_bad_one_is_a_usage_error(tmp_p
 
 def test_a_csms_nobody_can_reach_ends_the_search_with_exit_3(tmp_path: Path) -> None:
     scenario = tmp_path / "idle.toml"
-    scenario.write_text(BUSY.replace("connect_timeout = 20.0", "connect_timeout = 2.0"))
+    assert "connect_timeout = 30.0" in BUSY
+    scenario.write_text(BUSY.replace("connect_timeout = 30.0", "connect_timeout = 2.0"))
     done = subprocess.run(
         [
             sys.executable,
