@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from websockets.asyncio.server import ServerConnection, serve
@@ -99,35 +99,20 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-class RawCsms:
-    """A hand-driven OCPP-J peer: answers Boot/Status/Heartbeat, records every frame.
+class LoopbackServer:
+    """A websockets server on 127.0.0.1 speaking ocpp1.6 (any free port) for a test CSMS:
+    ``async with`` starts and stops it; subclasses handle each connection."""
 
-    Tests push arbitrary text to the charger and read what it sends back.
-    """
+    _server: Any = None
+    port = 0
 
-    def __init__(self) -> None:
-        self.frames: list[Any] = []  # decoded frames from the charger (or raw text if not JSON)
-        self.connections: list[ServerConnection] = []
-        self.answer: Callable[[str, dict[str, Any]], dict[str, Any] | None] = self._default
-        self._server: Any = None
-        self.port = 0
-
-    @staticmethod
-    def _default(action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        now = "2026-01-01T00:00:00.000Z"
-        if action == "BootNotification":
-            return {"status": "Accepted", "currentTime": now, "interval": 60}
-        if action == "Heartbeat":
-            return {"currentTime": now}
-        return {}
-
-    async def __aenter__(self) -> RawCsms:
+    async def __aenter__(self) -> Self:
         self._server = await serve(
             self._handler,
             "127.0.0.1",
             0,
-            subprotocols=["ocpp1.6"],
-            compression=None,  # type: ignore[list-item]
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            compression=None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -139,6 +124,30 @@ class RawCsms:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ocpp"
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        raise NotImplementedError
+
+
+class RawCsms(LoopbackServer):
+    """A hand-driven OCPP-J peer: answers Boot/Status/Heartbeat, records every frame.
+
+    Tests push arbitrary text to the charger and read what it sends back.
+    """
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []  # decoded frames from the charger (or raw text if not JSON)
+        self.connections: list[ServerConnection] = []
+        self.answer: Callable[[str, dict[str, Any]], dict[str, Any] | None] = self._default
+
+    @staticmethod
+    def _default(action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        now = "2026-01-01T00:00:00.000Z"
+        if action == "BootNotification":
+            return {"status": "Accepted", "currentTime": now, "interval": 60}
+        if action == "Heartbeat":
+            return {"currentTime": now}
+        return {}
 
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections.append(ws)

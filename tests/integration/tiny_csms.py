@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
+
+from tests.integration.support import LoopbackServer
 
 
 def naive_now() -> str:
@@ -27,7 +29,7 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-class TinyCsms:
+class TinyCsms(LoopbackServer):
     def __init__(self, *, current_time: Callable[[], str] = utc_now) -> None:
         self.current_time = current_time
         self.calls: list[tuple[str, str, str, dict[str, Any]]] = []  # charger, id, action, payload
@@ -35,27 +37,6 @@ class TinyCsms:
         self._by_tx: dict[int, str] = {}
         self.start_statuses: Counter[str] = Counter()
         self._tx_ids = itertools.count(1)
-        self._server: Any = None
-        self.port = 0
-
-    async def __aenter__(self) -> TinyCsms:
-        self._server = await serve(
-            self._handler,
-            "127.0.0.1",
-            0,
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-            compression=None,
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-        await self._server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp"
 
     def ids(self, charger: str | None = None) -> list[str]:
         return [uid for cp, uid, _, _ in self.calls if charger is None or cp == charger]
