@@ -318,7 +318,9 @@ class FleetPlugin:
             self.slo.verdict = None
             self._cut_windows(environment)
             self.collector = WindowCollector()
-            self._feeder = gevent.spawn(self._feed_forever)
+            self._feeder = gevent.spawn(
+                _every, LOCAL_WINDOW_INTERVAL, self._feed_local, "collecting the fleet's windows"
+            )
             self.steps = _StepsRun(
                 schedule=steps,
                 slos=slos,
@@ -370,16 +372,8 @@ class FleetPlugin:
         bridge = self.bridge
         self.cutter = WindowCutter(stats, lambda: None if bridge is None else bridge.generator)
 
-    def _feed_forever(self) -> None:
-        """A local run hands itself a window every LOCAL_WINDOW_INTERVAL."""
-        while True:
-            gevent.sleep(LOCAL_WINDOW_INTERVAL)
-            try:
-                self._feed_local()
-            except Exception:  # a bug here must not end the run
-                log.exception("collecting the fleet's windows failed")
-
     def _feed_local(self) -> None:
+        """A local run hands itself a window (every LOCAL_WINDOW_INTERVAL)."""
         if self.cutter is not None and self.collector is not None:
             self._drain()
             self.collector.receive(0, self.cutter.cut())
@@ -789,18 +783,12 @@ class _StepsRun:
             schedule.hold,
             ", ".join(slo.text for slo in slos),
         )
-        self._greenlet: gevent.Greenlet | None = gevent.spawn(self._poll_forever)
+        self._greenlet: gevent.Greenlet | None = gevent.spawn(
+            _every, STEPS_POLL_INTERVAL, self.poll, "judging the steps"
+        )
 
     def run_time(self) -> float:
         return time.monotonic() - self.started
-
-    def _poll_forever(self) -> None:
-        while True:
-            gevent.sleep(STEPS_POLL_INTERVAL)
-            try:
-                self.poll()
-            except Exception:  # a bug here must not end the run
-                log.exception("judging the steps failed")
 
     def poll(self) -> None:
         fleet = self.fleet_state()
@@ -887,3 +875,14 @@ def _write_outputs(parsed: Any, verdict: CapacityVerdict, steps: _StepsRun) -> l
         )
         written.append(str(files.html))
     return written
+
+
+def _every(seconds: float, action: Callable[[], None], what: str) -> None:
+    """Run ``action`` every ``seconds`` in this greenlet until it is killed; a failure is
+    logged (``what`` failed) and must not end the run."""
+    while True:
+        gevent.sleep(seconds)
+        try:
+            action()
+        except Exception:
+            log.exception("%s failed", what)
