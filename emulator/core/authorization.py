@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from emulator.core.configuration import Configuration
-from emulator.core.timefmt import parse_timestamp
+from emulator.protocol.timefmt import parse_timestamp
 
 
 class AuthorizationStatus(StrEnum):

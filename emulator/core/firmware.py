@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from emulator.core.model import FirmwareStatusSet
-from emulator.core.timefmt import parse_timestamp
+from emulator.protocol.timefmt import parse_timestamp
 
 DAY: Final = 86_400
 MAX_DAYS: Final = 7

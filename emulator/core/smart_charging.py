@@ -46,8 +46,8 @@ from enum import StrEnum
 from typing import Any, Final
 
 from emulator.core.authorization import same_tag
-from emulator.core.timefmt import format_timestamp, parse_timestamp
 from emulator.core.transaction import Transaction
+from emulator.protocol.timefmt import format_timestamp, parse_timestamp
 
 DEFAULT_NUMBER_PHASES: Final = 3
 """§7.11 W / §7.14 numberPhases: "if absent, 3 SHALL be assumed"."""

@@ -50,9 +50,9 @@ from emulator.core.smart_charging import (
     capabilities,
 )
 from emulator.core.status import Status, check_transition
-from emulator.core.timefmt import format_timestamp, parse_timestamp
 from emulator.core.transaction import StopReason, Transaction
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
+from emulator.protocol.timefmt import format_timestamp, parse_timestamp
 
 PROFILE_OF_ACTION: dict[str, str] = {
     "ChangeAvailability": "Core",

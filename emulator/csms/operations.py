@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from emulator.core.timefmt import format_timestamp
+from emulator.protocol.timefmt import format_timestamp
 
 if TYPE_CHECKING:
     from emulator.csms.server import ReferenceCsms

@@ -19,7 +19,6 @@ reference CSMS: see :func:`csms_misbehaviour`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,19 +26,7 @@ import numpy as np
 from emulator.core.wallbox import Event, Wallbox
 from emulator.fleet.scenario import FaultSettings
 from emulator.fleet.timeline import Action, Timeline
-
-
-@dataclass(slots=True)
-class NetworkFaults:
-    """What the driver must do to its connection (it polls this at every wake-up)."""
-
-    drop_requested: bool = False
-    blocked_until: float = 0.0  # no connection before this wall-clock time
-    latency: tuple[float, float] = (0.0, 0.0)
-
-    def take_drop(self) -> bool:
-        drop, self.drop_requested = self.drop_requested, False
-        return drop
+from emulator.transport.network import NetworkFaults
 
 
 class FaultInjector:

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.core.timefmt import format_timestamp
 from emulator.core.transaction import Transaction
 from emulator.core.wallbox import Wallbox
+from emulator.protocol.timefmt import format_timestamp
 
 
 def _transaction_json(tx: Transaction, *, lost: bool) -> dict[str, Any]:

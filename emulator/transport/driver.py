@@ -50,8 +50,8 @@ from emulator.protocol.schemas import SchemaRegistry
 from emulator.transport.transfers import FileTransfers, TransferError
 
 if TYPE_CHECKING:
-    from emulator.fleet.faults import NetworkFaults
-    from emulator.metrics import Reporter
+    from emulator.transport.network import NetworkFaults
+    from emulator.transport.reporter import Reporter
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ import pytest
 from emulator.core.metering import Ev
 from emulator.core.model import ChargerModel
 from emulator.core.status import TRANSITIONS, Status
-from emulator.core.timefmt import format_timestamp
 from emulator.core.transaction import Transaction
 from emulator.core.wallbox import Effect, Event, EventKind, Wallbox
 from emulator.protocol.schemas import SchemaRegistry
+from emulator.protocol.timefmt import format_timestamp
 
 T0: Final = 1_767_225_600.0
 """2026-01-01T00:00:00Z: a UTC midnight, so clock-aligned intervals start at T0."""

@@ -9,8 +9,8 @@ import pytest
 
 from emulator.core.authorization import AuthorizationStatus, IdTagInfo
 from emulator.core.status import Status
-from emulator.core.timefmt import format_timestamp
 from emulator.core.wallbox import EventKind
+from emulator.protocol.timefmt import format_timestamp
 
 if TYPE_CHECKING:
     from conftest import FakeCsms

@@ -20,8 +20,8 @@ from emulator.core.firmware import (
 )
 from emulator.core.model import FirmwareStatusSet
 from emulator.core.status import Status
-from emulator.core.timefmt import format_timestamp
 from emulator.core.transaction import StopReason
+from emulator.protocol.timefmt import format_timestamp
 from tests.core.conftest import T0, FakeCsms
 
 UPLOAD_TO = "ftp://diag:secret@127.0.0.1:2121/uploads/"

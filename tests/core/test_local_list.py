@@ -11,9 +11,9 @@ import pytest
 
 from emulator.core.model import ALL_PROFILES
 from emulator.core.status import Status
-from emulator.core.timefmt import format_timestamp
 from emulator.core.wallbox import EventKind
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
+from emulator.protocol.timefmt import format_timestamp
 
 if TYPE_CHECKING:
     from conftest import FakeCsms

@@ -10,7 +10,7 @@ import pytest
 
 from emulator.core.metering import Ev
 from emulator.core.status import Status
-from emulator.core.timefmt import parse_timestamp
+from emulator.protocol.timefmt import parse_timestamp
 
 if TYPE_CHECKING:
     from conftest import FakeCsms

@@ -13,9 +13,9 @@ from emulator.core.metering import Meter
 from emulator.core.model import ALL_PROFILES
 from emulator.core.reservation import Admission, Reservation, Reservations, ReservationStatus
 from emulator.core.status import Status
-from emulator.core.timefmt import format_timestamp
 from emulator.core.wallbox import EventKind
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
+from emulator.protocol.timefmt import format_timestamp
 
 if TYPE_CHECKING:
     from conftest import FakeCsms

@@ -32,8 +32,8 @@ from emulator.core.smart_charging import (
     SmartCharging,
 )
 from emulator.core.status import Status
-from emulator.core.timefmt import format_timestamp, parse_timestamp
 from emulator.core.transaction import Transaction
+from emulator.protocol.timefmt import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
     from conftest import FakeCsms

@@ -21,9 +21,9 @@ from emulator.core.smart_charging import (
     capabilities,
 )
 from emulator.core.status import Status
-from emulator.core.timefmt import format_timestamp, parse_timestamp
 from emulator.core.transaction import Transaction
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
+from emulator.protocol.timefmt import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
     from conftest import FakeCsms

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from emulator.core.model import ChargerModel
-from emulator.core.timefmt import format_timestamp
 from emulator.core.wallbox import Wallbox
 from emulator.fleet.behaviour import SessionBehaviour
 from emulator.fleet.scenario import SessionSettings
+from emulator.protocol.timefmt import format_timestamp
 
 QUIET_MODEL = ChargerModel(
     configuration={

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.core.timefmt import format_timestamp
 from emulator.csms.operations import (
     CsmsRequest,
     cancel_reservation,
@@ -27,6 +26,7 @@ from emulator.csms.operations import (
 )
 from emulator.fleet.scenario import CsmsOperation, ScenarioError, parse_scenario
 from emulator.protocol.schemas import SchemaRegistry
+from emulator.protocol.timefmt import format_timestamp
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = '[scenario]\nname = "x"\n'

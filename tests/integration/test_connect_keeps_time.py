@@ -21,12 +21,12 @@ import trustme
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from emulator.core.timefmt import parse_timestamp
 from emulator.csms import ReferenceCsms
 from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import load_scenario
 from emulator.metrics.stats import RunStats
 from emulator.protocol.codec import Call
+from emulator.protocol.timefmt import parse_timestamp
 from emulator.transport import driver as driver_module
 from tests.integration.support import eventually, running_fleet, scenario
 
