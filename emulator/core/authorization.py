@@ -191,6 +191,14 @@ class Authorizer:
         info = self.info_of(id_tag)
         return info.parent_id_tag if info else None
 
+    def known_parent(self, id_tag: str) -> str | None:
+        """The idTag's parentIdTag as the list or cache knows it ("" for none), None if the
+        tag is unknown here (an Authorize.conf would tell)."""
+        info = self.info_of(id_tag)
+        if info is None:
+            return None
+        return info.parent_id_tag or ""
+
     def decide(self, id_tag: str, now: float, *, online: bool) -> Decision:
         if online:
             if (

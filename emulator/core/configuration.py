@@ -524,6 +524,13 @@ class Configuration:
     def profiles(self) -> tuple[str, ...]:
         return self._profiles
 
+    @property
+    def authorization_key(self) -> str | None:
+        """The Basic-auth password set by ChangeConfiguration AuthorizationKey, if any."""
+        if not self.knows("AuthorizationKey"):
+            return None
+        return self.get("AuthorizationKey") or None
+
     def knows(self, key: str) -> bool:
         return key in self._specs
 

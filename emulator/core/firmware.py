@@ -259,8 +259,9 @@ class FirmwareJob:
     installing_acked: bool = False
 
 
-Notify = Callable[[str, dict[str, Any], Callable[[float], None] | None], None]
-"""Queue a charger-initiated CALL; the callback runs when it was answered or given up."""
+Enqueue = Callable[..., None]
+"""Queue a charger-initiated CALL: ``enqueue(action, payload, on_result=, on_failure=)``
+(emulator.core.outbox.Outbox.add)."""
 
 
 class FirmwareManagement:
@@ -268,7 +269,7 @@ class FirmwareManagement:
 
     The wallbox feeds it the CSMS calls, the transfer outcomes and its restarts, asks it
     for :meth:`next_deadline` and calls :meth:`tick`; ``busy`` tells whether a
-    transaction runs.  ``notify`` queues a notification, ``request`` passes an effect to
+    transaction runs.  ``enqueue`` queues a notification, ``request`` passes an effect to
     the transport, ``restart`` asks the wallbox to restart after installing.
     """
 
@@ -281,7 +282,7 @@ class FirmwareManagement:
         install_failure_share: float,
         install_seconds: float,
         rng: np.random.Generator,
-        notify: Notify,
+        enqueue: Enqueue,
         request: Callable[[TransferEffect], None],
         restart: Callable[[float], None],
     ) -> None:
@@ -291,7 +292,7 @@ class FirmwareManagement:
         self.install_failure_share = install_failure_share
         self.install_seconds = install_seconds
         self.rng = rng
-        self._notify = notify
+        self._enqueue = enqueue
         self._request = request
         self._restart = restart
         self.log = DiagnosticsLog()
@@ -352,7 +353,7 @@ class FirmwareManagement:
 
     def _send_diagnostics(self, status: DiagnosticsStatus, now: float) -> None:
         self.record(now, f"diagnostics {status}")
-        self._notify("DiagnosticsStatusNotification", {"status": status.value}, None)
+        self._enqueue("DiagnosticsStatusNotification", {"status": status.value})
 
     def diagnostics_status(self) -> str:
         """What a triggered DiagnosticsStatusNotification reports (OCPP 1.6 §4.4)."""
@@ -418,7 +419,17 @@ class FirmwareManagement:
             return False
         self._last_firmware = status
         self.history.append(status.value)
-        self._notify("FirmwareStatusNotification", {"status": status.value}, on_done)
+        payload = {"status": status.value}
+        if on_done is None:
+            self._enqueue("FirmwareStatusNotification", payload)
+        else:  # the callback runs when it was answered or given up
+            done = on_done
+            self._enqueue(
+                "FirmwareStatusNotification",
+                payload,
+                on_result=lambda _result, at: done(at),
+                on_failure=lambda _reason, at: done(at),
+            )
         return True
 
     def firmware_status(self) -> str:

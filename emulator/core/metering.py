@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -198,3 +199,58 @@ class Meter:
     def phase_currents(self) -> list[float]:
         """Current per phase of the charger (idle phases carry 0 A)."""
         return [self.current_a if i < self.active_phases else 0.0 for i in range(self.phases)]
+
+
+def sampled_values(
+    meter: Meter, measurands: list[str], context: str, *, offered_a: float, interval_start_wh: int
+) -> list[dict[str, Any]]:
+    """One reading of ``measurands`` (reference §3.1 MeterValues, OCPP 1.6 §7.43).
+
+    Callers re-read the meter first, so the reported power is the power of the next
+    interval: the register advances by exactly that power until something changes.
+    ``offered_a``: the connector's Current.Offered; ``interval_start_wh``: the register at
+    the last clock-aligned boundary (Energy.Active.Import.Interval).
+    """
+    values: list[dict[str, Any]] = []
+    for measurand in measurands:
+        if measurand == "Energy.Active.Import.Register":
+            values.append(_sv(str(meter.register_wh()), context, measurand, "Wh"))
+        elif measurand == "Energy.Active.Import.Interval":
+            interval_wh = meter.register_wh() - interval_start_wh
+            values.append(_sv(str(interval_wh), context, measurand, "Wh"))
+        elif measurand == "Power.Active.Import":
+            values.append(_sv(f"{meter.power_w():.0f}", context, measurand, "W"))
+        elif measurand == "Power.Offered":
+            offered_w = meter.active_phases * meter.nominal_voltage * offered_a
+            values.append(_sv(f"{offered_w:.0f}", context, measurand, "W"))
+        elif measurand == "Current.Offered":
+            values.append(_sv(f"{offered_a:.1f}", context, measurand, "A"))
+        elif measurand == "Current.Import":
+            for phase, amps in enumerate(meter.phase_currents(), start=1):
+                values.append(_sv(f"{amps:.1f}", context, measurand, "A", phase=f"L{phase}"))
+        elif measurand == "Voltage":
+            for phase, volts in enumerate(meter.phase_voltages(), start=1):
+                values.append(_sv(f"{volts:.1f}", context, measurand, "V", phase=f"L{phase}-N"))
+    return values
+
+
+def _sv(
+    value: str,
+    context: str,
+    measurand: str,
+    unit: str,
+    *,
+    phase: str | None = None,
+    location: str | None = "Outlet",
+) -> dict[str, Any]:
+    sampled: dict[str, Any] = {
+        "value": value,
+        "context": context,
+        "measurand": measurand,
+        "unit": unit,
+    }
+    if phase is not None:
+        sampled["phase"] = phase
+    if location is not None:
+        sampled["location"] = location
+    return sampled

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from emulator.protocol.codec import random_unique_id
+
 if TYPE_CHECKING:
     from emulator.core.configuration import Configuration
     from emulator.core.transaction import Transaction
@@ -134,6 +136,7 @@ class Outbox:
         "in_flight",
         "ledger",
         "response_timeout",
+        "uuid_ids",
     )
 
     def __init__(
@@ -143,6 +146,7 @@ class Outbox:
         response_timeout: float = 30.0,
         drain_interval: float = 0.1,
         id_prefix: str = "",
+        uuid_ids: bool = False,
     ) -> None:
         self._config = config
         # Lists, not deques: usually empty or holding one message, where a deque keeps a
@@ -153,6 +157,9 @@ class Outbox:
         self._seq = 0
         self._counter = 0
         self._id_prefix = id_prefix
+        # Unique ids of the CALLs (OCPP-J 1.6 §4.1.4): random UUID4 strings, what many
+        # chargers send, or "1", "2", ... (with the prefix) per charger.
+        self.uuid_ids = uuid_ids
         self._last_tx_send = float("-inf")
         self.response_timeout = response_timeout
         self.drain_interval = drain_interval
@@ -180,6 +187,34 @@ class Outbox:
             old = self._normal.pop(0)
             self.ledger.drop(f"{old.action}: queue full ({MAX_NORMAL_QUEUE})")
         self._normal.append(message)
+
+    def add(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        transactional: bool = False,
+        tx: Transaction | None = None,
+        on_result: ResultHandler | None = None,
+        on_failure: FailureHandler | None = None,
+        coalesce_key: tuple[str, int] | None = None,
+        not_before: float = 0.0,
+        triggered: bool = False,
+    ) -> None:
+        """Queue a CALL (see :class:`Message` for what each option means)."""
+        self.enqueue(
+            Message(
+                action=action,
+                payload=payload,
+                transactional=transactional,
+                tx=tx,
+                on_result=on_result,
+                on_failure=on_failure,
+                coalesce_key=coalesce_key,
+                not_before=not_before,
+                triggered=triggered,
+            )
+        )
 
     def has_queued(self, action: str) -> bool:
         return any(m.action == action for m in self._normal) or (
@@ -289,7 +324,7 @@ class Outbox:
                     return self.pop_ready(now, boot_only=boot_only)
                 message.payload["transactionId"] = message.tx.transaction_id
             self._counter += 1
-            unique_id = f"{self._id_prefix}{self._counter}"
+            unique_id = random_unique_id() if self.uuid_ids else f"{self._id_prefix}{self._counter}"
             self.in_flight = InFlight(unique_id, message, now, now + self.response_timeout)
             if message.transactional:
                 self._last_tx_send = now

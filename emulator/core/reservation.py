@@ -206,6 +206,15 @@ class Reservations:
             return Admission.YES
         return Admission.NO if parent is not None else Admission.ASK
 
+    def refuses(
+        self, connector_id: int, id_tag: str, parent: str | None, *, asked: bool = False
+    ) -> bool:
+        """A reservation holds the connector for someone else (OCPP 1.6 §5.13).  With
+        ``asked``, a tag whose parent is still unknown counts as someone else: nobody
+        will ask now."""
+        admission = self.admission(connector_id, id_tag, parent)
+        return admission is Admission.NO or (asked and admission is Admission.ASK)
+
     def claim(self, connector_id: int, id_tag: str, parent: str | None) -> Reservation | None:
         """The reserved identity was authorized here (§4.9 G2): its session takes over.
 

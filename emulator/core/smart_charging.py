@@ -519,6 +519,17 @@ class SmartCharging:
         relative_start = t if tx is None else tx.started_at
         return self._limit_at(connector_id, t, state, site, relative_start)
 
+    def offered_until_change(
+        self, connector_id: int, now: float, *, state: ConnectorState, site: Site
+    ) -> float:
+        """:meth:`offered` at ``now``, noting when it may change next (``next_change_at``)."""
+        change_at = self.next_change(connector_id, now, state=state)
+        if change_at is None:
+            self.next_change_by_connector.pop(connector_id, None)
+        else:
+            self.next_change_by_connector[connector_id] = change_at
+        return self.offered(connector_id, now, state=state, site=site)
+
     def offered(self, connector_id: int, t: float, *, state: ConnectorState, site: Site) -> float:
         """What the connector offers at ``t``: :meth:`limit` with one decimal, rounded down."""
         return one_decimal_down(self.limit(connector_id, t, state=state, site=site))

@@ -12,8 +12,10 @@ instead of a strange StatusNotification at a customer's CSMS.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from emulator.protocol.errors import LocalProtocolError
+from emulator.protocol.timefmt import format_timestamp
 
 
 class Status(StrEnum):
@@ -92,3 +94,22 @@ def check_transition(connector_id: int, old: Status | None, new: Status) -> None
         raise LocalProtocolError(
             f"connector {connector_id}: {old} -> {new} is not an OCPP 1.6 transition"
         )
+
+
+def status_payload(
+    connector_id: int,
+    error_code: str,
+    status: Status,
+    now: float,
+    *,
+    always_error_code: bool = False,
+) -> dict[str, Any]:
+    """StatusNotification.req of a connector: errorCode only when Faulted (OCPP 1.6 §4.9),
+    unless ``always_error_code`` (LocalListConflict, reported with the current status)."""
+    shown = always_error_code or status == Status.FAULTED
+    return {
+        "connectorId": connector_id,
+        "errorCode": error_code if shown else "NoError",
+        "status": status.value,
+        "timestamp": format_timestamp(now),
+    }

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+MAX_TRANSACTION_DATA = 100
+"""StopTxn*Data readings a transaction keeps at most."""
+
 
 class StopReason(StrEnum):
     EMERGENCY_STOP = "EmergencyStop"
@@ -40,6 +43,15 @@ class Transaction:
     stop_acknowledged: bool = False
     dropped: list[str] = field(default_factory=list)  # messages given up, with the rule
     extra: dict[str, object] = field(default_factory=dict)
+
+    def keep_reading(self, reading: dict[str, Any]) -> None:
+        """Keep a reading for StopTransaction's transactionData: at most
+        MAX_TRANSACTION_DATA (the first, Transaction.Begin, and the newest), so a
+        week-long session cannot grow a charger's memory."""
+        data = self.transaction_data
+        if len(data) >= MAX_TRANSACTION_DATA:
+            del data[1]
+        data.append(reading)
 
     @property
     def energy_wh(self) -> int | None:

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulator.core.wallbox import Event, EventKind, Wallbox
+from emulator.core.effects import Event, EventKind
+from emulator.core.wallbox import Wallbox
 from emulator.fleet.scenario import SessionMode, SessionSettings
 from emulator.fleet.sessions import ArrivalProcess, SessionPlan, TagRegistry, draw_session
 from emulator.fleet.stationary import POWER_FACTOR, ChargerKind, draw_under_way

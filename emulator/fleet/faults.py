@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from emulator.core.wallbox import Event, Wallbox
+from emulator.core.effects import Event
+from emulator.core.wallbox import Wallbox
 from emulator.fleet.scenario import FaultSettings
 from emulator.fleet.timeline import Action, Timeline
 from emulator.transport.network import NetworkFaults

@@ -54,8 +54,22 @@ CHARGER_INITIATED: Final = frozenset(
     }
 )
 
+#: The security whitepaper's CSMS-initiated operations (known to OCPP 1.6 implementations
+#: that take the whitepaper; the reference charger answers them NotSupported).
+CSMS_SECURITY_EXTENSION: Final = frozenset(
+    {
+        "CertificateSigned",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
+        "GetInstalledCertificateIds",
+        "GetLog",
+        "InstallCertificate",
+        "SignedUpdateFirmware",
+    }
+)
+
 #: OCPP 1.6 §5 "Operations initiated by Central System", plus the security whitepaper's.
-CSMS_INITIATED: Final = frozenset(
+CSMS_INITIATED: Final = CSMS_SECURITY_EXTENSION | frozenset(
     {
         "CancelReservation",
         "ChangeAvailability",
@@ -76,14 +90,6 @@ CSMS_INITIATED: Final = frozenset(
         "TriggerMessage",
         "UnlockConnector",
         "UpdateFirmware",
-        # security whitepaper
-        "CertificateSigned",
-        "DeleteCertificate",
-        "ExtendedTriggerMessage",
-        "GetInstalledCertificateIds",
-        "GetLog",
-        "InstallCertificate",
-        "SignedUpdateFirmware",
     }
 )
 

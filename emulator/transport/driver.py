@@ -1,4 +1,16 @@
-"""One task per wallbox: pumps frames between a websocket and the sans-I/O Wallbox.
+"""One task per wallbox: connects, backs off, waits on one deadline, moves text.
+
+The OCPP-J conversation is the sans-I/O :class:`~emulator.core.link.ChargerLink`; this
+driver only does what needs I/O around it:
+
+* connect (TLS, Basic auth, the ``ocpp1.6`` subprotocol) and reconnect with full-jitter
+  exponential backoff, counting every failed attempt with a bounded reason;
+* move text: every frame received goes to ``link.receive_text``, every frame of
+  ``link.frames_to_send`` goes out (after the added latency of injected network faults);
+* run the link's effects: websocket pings (and abort a connection whose pong never
+  comes), reboots (close 1001, reconnect after the delay), FTP transfers as tasks, and
+  events for the session behaviour;
+* report what settled (round trips, CSMS calls) and every connect, close and frame.
 
 Every timer of the wallbox and of its session behaviour is one deadline
 (``next_deadline``), so a wallbox costs one task and one pending ``recv`` whatever
@@ -29,24 +41,11 @@ from websockets.exceptions import (
     InvalidStatus,
 )
 
+from emulator.core.effects import Event, Reboot, SendPing
 from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redact_url
+from emulator.core.link import ChargerLink, CsmsCallAnswered
 from emulator.core.transaction import StopReason
-from emulator.core.wallbox import Effect, Event, Wallbox
-from emulator.metrics.conformance import ID_TAG_ACTIONS, CsmsConformance
-from emulator.protocol.codec import (
-    Call,
-    CallError,
-    CallResult,
-    FrameError,
-    decode,
-    encode_call,
-    encode_error,
-    encode_result,
-    random_unique_id,
-)
-from emulator.protocol.errors import ErrorCode, RemoteProtocolError
-from emulator.protocol.lenient import accept_leniently, field_value, show_value
-from emulator.protocol.schemas import SchemaRegistry
+from emulator.core.wallbox import Wallbox
 from emulator.transport.transfers import FileTransfers, TransferError
 
 if TYPE_CHECKING:
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
-PONG_TIMEOUT_MAX = 60.0  # seconds a ping may go unanswered at most (WebSocketPingInterval)
 PING_TIMEOUT = "ping_timeout"  # the disconnect reason of a connection found dead that way
 
 
@@ -86,13 +84,6 @@ class ConnectionSettings:
     basic_auth_password: str | None = field(default=None, repr=False)  # profiles 1, 2
     ssl_for: Callable[[str], ssl.SSLContext] | None = field(default=None, repr=False)  # wss
     cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)  # profile 3
-    strict_outgoing: bool = False  # validate every frame we send (tests)
-    # A CSMS message whose only schema violations are date-times without a UTC offset is
-    # used as a real charger would (read as UTC), and counted; False refuses it.
-    lenient_csms: bool = True
-    # Unique ids of the CALLs we send (OCPP-J 1.6 §4.1.4): "uuid" (random UUID4 strings,
-    # what many chargers send) or "counter" ("1", "2", ... per wallbox).
-    message_ids: str = "uuid"
 
 
 def charger_url(base: str, charge_point_id: str) -> str:
@@ -105,21 +96,17 @@ class WallboxDriver:
     def __init__(
         self,
         *,
-        wallbox: Wallbox,
+        link: ChargerLink,
         behaviour: Behaviour | None,
         settings: ConnectionSettings,
-        schemas: SchemaRegistry,
         reporter: Reporter,
         rng: np.random.Generator,
         clock: Callable[[], float] = time.time,
         on_late: Callable[[float], None] | None = None,
         transfers: FileTransfers | None = None,
         network: NetworkFaults | None = None,
-        conformance: CsmsConformance | None = None,
     ) -> None:
-        self.wallbox = wallbox
-        # The CSMS's schema violations and idTagInfo answers (the fleet shares one).
-        self.conformance = conformance if conformance is not None else CsmsConformance()
+        self.link = link  # the OCPP-J conversation (decoding, correlation, timeouts)
         self.network = network  # injected network faults (drops, blackouts, latency)
         # FTP transfers of Firmware Management: the fleet shares one FileTransfers (its
         # semaphore bounds the sessions of the whole process); one task per transfer.
@@ -131,7 +118,6 @@ class WallboxDriver:
         self.on_late = on_late
         self.behaviour = behaviour
         self.settings = settings
-        self.schemas = schemas
         self.reporter = reporter
         self.clock = clock
         self._rng = rng  # reconnect jitter (deferred by the fleet: drawn only on a reconnect)
@@ -140,18 +126,25 @@ class WallboxDriver:
         self.stopping = False
         self.finished = False  # run() has returned (a flag: nothing awaits it)
         self.ever_connected = False
-        self.ever_accepted = False  # a BootNotification of this wallbox was Accepted
         self.connect_failures = 0
         self.last_failure = ""
         self._timeout: asyncio.Timeout | None = None
-        # The CALL in flight: the wallbox's unique id, action, perf_counter() when sent,
-        # and the id on the wire (the same, or a UUID4 with message_ids = "uuid").
-        self._pending: tuple[str, str, float, str] | None = None
-        self._uuid_ids = settings.message_ids == "uuid"
+        # Pings and a reboot the link asked for, done by the next flush (they need the
+        # websocket); None while there are none.
+        self._io: list[SendPing | Reboot] | None = None
         # The last ping: its pong waiter and the wall-clock time by which the pong is due.
         self._pong: asyncio.Future[float] | None = None
         self._pong_due: float | None = None
         self._reconnect_at = 0.0
+
+    @property
+    def wallbox(self) -> Wallbox:
+        return self.link.wallbox
+
+    @property
+    def ever_accepted(self) -> bool:
+        """A BootNotification of this wallbox was Accepted (at any time)."""
+        return self.link.ever_accepted
 
     def _backoff(self) -> float:
         """The next reconnect delay: exponential backoff with full jitter, uniform in
@@ -223,7 +216,7 @@ class WallboxDriver:
         if self.settings.source_address:
             kwargs["local_addr"] = (self.settings.source_address, 0)
         # ChangeConfiguration AuthorizationKey replaces the password (Security Whitepaper §2.1).
-        password = wb.authorization_key or self.settings.basic_auth_password
+        password = wb.config.authorization_key or self.settings.basic_auth_password
         if password is not None:
             token = f"{wb.charge_point_id}:{password}".encode()
             kwargs["additional_headers"] = {"Authorization": f"Basic {b64encode(token).decode()}"}
@@ -279,7 +272,7 @@ class WallboxDriver:
         self._pong_due = None
         self.ever_connected = True
         self._failed_attempts = 0
-        wb.connected(self.clock())
+        self.link.connected(self.clock())
 
     async def _connect_failed(self, exc: BaseException, *, tls: bool) -> None:
         """Count a failed connect attempt (a bounded reason) and wait out the backoff.
@@ -327,7 +320,7 @@ class WallboxDriver:
                 self._timeout = None
 
     def _next_deadline(self) -> float | None:
-        deadline = self.wallbox.next_deadline()
+        deadline = self.link.next_deadline()
         if self.behaviour is not None:
             other = self.behaviour.next_deadline()
             if other is not None and (deadline is None or other < deadline):
@@ -342,26 +335,41 @@ class WallboxDriver:
         return deadline
 
     def _tick(self, now: float) -> None:
-        wb = self.wallbox
         if self.behaviour is not None:
             self.behaviour.tick(now)
-        wb.tick(now)
-        self._start_transfers()  # online or not: FTP does not need the websocket
-        self._check_timeout()
-        events = wb.take_events()  # always drained: nobody listening must not grow memory
-        if events and self.behaviour is not None:
-            self.behaviour.on_events(events, now)
+        self.link.tick(now)
+        self._after_link(now, 0.0)
 
-    def _check_timeout(self) -> None:
-        pending = self._pending
-        if pending is None:
-            return
-        flight = self.wallbox.outbox.in_flight
-        if flight is None or flight.unique_id != pending[0]:
-            # The wallbox gave up waiting (response timeout) without an answer.
-            self._pending = None
-            elapsed = perf_counter() - pending[2]
-            self.reporter.round_trip(pending[1], elapsed, "timeout")
+    def _after_link(self, now: float, handled: float) -> None:
+        """Report what settled and run the link's effects that need no websocket (events,
+        FTP jobs: online or not); pings and reboots wait for the next flush.  ``handled``:
+        seconds the link took over the frame just received (CSMS-call handling time)."""
+        reporter = self.reporter
+        for item in self.link.take_settled():
+            if isinstance(item, CsmsCallAnswered):
+                reporter.csms_call(item.action, handled, item.error)
+            else:
+                reporter.round_trip(item.action, item.seconds, item.outcome)
+        events: list[Event] | None = None
+        # Always drained: nobody listening must not grow memory.
+        for effect in self.link.take_effects():
+            if isinstance(effect, Event):
+                if events is None:
+                    events = [effect]
+                else:
+                    events.append(effect)
+            elif isinstance(effect, SendPing | Reboot):
+                if isinstance(effect, Reboot) and self.ws is None:
+                    # Restarted while offline: back on the network after the delay.
+                    self._reconnect_at = max(self._reconnect_at, self.clock() + effect.delay)
+                elif self._io is None:
+                    self._io = [effect]
+                else:
+                    self._io.append(effect)
+            else:
+                self._transfer_effect(effect)
+        if events is not None and self.behaviour is not None:
+            self.behaviour.on_events(events, now)
 
     async def _pump(self) -> None:
         """Serve the open connection until it closes or the driver stops."""
@@ -393,7 +401,7 @@ class WallboxDriver:
                 finally:
                     self._timeout = None
                 self.reporter.message_received()
-                await self._handle_frame(ws, data)
+                await self._receive(ws, data)
         except ConnectionClosed as exc:
             self._lost(f"closed {exc.rcvd.code if exc.rcvd else 1006}")
 
@@ -410,59 +418,55 @@ class WallboxDriver:
         self._lost(PING_TIMEOUT)
         return True
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, reason: str, *, reconnect_after: float | None = None) -> None:
+        """The connection is gone (closed, aborted, or the charger restarted)."""
         self.ws = None
         self._pong = None
         self._pong_due = None
-        self._pending_lost()
-        self.wallbox.disconnected(self.clock())
+        self._io = None
+        now = self.clock()
+        self.link.disconnected(now)
+        self._after_link(now, 0.0)
         self.reporter.disconnected(reason)
-        self._reconnect_at = self.clock() + self._backoff()
-
-    def _pending_lost(self) -> None:
-        pending = self._pending
-        if pending is not None:
-            self._pending = None
-            elapsed = perf_counter() - pending[2]
-            self.reporter.round_trip(pending[1], elapsed, "disconnected")
+        delay = self._backoff() if reconnect_after is None else reconnect_after
+        self._reconnect_at = self.clock() + delay
 
     async def _flush(self, ws: ClientConnection) -> bool:
-        """Send what the wallbox wants sent; True when the connection was closed here."""
-        wb = self.wallbox
-        for effect in wb.take_effects():
-            if effect is Effect.SEND_PING:
-                await self._ping(ws)
-            elif effect is Effect.REBOOT:
-                await self._close(1001, "charger restarting")
-                self._pending_lost()
-                wb.disconnected(self.clock())
-                self.reporter.disconnected("reboot")
-                self._reconnect_at = self.clock() + wb.take_reboot_delay()
-                return True
-        if self._pending is None:
-            call = wb.next_call(self.clock())
-            if call is not None:
-                if self.settings.strict_outgoing:
-                    self.schemas.validate_request(call.action, call.payload)
-                wire_id = random_unique_id() if self._uuid_ids else call.unique_id
-                self._pending = (call.unique_id, call.action, perf_counter(), wire_id)
-                if self.network is not None and self.network.latency[1] > 0:
-                    low, high = self.network.latency
-                    await asyncio.sleep(float(self._rng.uniform(low, high)))
-                await ws.send(encode_call(wire_id, call.action, call.payload))
-                self.reporter.message_sent()
+        """Do the pings and reboot the link asked for, then send what it has to send;
+        True when the connection was closed here."""
+        io = self._io
+        if io is not None:
+            self._io = None
+            for effect in io:
+                if isinstance(effect, SendPing):
+                    await self._ping(ws, effect.pong_timeout)
+                else:
+                    await self._close(1001, "charger restarting")
+                    self._lost("reboot", reconnect_after=effect.delay)
+                    return True
+        await self._send_frames(ws)
         return False
 
-    def _own_id(self, wire_id: str) -> str | None:
-        """The wallbox's id of the CALL in flight answered with ``wire_id``, or None."""
-        pending = self._pending
-        if pending is None or pending[3] != wire_id:
-            return None
-        return pending[0]
+    async def _send_frames(self, ws: ClientConnection) -> None:
+        network = self.network
+        for text in self.link.frames_to_send(self.clock()):
+            if network is not None and network.latency[1] > 0:
+                low, high = network.latency
+                await asyncio.sleep(float(self._rng.uniform(low, high)))
+            await ws.send(text)
+            self.reporter.message_sent()
 
-    async def _ping(self, ws: ClientConnection) -> None:
-        """Send a ping; its pong is due within one WebSocketPingInterval (at most
-        PONG_TIMEOUT_MAX), else :meth:`_dead` aborts the connection."""
+    async def _receive(self, ws: ClientConnection, data: str | bytes) -> None:
+        """One frame from the CSMS: through the link, then its answer goes out at once."""
+        started = perf_counter()
+        now = self.clock()
+        self.link.receive_text(data, now)
+        self._after_link(now, perf_counter() - started)
+        await self._send_frames(ws)
+
+    async def _ping(self, ws: ClientConnection, pong_timeout: float) -> None:
+        """Send a ping; without its pong within ``pong_timeout`` :meth:`_dead` aborts the
+        connection."""
         sent = perf_counter()
         try:
             waiter = await ws.ping()
@@ -472,11 +476,9 @@ class WallboxDriver:
             return
         reporter = self.reporter
         pong = asyncio.ensure_future(waiter)
-        interval = self.wallbox.config.get_int("WebSocketPingInterval")
         if self._pong is None or self._pong.done():  # an older unanswered one stays due
             self._pong = pong
-            timeout = min(float(interval), PONG_TIMEOUT_MAX) if interval > 0 else PONG_TIMEOUT_MAX
-            self._pong_due = self.clock() + timeout
+            self._pong_due = self.clock() + pong_timeout
 
         def done(future: asyncio.Future[float]) -> None:
             if not future.cancelled() and future.exception() is None:
@@ -487,153 +489,7 @@ class WallboxDriver:
 
         pong.add_done_callback(done)
 
-    async def _handle_frame(self, ws: ClientConnection, data: str | bytes) -> None:
-        wb = self.wallbox
-        try:
-            frame = decode(data)
-        except FrameError as exc:
-            if exc.answerable and exc.unique_id is not None:
-                await self._send_error(ws, exc.unique_id, exc.code, exc.description)
-                self.reporter.csms_call("(malformed)", 0.0, exc.code)
-            elif exc.unique_id is not None and (own := self._own_id(exc.unique_id)) is not None:
-                self._answered(own, f"schema:{exc.code}", error_code="FormationViolation")
-            else:
-                # OCPP-J 1.6 has no way to answer a frame without a readable CALL id.
-                self.reporter.csms_call("(garbage)", 0.0, exc.code)
-            return
-        if isinstance(frame, Call):
-            started = perf_counter()
-            try:
-                try:
-                    self.schemas.validate_request(frame.action, frame.payload)
-                    payload = frame.payload
-                except RemoteProtocolError as violation:
-                    repaired = None
-                    if "rule" in violation.details:  # a schema violation, not an unknown action
-                        repaired = self._lenient(frame.action, frame.payload, violation, "call")
-                    if repaired is None:
-                        answer = wb.answer_schema_violation(frame.action, violation)
-                        if answer is None:
-                            raise
-                        result = answer  # the charger's own answer to this violation
-                    else:
-                        result = wb.handle_call(frame.action, repaired, self.clock())
-                else:
-                    result = wb.handle_call(frame.action, payload, self.clock())
-            except RemoteProtocolError as exc:
-                await self._send_error(ws, frame.unique_id, exc.code, exc.description)
-                self.reporter.csms_call(frame.action, perf_counter() - started, exc.code)
-                return
-            except Exception:  # a bug of ours must not kill the wallbox
-                log.exception("%s: handling %s failed", wb.charge_point_id, frame.action)
-                await self._send_error(
-                    ws, frame.unique_id, ErrorCode.INTERNAL_ERROR, "internal error"
-                )
-                self.reporter.csms_call(
-                    frame.action, perf_counter() - started, ErrorCode.INTERNAL_ERROR
-                )
-                return
-            if self.settings.strict_outgoing:
-                self.schemas.validate_response(frame.action, result)
-            await ws.send(encode_result(frame.unique_id, result))
-            self.reporter.message_sent()
-            self.reporter.csms_call(frame.action, perf_counter() - started, None)
-        elif isinstance(frame, CallResult):
-            own = self._own_id(frame.unique_id)
-            action = None if own is None else wb.action_in_flight(own)
-            if own is None or action is None:
-                self.reporter.csms_call("(unexpected result)", 0.0, "UnexpectedUniqueId")
-                return
-            payload = frame.payload
-            try:
-                self.schemas.validate_response(action, payload)
-            except RemoteProtocolError as exc:
-                repaired = self._lenient(action, payload, exc, "callresult")
-                if repaired is None:
-                    self._answered(own, f"schema:{exc.code}", error_code=str(exc.code))
-                    return
-                payload = repaired
-            if action in ID_TAG_ACTIONS:
-                info = payload.get("idTagInfo")
-                if info is not None:
-                    self.conformance.id_tag_status(action, info["status"])
-            if action == "BootNotification" and payload["status"] == "Accepted":
-                self.ever_accepted = True
-            self._answered(own, "ok", payload=payload)
-        elif isinstance(frame, CallError):
-            own = self._own_id(frame.unique_id)
-            if own is None or wb.action_in_flight(own) is None:
-                self.reporter.csms_call("(unexpected error)", 0.0, "UnexpectedUniqueId")
-                return
-            self._answered(own, f"callerror:{frame.code}", error_code=frame.code)
-
-    def _lenient(
-        self, action: str, payload: dict[str, Any], violation: RemoteProtocolError, message: str
-    ) -> dict[str, Any] | None:
-        """Count the CSMS's schema violation; the payload to use anyway (lenient, see
-        emulator.protocol.lenient), or None when it is refused."""
-        validate = (
-            self.schemas.validate_response
-            if message == "callresult"
-            else self.schemas.validate_request
-        )
-        repaired = accept_leniently(lambda p: validate(action, p), payload, violation)
-        used = repaired if self.settings.lenient_csms else None
-        description = violation.description
-        value = field_value(payload, str(violation.details.get("field", "")))
-        if value is not None:
-            description = f"{description} (got {show_value(value)})"
-        self.conformance.schema_violation(
-            message=message,
-            action=action,
-            code=str(violation.code),
-            description=description,
-            charger_id=self.wallbox.charge_point_id,
-            accepted=used is not None,
-            repairable=repaired is not None,
-        )
-        return used
-
-    def _answered(
-        self,
-        unique_id: str,
-        outcome: str,
-        *,
-        payload: dict[str, Any] | None = None,
-        error_code: str | None = None,
-    ) -> None:
-        pending = self._pending
-        if pending is not None and pending[0] == unique_id:
-            self._pending = None
-            elapsed = perf_counter() - pending[2]
-            self.reporter.round_trip(pending[1], elapsed, outcome)
-        now = self.clock()
-        if payload is not None:
-            try:
-                self.wallbox.handle_result(unique_id, payload, now)
-            except Exception:
-                log.exception("%s: applying a result failed", self.wallbox.charge_point_id)
-        else:
-            self.wallbox.handle_error(unique_id, error_code or "GenericError", now)
-
-    async def _send_error(
-        self, ws: ClientConnection, unique_id: str, code: str, description: str
-    ) -> None:
-        await ws.send(encode_error(unique_id, ErrorCode(code), description[:255]))
-        self.reporter.message_sent()
-
     # ------------------------------------------------------------------ shutdown
-
-    def _undelivered(self) -> bool:
-        """Messages the shutdown drain delivers: transaction messages, the CALL in flight
-        and, once booted, the StatusNotifications (Finishing, Available) that the stopped
-        transactions queued, so the CSMS does not keep a connector Charging."""
-        outbox = self.wallbox.outbox
-        return (
-            outbox.transaction_backlog > 0
-            or self._pending is not None
-            or (self.wallbox.accepted and outbox.has_queued("StatusNotification"))
-        )
 
     async def _shutdown(self) -> None:
         """Stop running transactions and give their messages (and the status notifications
@@ -651,7 +507,7 @@ class WallboxDriver:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline):
-                while self.ws is not None and self._undelivered():
+                while self.ws is not None and self.link.undelivered():
                     self._tick(self.clock())
                     if await self._flush(ws):
                         break
@@ -662,7 +518,7 @@ class WallboxDriver:
                     except TimeoutError:
                         continue
                     self.reporter.message_received()
-                    await self._handle_frame(ws, data)
+                    await self._receive(ws, data)
         except (TimeoutError, ConnectionClosed):
             pass
 
@@ -681,19 +537,16 @@ class WallboxDriver:
     # with effects; each runs as its own task, so the pump keeps serving OCPP meanwhile,
     # and reports back with Wallbox.transfer_done.
 
-    def _start_transfers(self) -> None:
-        for effect in self.wallbox.take_transfers():
-            if isinstance(effect, CancelTransfer):
-                task = self._transfer_tasks.pop(effect.job_id, None)
-                if task is not None:
-                    task.cancel()
-                    self._abandoned.add(task)
-                    task.add_done_callback(self._abandoned.discard)
-                continue
-            name = f"{self.wallbox.charge_point_id}-transfer-{effect.job_id}"
-            self._transfer_tasks[effect.job_id] = asyncio.create_task(
-                self._transfer(effect), name=name
-            )
+    def _transfer_effect(self, effect: FtpUpload | FtpDownload | CancelTransfer) -> None:
+        if isinstance(effect, CancelTransfer):
+            task = self._transfer_tasks.pop(effect.job_id, None)
+            if task is not None:
+                task.cancel()
+                self._abandoned.add(task)
+                task.add_done_callback(self._abandoned.discard)
+            return
+        name = f"{self.wallbox.charge_point_id}-transfer-{effect.job_id}"
+        self._transfer_tasks[effect.job_id] = asyncio.create_task(self._transfer(effect), name=name)
 
     async def _transfer(self, effect: FtpUpload | FtpDownload) -> None:
         wb = self.wallbox

@@ -1,13 +1,17 @@
 """A scripted CSMS and a fake clock for the sans-I/O core.
 
-:class:`FakeCsms` owns one ``Wallbox(strict=True)`` and plays both the transport and the
-Central System: it connects the wallbox, answers every CALL it sends (per action: a
-default answer, a standing override, or a one-shot script of answers, CALLERRORs and
-silences), moves the clock to ``next_deadline()`` and calls ``tick``, and does what the
-transport does with effects (a REBOOT closes the connection and reconnects after
-``reboot_seconds``).  Every CALL the wallbox sends is validated against the OCPP 1.6
-schema and recorded with its send time; every answer the fake CSMS gives is validated
-too, so a wrong harness cannot hide a wrong charger.
+:class:`FakeCsms` owns one ``Wallbox(strict=True)`` behind its sans-I/O
+:class:`~emulator.core.link.ChargerLink` and plays the Central System at text level: it
+connects the link, reads every frame the link has to send, answers each CALL with an
+OCPP-J text frame (per action: a default answer, a standing override, or a one-shot
+script of answers, CALLERRORs and silences), sends its own CALLs as text and reads the
+answers back, moves the clock to ``next_deadline()`` and calls ``tick``, and does what
+the transport does with effects (a Reboot closes the connection and reconnects after
+its delay).  There is no second pump: decoding, validation, correlation and timeouts
+are the link's.  Every frame the charger sends is validated against the OCPP 1.6
+schemas (the link's ``strict_outgoing``) and every CALL recorded with its send time;
+every answer the fake CSMS gives is validated too, so a wrong harness cannot hide a
+wrong charger.
 
 Teardown checks what must hold after any test: every connector status change the
 wallbox derived is an OCPP 1.6 §4.9 transition, and the outbox ledger balances (each
@@ -16,7 +20,6 @@ queued message was acknowledged, dropped with a reason, or is still waiting).
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -26,11 +29,24 @@ from typing import Any, Final
 import numpy as np
 import pytest
 
+from emulator.core.csms_calls import answer_call
+from emulator.core.effects import Event, EventKind, Reboot, SendPing
+from emulator.core.link import ChargerLink
 from emulator.core.metering import Ev
 from emulator.core.model import ChargerModel
 from emulator.core.status import TRANSITIONS, Status
 from emulator.core.transaction import Transaction
-from emulator.core.wallbox import Effect, Event, EventKind, Wallbox
+from emulator.core.wallbox import Wallbox
+from emulator.protocol.codec import (
+    Call,
+    CallResult,
+    decode,
+    encode_call,
+    encode_error,
+    encode_result,
+)
+from emulator.protocol.codec import CallError as CallErrorFrame
+from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 from emulator.protocol.schemas import SchemaRegistry
 from emulator.protocol.timefmt import format_timestamp
 
@@ -115,6 +131,10 @@ class FakeCsms:
             strict=True,
             **(wallbox_options or {}),
         )
+        # Counter ids ("1", "2", ...) keep the recorded conversation readable.
+        self.link = ChargerLink(
+            wallbox=self.wb, schemas=schemas, strict_outgoing=True, message_ids="counter"
+        )
         self.boot_status = boot_status
         self.boot_interval = boot_interval
         # idTag -> status, or a whole idTagInfo (expiryDate, parentIdTag)
@@ -132,6 +152,8 @@ class FakeCsms:
         self._last_status: dict[int, Status] = {}
         self._standing: dict[str, Answer | Responder] = {}
         self._scripts: dict[str, deque[Answer | Responder]] = {}
+        self._csms_ids = itertools.count(1)
+        self._replies: dict[str, CallResult | CallErrorFrame] = {}  # answers to our CALLs
         self._defaults: dict[str, Responder] = {
             "BootNotification": self._boot,
             "Authorize": self._authorize,
@@ -205,58 +227,65 @@ class FakeCsms:
 
     def connect(self) -> None:
         self.reconnect_at = None
-        self.wb.connected(self.now)
+        self.link.connected(self.now)
         self._settle()
 
     def disconnect(self) -> None:
         self.reconnect_at = None
-        self.wb.disconnected(self.now)
+        self.link.disconnected(self.now)
         self._settle()
 
     def pump(self) -> None:
-        """Send what the wallbox wants sent now and answer it (one CALL at a time)."""
+        """Read what the link has to send now and answer it, until it sends nothing."""
         while self.wb.online:
-            call = self.wb.next_call(self.now)
-            if call is None:
+            frames = self.link.frames_to_send(self.now)
+            if not frames:
                 break
-            payload = copy.deepcopy(call.payload)
-            self.schemas.validate_request(call.action, payload)
-            answer = self._answer_for(call.action, payload)
-            self.sent.append(Sent(self.now, call.unique_id, call.action, payload, answer))
-            if isinstance(answer, CallError):
-                self.wb.handle_error(call.unique_id, answer.code, self.now)
-            elif isinstance(answer, dict):
-                self.schemas.validate_response(call.action, answer)
-                self.wb.handle_result(call.unique_id, answer, self.now)
-            self._drain()
+            self.exchange(frames)
         self._drain()
 
+    def exchange(self, frames: list[str]) -> None:
+        """Take these frames from the charger: answer each CALL (one at a time, as the
+        link sends them), keep each answer to a CALL of ours for :meth:`send_call`."""
+        for text in frames:
+            frame = decode(text)
+            if not isinstance(frame, Call):
+                self._replies[frame.unique_id] = frame
+                continue
+            answer = self._answer_for(frame.action, frame.payload)
+            self.sent.append(Sent(self.now, frame.unique_id, frame.action, frame.payload, answer))
+            if isinstance(answer, CallError):
+                self.link.receive_text(encode_error(frame.unique_id, answer.code, ""), self.now)
+            elif isinstance(answer, dict):
+                self.schemas.validate_response(frame.action, answer)
+                self.link.receive_text(encode_result(frame.unique_id, answer), self.now)
+            self._drain()
+
     def _drain(self) -> None:
-        while True:
-            effects = self.wb.take_effects()
-            events = self.wb.take_events()
-            if not effects and not events:
-                return
-            for event in events:
-                self.events.append((self.now, event))
-                if event.kind is EventKind.REBOOTED:
-                    self._last_status.clear()  # a restart re-derives every status from scratch
-                elif event.kind is EventKind.STATUS_CHANGED:
-                    new = Status(event.detail)
-                    old = self._last_status.get(event.connector_id)
-                    if old is not None and old != new:
-                        self.transitions.append((event.connector_id, old, new))
-                    self._last_status[event.connector_id] = new
+        while effects := self.link.take_effects():
             for effect in effects:
-                if effect is Effect.SEND_PING:
+                if isinstance(effect, Event):
+                    self._note(effect)
+                elif isinstance(effect, SendPing):
                     self.pings.append(self.now)
-                elif effect is Effect.REBOOT:
+                elif isinstance(effect, Reboot):
                     self.reboots.append(self.now)
                     if self.wb.online:
-                        self.wb.disconnected(self.now)
-                    self.reconnect_at = self.now + self.wb.reboot_seconds
+                        self.link.disconnected(self.now)
+                    self.reconnect_at = self.now + effect.delay
                 else:  # FtpUpload / FtpDownload / CancelTransfer: see finish_transfer
                     self.transfers.append(effect)
+
+    def _note(self, event: Event) -> None:
+        self.events.append((self.now, event))
+        if event.kind is EventKind.REBOOTED:
+            self._last_status.clear()  # a restart re-derives every status from scratch
+        elif event.kind is EventKind.STATUS_CHANGED:
+            new = Status(event.detail)
+            old = self._last_status.get(event.connector_id)
+            if old is not None and old != new:
+                self.transitions.append((event.connector_id, old, new))
+            self._last_status[event.connector_id] = new
 
     def _settle(self) -> None:
         self._drain()
@@ -284,8 +313,8 @@ class FakeCsms:
                 self.now = deadline
             if self.reconnect_at is not None and self.now >= self.reconnect_at:
                 self.reconnect_at = None
-                self.wb.connected(self.now)
-            self.wb.tick(self.now)
+                self.link.connected(self.now)
+            self.link.tick(self.now)
             self._drain()
             self.pump()
         self.now = max(self.now, until)
@@ -305,12 +334,35 @@ class FakeCsms:
     # ------------------------------------------------------------------ CSMS calls
 
     def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """A schema-valid CSMS CALL; a RemoteProtocolError (CALLERROR) propagates."""
+        """A schema-valid CSMS CALL, sent as text; the charger's CALLERROR is raised as
+        a RemoteProtocolError."""
         self.schemas.validate_request(action, payload)
-        result = self.wb.handle_call(action, payload, self.now)
-        self.schemas.validate_response(action, result)
+        answer = self.send_call(action, payload)
         self._settle()
-        return result
+        if isinstance(answer, CallErrorFrame):
+            raise RemoteProtocolError(ErrorCode(answer.code), answer.description)
+        return answer.payload
+
+    def send_call(self, action: str, payload: dict[str, Any]) -> CallResult | CallErrorFrame:
+        """Send a CALL as text, without a schema check of ours, and return the charger's
+        answer (the frames it sends with it are taken as usual)."""
+        unique_id = f"csms-{next(self._csms_ids)}"
+        self.exchange(self.call_frames(action, payload, unique_id=unique_id))
+        return self._replies.pop(unique_id)
+
+    def call_frames(
+        self, action: str, payload: dict[str, Any], *, unique_id: str = "csms-raw"
+    ) -> list[str]:
+        """Send a CALL as text and return what the link has to send right after, as it is
+        (the answer first), for the caller to look at and :meth:`exchange`."""
+        self.link.receive_text(encode_call(unique_id, action, payload), self.now)
+        self._drain()
+        return self.link.frames_to_send(self.now)
+
+    def dispatch(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The charger's answer to a CSMS call straight from the dispatch table, with no
+        schema check (what the core does with a payload the schema would refuse)."""
+        return answer_call(self.wb, action, payload, self.now)
 
     def get_configuration(self, *keys: str) -> dict[str, dict[str, Any]]:
         """GetConfiguration answer as ``{key: {"readonly": ..., "value": ...}}``."""

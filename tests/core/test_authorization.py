@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from emulator.core.authorization import AuthorizationStatus, IdTagInfo
+from emulator.core.effects import EventKind
 from emulator.core.status import Status
-from emulator.core.wallbox import EventKind
 from emulator.protocol.timefmt import format_timestamp
 
 if TYPE_CHECKING:

@@ -119,3 +119,19 @@ def test_a_charger_disconnected_while_pending_boots_again_on_reconnect(make_csms
     csms.connect()
     assert boot_times(csms) == [0, 10]
     assert csms.wb.accepted
+
+
+def test_after_a_power_loss_the_charger_is_back_on_the_network_when_the_outage_ends(
+    csms: FakeCsms,
+) -> None:
+    """The restart effect carries the outage: the charger is off the network that long,
+    then boots again (the transport reconnects after the Reboot effect's delay)."""
+    csms.advance(5)
+    lost = csms.now
+    csms.wb.power_loss(csms.now, outage=120.0)
+    csms.advance(0)
+    assert csms.reboots == [lost] and not csms.wb.online
+    csms.advance(119.0)
+    assert "BootNotification" not in csms.actions(since=lost)
+    csms.advance(2.0)
+    assert csms.sent_of("BootNotification")[-1].at == lost + 120.0

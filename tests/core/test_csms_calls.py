@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from emulator.core.csms_calls import SECURITY_EXTENSION_ACTIONS
+from emulator.core.handlers.core import VENDOR_ID
 from emulator.core.model import Variant
 from emulator.core.status import Status
-from emulator.core.wallbox import SECURITY_EXTENSION_ACTIONS, VENDOR_ID
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 def refusal(csms: FakeCsms, action: str, payload: dict[str, Any] | None = None) -> ErrorCode:
     """The CALLERROR code the charger answers ``action`` with (no schema check first)."""
     with pytest.raises(RemoteProtocolError) as refused:
-        csms.wb.handle_call(action, payload or {}, csms.now)
+        csms.dispatch(action, payload or {})
     return refused.value.code
 
 
@@ -156,7 +157,7 @@ def test_an_action_of_a_switched_off_profile_is_not_supported(
 
 
 def test_the_csms_is_answered_before_a_reset_restarts_the_charger(csms: FakeCsms) -> None:
-    answer = csms.wb.handle_call("Reset", {"type": "Hard"}, csms.now)
+    answer = csms.dispatch("Reset", {"type": "Hard"})
     assert answer == {"status": "Accepted"}
     assert csms.wb.online and csms.wb.take_effects() == []  # the restart waits for tick
     csms.advance(0)

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from emulator.core.effects import EventKind
 from emulator.core.model import ALL_PROFILES
 from emulator.core.status import Status
-from emulator.core.wallbox import EventKind
+from emulator.protocol.codec import CallError, CallResult
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 from emulator.protocol.timefmt import format_timestamp
 
@@ -165,7 +166,8 @@ def test_an_idtag_over_twenty_characters_is_answered_failed_not_with_a_callerror
     with pytest.raises(RemoteProtocolError) as refused:
         csms.schemas.validate_request("SendLocalList", payload)
     assert refused.value.code is ErrorCode.TYPE_CONSTRAINT_VIOLATION
-    assert csms.wb.answer_schema_violation("SendLocalList", refused.value) == {"status": "Failed"}
+    answer = csms.send_call("SendLocalList", payload)  # as text: the link checks the schema
+    assert isinstance(answer, CallResult) and answer.payload == {"status": "Failed"}
     assert tags(csms) == {}
 
 
@@ -173,7 +175,8 @@ def test_other_schema_violations_stay_callerrors(csms: FakeCsms) -> None:
     payload = {"listVersion": 1, "updateType": "Sideways"}
     with pytest.raises(RemoteProtocolError) as refused:
         csms.schemas.validate_request("SendLocalList", payload)
-    assert csms.wb.answer_schema_violation("SendLocalList", refused.value) is None
+    answer = csms.send_call("SendLocalList", payload)
+    assert isinstance(answer, CallError) and answer.code == refused.value.code
 
 
 def test_an_idtag_over_twenty_characters_that_gets_past_the_schema_is_failed(
@@ -181,7 +184,7 @@ def test_an_idtag_over_twenty_characters_that_gets_past_the_schema_is_failed(
 ) -> None:
     """Without the schema check (the core alone) the charger's own limit still holds."""
     payload = {"listVersion": 1, "updateType": "Full", "localAuthorizationList": [entry("X" * 21)]}
-    assert csms.wb.handle_call("SendLocalList", payload, csms.now) == {"status": "Failed"}
+    assert csms.dispatch("SendLocalList", payload) == {"status": "Failed"}
 
 
 # ---------------------------------------------------------------- LocalAuthListEnabled

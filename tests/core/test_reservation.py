@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from emulator.core.connector import Connector
+from emulator.core.effects import EventKind
 from emulator.core.metering import Meter
 from emulator.core.model import ALL_PROFILES
 from emulator.core.reservation import Admission, Reservation, Reservations, ReservationStatus
 from emulator.core.status import Status
-from emulator.core.wallbox import EventKind
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 from emulator.protocol.timefmt import format_timestamp
 

@@ -405,7 +405,7 @@ def test_the_longest_composite_schedule_is_bounded_quick_and_exact(csms: FakeCsm
     }
     request = {"connectorId": 1, "duration": 2147483647}
     cpu = time.process_time()
-    answer = csms.wb.handle_call("GetCompositeSchedule", request, csms.now)
+    answer = csms.dispatch("GetCompositeSchedule", request)
     cpu = time.process_time() - cpu
     assert cpu < 0.05, f"{cpu * 1000:.0f} ms of CPU"
     csms.schemas.validate_response("GetCompositeSchedule", answer)
@@ -607,13 +607,13 @@ def test_a_time_the_charger_cannot_read_never_raises_into_a_handler(csms: FakeCs
     """Without the schema's format check (the core is called directly)."""
     wb = csms.wb
     reserve = {"connectorId": 1, "expiryDate": "soon", "idTag": "ALICE", "reservationId": 7}
-    assert wb.handle_call("ReserveNow", reserve, csms.now) == {"status": "Rejected"}
+    assert csms.dispatch("ReserveNow", reserve) == {"status": "Rejected"}
     update = {"location": "ftp://fw.example/x.bin", "retrieveDate": "soon"}
-    assert wb.handle_call("UpdateFirmware", update, csms.now) == {}
+    assert csms.dispatch("UpdateFirmware", update) == {}
     assert wb.firmware.update is None
     csms.advance(5)
     diagnostics = {"location": "ftp://logs.example/", "startTime": "yesterday"}
-    assert "fileName" in wb.handle_call("GetDiagnostics", diagnostics, csms.now)
+    assert "fileName" in csms.dispatch("GetDiagnostics", diagnostics)
     info = IdTagInfo.from_answer({"status": "Accepted", "expiryDate": "soon"})
     assert info.valid_at(csms.now) is AuthorizationStatus.EXPIRED
     with pytest.raises(ValueError):

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from emulator.core.effects import EventKind
 from emulator.core.model import ALL_PROFILES
 from emulator.core.status import Status
-from emulator.core.wallbox import EventKind
+from emulator.protocol.codec import Call, CallResult, decode
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 
 if TYPE_CHECKING:
@@ -45,13 +46,12 @@ def test_the_answer_is_accepted_and_then_the_requested_message_is_sent(
     payload: dict[str, Any] = {"requestedMessage": requested}
     if connector_id is not None:
         payload["connectorId"] = connector_id
-    # The core answers before anything goes out: the transport sends the CALLRESULT first.
-    assert csms.wb.handle_call("TriggerMessage", payload, csms.now) == {"status": "Accepted"}
-    assert csms.actions(since=csms.now) == []
-    call = csms.wb.next_call(csms.now)
-    assert call is not None and call.action == requested
-    csms.schemas.validate_request(call.action, call.payload)
-    csms.wb.handle_result(call.unique_id, csms.usual_answer(call.action, call.payload), csms.now)
+    # The answer goes out first, then the requested message.
+    frames = csms.call_frames("TriggerMessage", payload)
+    answer, *then = (decode(text) for text in frames)
+    assert isinstance(answer, CallResult) and answer.payload == {"status": "Accepted"}
+    assert len(then) == 1 and isinstance(then[0], Call) and then[0].action == requested
+    csms.exchange(frames[1:])  # answered as the CSMS usually does
     csms.advance(1)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from emulator.core.effects import Event
 from emulator.core.model import ChargerModel
 from emulator.core.wallbox import Wallbox
 from emulator.fleet.behaviour import SessionBehaviour
@@ -93,8 +94,7 @@ class InstantFleet:
         behaviour.tick(now)
         wb.tick(now)
         while True:
-            events = wb.take_events()
-            wb.take_effects()
+            events = [e for e in wb.take_effects() if isinstance(e, Event)]
             if events:
                 behaviour.on_events(events, now)
             call = wb.next_call(now) if wb.online else None

@@ -1,14 +1,13 @@
-"""Property-based fuzzing of what a CSMS may send to a wallbox (issue 7).
+"""Property-based fuzzing of what a CSMS may send to a wallbox.
 
-Every frame goes through the real driver code path (``WallboxDriver._handle_frame``)
-with a stand-in websocket that records what the wallbox sends back.
+Every frame goes as text into the charger link (``ChargerLink.receive_text``), the one
+place that decodes, validates, answers and correlates; what the link has to send back
+is read from ``frames_to_send``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -16,50 +15,35 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emulator.core.csms_calls import PROFILE_OF_ACTION
+from emulator.core.effects import Event
+from emulator.core.link import ChargerLink
 from emulator.core.model import ChargerModel
 from emulator.core.outbox import MAX_NORMAL_QUEUE
-from emulator.core.wallbox import PROFILE_OF_ACTION, Wallbox
-from emulator.metrics.stats import RunStats
-from emulator.protocol.codec import CallError, CallResult, decode
+from emulator.core.wallbox import Wallbox
+from emulator.protocol.codec import CallError, CallResult, decode, encode_result
 from emulator.protocol.errors import ErrorCode
 from emulator.protocol.schemas import SchemaRegistry
-from emulator.transport.driver import ConnectionSettings, WallboxDriver
 
 SCHEMAS = SchemaRegistry()
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 ACTIONS = [*sorted(PROFILE_OF_ACTION), "Heartbeat", "FooBar", "CertificateSigned", ""]
 CODES = {code.value for code in ErrorCode}
 
 
-class FakeWs:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send(self, text: str) -> None:
-        self.sent.append(text)
-
-
-def make_driver() -> tuple[WallboxDriver, FakeWs]:
-    now = time.time()
+def make_link() -> ChargerLink:
+    """A booted charger's link, its BootNotification answered Accepted."""
     wallbox = Wallbox(
-        charge_point_id="FUZZ0001", model=ChargerModel(), rng=np.random.default_rng(1), now=now
+        charge_point_id="FUZZ0001", model=ChargerModel(), rng=np.random.default_rng(1), now=NOW
     )
-    wallbox.connected(now)
-    call = wallbox.next_call(now)
-    assert call is not None and call.action == "BootNotification"
-    wallbox.handle_result(
-        call.unique_id,
-        {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 60},
-        now,
-    )
-    driver = WallboxDriver(
-        wallbox=wallbox,
-        behaviour=None,
-        settings=ConnectionSettings(url="ws://127.0.0.1:9/ocpp"),
-        schemas=SCHEMAS,
-        reporter=RunStats(),
-        rng=np.random.default_rng(2),
-    )
-    return driver, FakeWs()
+    link = ChargerLink(wallbox=wallbox, schemas=SCHEMAS)
+    link.connected(NOW)
+    (boot,) = link.frames_to_send(NOW)
+    call = decode(boot)
+    assert call.action == "BootNotification"
+    accepted = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 60}
+    link.receive_text(encode_result(call.unique_id, accepted), NOW)
+    return link
 
 
 json_values = st.recursive(
@@ -83,10 +67,10 @@ frames = st.one_of(
 )
 
 
-def handle(driver: WallboxDriver, ws: FakeWs, frame: str) -> list[str]:
-    before = len(ws.sent)
-    asyncio.run(driver._handle_frame(ws, frame))  # type: ignore[arg-type]
-    return ws.sent[before:]
+def handle(link: ChargerLink, frame: str) -> list[str]:
+    """The link's answers to ``frame`` (the CALLs it sends of its own stay unanswered)."""
+    link.receive_text(frame, NOW)
+    return [text for text in link.frames_to_send(NOW) if not text.startswith("[2,")]
 
 
 def answerable_id(frame: str) -> str | None:
@@ -117,9 +101,9 @@ def answerable_id(frame: str) -> str | None:
 def test_any_frame_gets_a_proper_answer_or_is_ignored_and_the_wallbox_keeps_serving(
     batch: list[str],
 ) -> None:
-    driver, ws = make_driver()
+    link = make_link()
     for frame in batch:
-        replies = handle(driver, ws, frame)
+        replies = handle(link, frame)
         assert len(replies) <= 1
         unique_id = answerable_id(frame)
         if replies and len(orjson.loads(replies[0])[1]) > 36:
@@ -138,17 +122,15 @@ def test_any_frame_gets_a_proper_answer_or_is_ignored_and_the_wallbox_keeps_serv
             assert replies and orjson.loads(replies[0])[1] == unique_id
         elif unique_id is None:
             assert not replies  # nothing answerable: OCPP-J prescribes no answer
-    replies = handle(
-        driver, ws, '[2,"still-alive","GetConfiguration",{"key":["NumberOfConnectors"]}]'
-    )
+    replies = handle(link, '[2,"still-alive","GetConfiguration",{"key":["NumberOfConnectors"]}]')
     assert isinstance(decode(replies[0]), CallResult)
-    ledger = driver.wallbox.outbox.ledger
+    ledger = link.wallbox.outbox.ledger
     assert sum(ledger.acknowledged.values()) <= sum(ledger.sent.values())
 
 
 def test_a_csms_that_floods_a_wallbox_cannot_grow_its_memory() -> None:
-    driver, ws = make_driver()
-    wallbox = driver.wallbox
+    link = make_link()
+    wallbox = link.wallbox
     flood: list[Any] = [
         '[2,"t%d","TriggerMessage",{"requestedMessage":"StatusNotification"}]',
         '[2,"c%d","ChangeAvailability",{"connectorId":1,"type":"Inoperative"}]',
@@ -157,10 +139,11 @@ def test_a_csms_that_floods_a_wallbox_cannot_grow_its_memory() -> None:
         "garbage %d",
     ]
     for i in range(4000):
-        handle(driver, ws, flood[i % len(flood)] % i)
+        handle(link, flood[i % len(flood)] % i)
         if i % 50 == 0:
-            ws.sent.clear()
-            driver._tick(time.time())
-        # Nobody answers, so nothing is sent: best-effort messages are capped.
+            link.tick(NOW)
+            link.take_settled()
+        # Nobody answers, so nothing more is sent: best-effort messages are capped.
         assert wallbox.outbox.depth <= MAX_NORMAL_QUEUE, wallbox.outbox.depth
-        assert len(wallbox.take_events()) < 100
+        events = [e for e in link.take_effects() if isinstance(e, Event)]
+        assert len(events) < 100

@@ -1,0 +1,69 @@
+"""What the charger asks of the world around it: one channel of effects, in order.
+
+The core never touches a socket, a file server or a clock, so whatever needs one comes
+out of :meth:`emulator.core.wallbox.Wallbox.take_effects` (through the charger link,
+:meth:`emulator.core.link.ChargerLink.take_effects`) as one list, in the order it
+happened:
+
+* :class:`SendPing`: send a websocket ping now (WebSocketPingInterval), its pong due
+  within ``pong_timeout``;
+* :class:`Reboot`: close the websocket (1001) and reconnect after ``delay`` seconds
+  (a reset, a firmware restart, a power loss with its outage);
+* the FTP jobs of Firmware Management (:class:`~emulator.core.firmware.FtpUpload`,
+  :class:`~emulator.core.firmware.FtpDownload`, :class:`~emulator.core.firmware.CancelTransfer`),
+  run by the I/O layer, online or not, and reported back with ``transfer_done``;
+* :class:`Event`: what happened, for the session behaviour and the fleet (a boot was
+  accepted, a transaction started, a connector's status changed...).
+
+Every effect is a frozen dataclass; the I/O layer matches on the type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload
+
+
+class EventKind(StrEnum):
+    """What the wallbox tells the session behaviour and the fleet runner."""
+
+    BOOT_ACCEPTED = "boot_accepted"
+    REMOTE_START_ACCEPTED = "remote_start_accepted"
+    AUTHORIZED = "authorized"
+    AUTHORIZATION_REJECTED = "authorization_rejected"
+    CONNECTION_TIMEOUT = "connection_timeout"
+    TRANSACTION_STARTED = "transaction_started"
+    TRANSACTION_STOPPED = "transaction_stopped"
+    EV_FULL = "ev_full"
+    REBOOTED = "rebooted"
+    STATUS_CHANGED = "status_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something happened on ``connector_id`` (0: the charger itself)."""
+
+    kind: EventKind
+    connector_id: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendPing:
+    """Send a websocket ping; without its pong within ``pong_timeout`` seconds the
+    connection is dead (a half-open one): abort it and reconnect."""
+
+    pong_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reboot:
+    """The charger restarts: close the connection now, connect again after ``delay`` s."""
+
+    delay: float
+
+
+Effect = SendPing | Reboot | FtpUpload | FtpDownload | CancelTransfer | Event
+"""Everything :meth:`~emulator.core.wallbox.Wallbox.take_effects` may return."""
