@@ -38,9 +38,9 @@ from typing import Any
 
 from rich.console import Console
 
+from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet, FleetStartError
 from emulator.fleet.scenario import load_scenario
-from emulator.loadtest.partition import ModelSequence
 from emulator.metrics.slo import (
     SloError,
     SloResult,

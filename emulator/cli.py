@@ -34,10 +34,11 @@ from emulator.fleet.faults import csms_misbehaviour
 from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.ledger import compare as compare_ledgers
 from emulator.fleet.ledger import fleet_ledger
-from emulator.fleet.runner import Fleet, FleetCounts, FleetStartError, parse_address_pool
+from emulator.fleet.runner import Fleet, FleetStartError, parse_address_pool
 from emulator.fleet.scenario import Scenario, ScenarioError, load_scenario, parse_start_time
 from emulator.fleet.security import SecurityConfigError
 from emulator.metrics import MultiReporter, Reporter
+from emulator.metrics.fleetview import FleetCounts
 from emulator.metrics.slo import (
     Slo,
     SloError,

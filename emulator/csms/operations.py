@@ -12,10 +12,12 @@ Every CSMS-initiated operation of the five optional feature profiles of OCPP 1.6
 (Firmware Management, Local Auth List Management, Reservation, Smart Charging, Remote
 Trigger); any other action goes through ``call`` with a hand-written payload.
 
-**Scenarios.**  ``[[csms.operations]]`` tables (:class:`emulator.fleet.scenario.CsmsOperation`)
-are run by :class:`OperationSchedule` while ``ocpp-fleet run`` drives a fleet against the
-embedded reference CSMS: at ``at`` seconds after the start (and every ``every`` seconds
-after that), the CALL goes to the chargers ``target`` names, and the answers are counted.
+**Scenarios.**  A scenario's ``[[csms.operations]]`` tables are run by
+:class:`OperationSchedule` while ``ocpp-fleet run`` drives a fleet against the embedded
+reference CSMS: at ``at`` seconds after the start (and every ``every`` seconds after
+that), the CALL goes to the chargers ``target`` names, and the answers are counted.  The
+schedule reads each entry as a :class:`ScheduledCall`, so anything with those five
+attributes can be scheduled, whoever parsed it.
 A date-time field of the payload may be written ``"now"``, ``"now+900"`` or ``"now-60"``
 (seconds): it is filled in when the CALL is sent, so a reservation made 10 minutes into a
 run still expires in the future.
@@ -31,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -39,13 +41,13 @@ from emulator.protocol.timefmt import format_timestamp
 
 if TYPE_CHECKING:
     from emulator.csms.server import ReferenceCsms
-    from emulator.fleet.scenario import CsmsOperation
 
 __all__ = [
     "DATE_TIME_FIELDS",
     "CsmsRequest",
     "OperationOutcome",
     "OperationSchedule",
+    "ScheduledCall",
     "cancel_reservation",
     "clear_charging_profile",
     "describe_answer",
@@ -78,6 +80,37 @@ class CsmsRequest(NamedTuple):
 
     action: str
     payload: dict[str, Any]
+
+
+class ScheduledCall(Protocol):
+    """One CSMS-initiated CALL on a schedule: a scenario's ``[[csms.operations]]`` entry."""
+
+    @property
+    def at(self) -> float:
+        """Seconds after the schedule starts when the CALL is first sent."""
+        ...
+
+    @property
+    def action(self) -> str:
+        """A CSMS-initiated OCPP 1.6 action."""
+        ...
+
+    @property
+    def payload(self) -> Mapping[str, Any]:
+        """The request payload; date-time fields may be ``"now"``, ``"now+S"``, ``"now-S"``
+        (:func:`materialize`)."""
+        ...
+
+    @property
+    def target(self) -> str | float | Sequence[int | str]:
+        """``"all"``, a share of the fleet in (0, 1], or charger numbers and/or ids
+        (:func:`select_targets`)."""
+        ...
+
+    @property
+    def every(self) -> float | None:
+        """Repeat every so many seconds until the schedule is stopped (None: once)."""
+        ...
 
 
 def _moment(value: Moment) -> str:
@@ -363,7 +396,7 @@ class OperationSchedule:
         self,
         *,
         csms: ReferenceCsms,
-        operations: Sequence[CsmsOperation],
+        operations: Sequence[ScheduledCall],
         charger_ids: Sequence[str],
         seed: int,
         clock: Callable[[], float] | None = None,
@@ -408,7 +441,7 @@ class OperationSchedule:
             for i, op in enumerate(self.operations):
                 group.create_task(self._repeat(i, op, started), name=f"csms-operation-{i}")
 
-    async def _repeat(self, index: int, op: CsmsOperation, started: float) -> None:
+    async def _repeat(self, index: int, op: ScheduledCall, started: float) -> None:
         loop = asyncio.get_running_loop()
         rng = np.random.default_rng([self.seed, index])
         targets = self._targets(index, op, rng)
@@ -422,7 +455,7 @@ class OperationSchedule:
                 return
             at += op.every
 
-    def _targets(self, index: int, op: CsmsOperation, rng: np.random.Generator) -> list[str]:
+    def _targets(self, index: int, op: ScheduledCall, rng: np.random.Generator) -> list[str]:
         target = op.target
         if not isinstance(target, str | int | float):
             size = len(self.charger_ids)
@@ -430,7 +463,7 @@ class OperationSchedule:
             self.outcomes[index].skipped = len(beyond)
         return select_targets(target, self.charger_ids, rng)
 
-    async def send(self, index: int, op: CsmsOperation, targets: Iterable[str]) -> None:
+    async def send(self, index: int, op: ScheduledCall, targets: Iterable[str]) -> None:
         """One run of operation ``index``: the CALL to each target, answers counted.
 
         A run is counted once every answer is in; one cut short by the end of the run

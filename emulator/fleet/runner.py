@@ -20,17 +20,16 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emulator.core.link import ChargerLink
 from emulator.core.model import ChargerModel
 from emulator.core.rng import child_generator, deferred
-from emulator.core.status import Status
 from emulator.core.wallbox import Wallbox
 from emulator.fleet.behaviour import SessionBehaviour
 from emulator.fleet.faults import Behaviours, FaultInjector
@@ -41,6 +40,7 @@ from emulator.fleet.security import resolve as resolve_security
 from emulator.fleet.sessions import TagRegistry
 from emulator.metrics import MultiReporter
 from emulator.metrics.conformance import ConformanceListener, CsmsConformance
+from emulator.metrics.fleetview import FleetCounts, FleetGauges, count, gauges
 from emulator.protocol.schemas import SchemaRegistry
 from emulator.transport.driver import Behaviour, ConnectionSettings, WallboxDriver
 from emulator.transport.transfers import FileTransfers
@@ -51,35 +51,6 @@ if TYPE_CHECKING:
 
 class FleetStartError(RuntimeError):
     """The fleet could not start (e.g. no wallbox reached the CSMS within connect_timeout)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FleetCounts:
-    """A snapshot for progress displays (computed on demand, never per message)."""
-
-    chargers: int
-    started: int
-    connected: int
-    booted: int
-    charging: int
-    transactions_running: int
-    transactions_started: int
-    transactions_stopped: int
-    queue_depth: int
-    transaction_backlog: int
-    # Connectors (id >= 1) by the status last reported to the CSMS.
-    statuses: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class FleetGauges:
-    """What a time-series row and a capacity step read (cheaper than :class:`FleetCounts`)."""
-
-    chargers: int
-    connected: int
-    charging: int
-    queue_depth: int  # messages queued in the wallboxes, not yet sent
-    in_flight: int  # CALLs sent and not yet answered
 
 
 def _listeners(reporter: Reporter) -> list[ConformanceListener]:
@@ -175,15 +146,14 @@ class Fleet:
         )
         settings = ConnectionSettings(
             url=csms_url,
-            strict_outgoing=strict,
+            open_timeout=scenario.fleet.handshake_timeout,
             basic_auth_password=credentials.password,
             ssl_for=credentials.ssl_for,
             cert_expired=credentials.cert_expired,
             stop_transactions_on_shutdown=scenario.fleet.shutdown_transactions == "stop",
             drain_timeout=scenario.fleet.shutdown_drain_seconds,
-            lenient_csms=not strict_csms,
-            message_ids=scenario.fleet.message_ids,
         )
+        self._lenient_csms = not strict_csms
         self._settings: list[ConnectionSettings] = [
             replace(settings, source_address=address) for address in source_addresses
         ] or [settings]
@@ -254,18 +224,24 @@ class Fleet:
         # Without scheduled faults or added latency the injector has nothing to do: let it
         # go (most fleets), rather than keep it for every wallbox.
         network = injector.network if injector.active or injector.network.latency[1] > 0 else None
-        driver = WallboxDriver(
+        link = ChargerLink(
             wallbox=wallbox,
+            schemas=self.schemas,
+            conformance=self.conformance,
+            lenient=self._lenient_csms,
+            strict_outgoing=self.strict,
+            message_ids=scenario.fleet.message_ids,
+        )
+        driver = WallboxDriver(
+            link=link,
             behaviour=behaviour,
             network=network,
             settings=self._settings[(number - 1) % len(self._settings)],
-            schemas=self.schemas,
             reporter=self.reporter,
             rng=net_rng,
             clock=clock,
             on_late=self._late,
             transfers=self.transfers,
-            conformance=self.conformance,
         )
         self.drivers.append(driver)
         self._by_number[number] = driver
@@ -390,55 +366,12 @@ class Fleet:
 
     def gauges(self) -> FleetGauges:
         """Chargers, open connections, connectors reported Charging, queued and unanswered
-        messages: one pass over the fleet (~2 µs a wallbox)."""
-        connected = charging = depth = flying = 0
-        charging_status = Status.CHARGING
-        for d in self.drivers:
-            if d.ws is not None:
-                connected += 1
-            wb = d.wallbox
-            if wb.connectors[1].reported is charging_status:
-                charging += 1
-            outbox = wb.outbox
-            depth += outbox.depth
-            if outbox.in_flight is not None:
-                flying += 1
-        return FleetGauges(len(self.drivers), connected, charging, depth, flying)
+        messages: the cheap counts (:func:`emulator.metrics.fleetview.gauges`)."""
+        return gauges(self.drivers)
 
     def counts(self, started: int | None = None) -> FleetCounts:
-        connected = booted = charging = running = started_tx = stopped_tx = depth = backlog = 0
-        statuses: Counter[str] = Counter()
-        for d in self.drivers:
-            wb = d.wallbox
-            if d.connected:
-                connected += 1
-                if wb.accepted:
-                    booted += 1
-            for connector in wb.connectors[1:]:
-                if connector.reported is not None:
-                    statuses[connector.reported] += 1
-            c = wb.connectors[1]
-            if c.reported is Status.CHARGING:
-                charging += 1
-            if c.transaction is not None:
-                running += 1
-            started_tx += len(wb.transactions)
-            stopped_tx += sum(1 for t in wb.transactions if t.stopped_at is not None)
-            depth += wb.outbox.depth
-            backlog += wb.outbox.transaction_backlog
-        return FleetCounts(
-            chargers=len(self.drivers),
-            started=len(self.drivers) if started is None else started,
-            connected=connected,
-            booted=booted,
-            charging=charging,
-            transactions_running=running,
-            transactions_started=started_tx,
-            transactions_stopped=stopped_tx,
-            queue_depth=depth,
-            transaction_backlog=backlog,
-            statuses={str(status): n for status, n in sorted(statuses.items())},
-        )
+        """Every count of the fleet's wallboxes (:func:`emulator.metrics.fleetview.count`)."""
+        return count(self.drivers, started=started)
 
     async def run(
         self,

@@ -149,6 +149,9 @@ class FleetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     chargers: Annotated[int, Meta(ge=1)] = 10
     boot_on_reconnect: bool = False
     connect_timeout: Positive = 30.0
+    # One connection attempt (TCP, TLS, the HTTP upgrade) that takes longer is abandoned
+    # and retried with backoff.
+    handshake_timeout: Positive = 30.0
     response_timeout: Positive = 30.0
     ramp_per_second: Positive = 50.0
     basic_auth_password: str | None = None
@@ -294,7 +297,7 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 class CsmsOperation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[[csms.operations]]``: a CALL the embedded reference CSMS sends during the run
-    (run by :class:`emulator.csms.operations.OperationSchedule`)."""
+    (an :class:`emulator.csms.operations.ScheduledCall`, run by its ``OperationSchedule``)."""
 
     at: NonNegative  # seconds after the run starts
     action: NonEmptyStr  # a CSMS-initiated OCPP 1.6 action
@@ -550,6 +553,7 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
 
     for at, number in (
         ("fleet.connect_timeout", doc.fleet.connect_timeout),
+        ("fleet.handshake_timeout", doc.fleet.handshake_timeout),
         ("fleet.response_timeout", doc.fleet.response_timeout),
         ("sessions.arrivals_per_hour", doc.sessions.arrivals_per_hour),
     ):

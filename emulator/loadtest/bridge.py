@@ -48,14 +48,15 @@ import gevent.monkey
 import numpy as np
 
 from emulator.fleet.health import GeneratorHealth, HealthSnapshot
+from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet
 from emulator.loadtest.options import FleetOptions
 from emulator.loadtest.partition import (
-    ModelSequence,
     SlotAllocator,
     charger_number,
     worker_range,
 )
+from emulator.metrics.fleetview import FleetCounts, tally
 from emulator.metrics.looplag import LoopLagMonitor
 from emulator.metrics.stats import Histogram
 from emulator.transport.driver import WallboxDriver
@@ -312,8 +313,9 @@ class _LoopSide:
             tune_gc=True,  # a Locust process exists to run this fleet
         )
         self.fleet.on_removed = self._removed
-        # Wallboxes leave the fleet when their users stop: keep their totals.
-        self.retired_started = self.retired_stopped = self.retired_backlog = 0
+        # Wallboxes leave the fleet when their users stop: what they counted when they
+        # left (their transactions, the transaction messages they never delivered) stays.
+        self.retired = FleetCounts()
         self.peak = 0
         self.drop_rng = np.random.default_rng(options.seed)
 
@@ -345,20 +347,18 @@ class _LoopSide:
             self.put((_RELEASED, "", 0.0, number))
 
     def _removed(self, number: int, driver: WallboxDriver) -> None:
-        transactions = driver.wallbox.transactions
-        self.retired_started += len(transactions)
-        self.retired_stopped += sum(1 for t in transactions if t.stopped_at is not None)
-        self.retired_backlog += driver.wallbox.outbox.transaction_backlog
+        tally(driver, self.retired)
         self.put((_RELEASED, "", 0.0, number))
 
     def snapshot(self) -> dict[str, Any]:
         counts = self.fleet.counts()
+        retired = self.retired
         health: HealthSnapshot = self.health.snapshot()
         r = self.reporter
         self.peak = max(self.peak, counts.chargers)
         detail: dict[str, Any] = {}
         if self.detailed:
-            detail["in_flight"] = self.fleet.gauges().in_flight
+            detail["in_flight"] = counts.in_flight
             if self.publish_generator is not None:
                 self.publish_generator(
                     (self.generation, self.health.lateness.copy(), self.health.loop_lag.copy())
@@ -370,10 +370,10 @@ class _LoopSide:
             "booted": counts.booted,
             "charging": counts.charging,
             "transactions_running": counts.transactions_running,
-            "transactions_started": counts.transactions_started + self.retired_started,
-            "transactions_stopped": counts.transactions_stopped + self.retired_stopped,
+            "transactions_started": counts.transactions_started + retired.transactions_started,
+            "transactions_stopped": counts.transactions_stopped + retired.transactions_stopped,
             "queue_depth": counts.queue_depth,
-            "transaction_backlog": counts.transaction_backlog + self.retired_backlog,
+            "transaction_backlog": counts.transaction_backlog + retired.transaction_backlog,
             "statuses": dict(counts.statuses),
             "connects": r.connects,
             "reconnects": r.reconnects,

@@ -10,17 +10,19 @@ the same identities, and a reconnect wave brings back the same chargers).  The m
 slot ``k`` comes from a house-monotone apportionment of the scenario's shares, so the
 first ``n`` slots of every worker hold the model mix as closely as ``n`` allows, whatever
 ``n`` is: each worker gets its share of the mix, and so does the whole fleet.
+
+A pool of source addresses given to the master is split the same way: the worker at
+position ``p`` of ``n`` workers binds to every ``n``-th address from the ``p``-th
+(:func:`address_slice`), so no two workers share an address while the pool has one
+for each.
 """
 
 from __future__ import annotations
 
 import heapq
-from fractions import Fraction
+from collections.abc import Sequence
 
-from emulator.core.model import ChargerModel
-from emulator.fleet.scenario import Scenario
-
-__all__ = ["ModelSequence", "SlotAllocator", "charger_number", "worker_range"]
+__all__ = ["SlotAllocator", "address_slice", "charger_number", "worker_range"]
 
 DEFAULT_IDS_PER_WORKER = 100_000
 
@@ -44,6 +46,24 @@ def charger_number(worker_index: int, slot: int, ids_per_worker: int) -> int:
             "per worker (raise --ids-per-worker)"
         )
     return numbers[slot]
+
+
+def address_slice(pool: Sequence[str], position: int, workers: int) -> tuple[str, ...]:
+    """The addresses of the worker at ``position`` (0-based) among ``workers`` workers.
+
+    Disjoint and balanced within one address while the pool has at least one address per
+    worker: ``pool[position::workers]``.  A smaller pool cannot be split: each worker
+    then gets one address, ``pool[position % len(pool)]``, shared with other workers.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not 0 <= position < workers:
+        raise ValueError(f"position must be in 0..{workers - 1}, got {position}")
+    if not pool:
+        return ()
+    if len(pool) < workers:
+        return (pool[position % len(pool)],)
+    return tuple(pool[position::workers])
 
 
 class SlotAllocator:
@@ -73,32 +93,3 @@ class SlotAllocator:
 
     def __len__(self) -> int:
         return len(self._used)
-
-
-class ModelSequence:
-    """The model of every slot: Sainte-Laguë order over the scenario's model shares.
-
-    Slot ``k`` goes to the model with the smallest ``(seats + 1/2) / share`` (ties to the
-    model listed first).  A divisor method is house-monotone: adding a slot never takes
-    one from another model, so every prefix is a fair apportionment.
-    """
-
-    def __init__(self, scenario: Scenario) -> None:
-        self._models: list[ChargerModel] = [spec.to_charger_model() for spec in scenario.models]
-        self._shares = [Fraction(spec.share) for spec in scenario.models]
-        self._seats = [0] * len(self._models)
-        self._order: list[int] = []
-
-    def index_at(self, slot: int) -> int:
-        """Index into the scenario's ``[[models]]`` of ``slot``'s model."""
-        while len(self._order) <= slot:
-            best = min(
-                range(len(self._shares)),
-                key=lambda i: ((self._seats[i] + Fraction(1, 2)) / self._shares[i], i),
-            )
-            self._seats[best] += 1
-            self._order.append(best)
-        return self._order[slot]
-
-    def model_at(self, slot: int) -> ChargerModel:
-        return self._models[self.index_at(slot)]

@@ -11,16 +11,22 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from flask import Blueprint, Response, jsonify, request
 
 from emulator.loadtest.view import rows_for_tab
 
-if TYPE_CHECKING:
-    from emulator.loadtest.plugin import FleetPlugin
+__all__ = ["FleetViewSource", "install"]
 
-__all__ = ["install"]
+
+class FleetViewSource(Protocol):
+    """What the tab shows comes from here (the Locust plugin of this process)."""
+
+    def fleet_view(self) -> dict[str, Any]:
+        """The fleet counts of this process, or of every worker summed on a master."""
+        ...
+
 
 TAB_KEY = "fleet"
 
@@ -67,7 +73,7 @@ refresh(); setInterval(refresh, 2000);
 """
 
 
-def install(web_ui: Any, plugin: FleetPlugin) -> None:
+def install(web_ui: Any, plugin: FleetViewSource) -> None:
     """Add the routes and the tab to ``web_ui`` (Locust's WebUI) for ``plugin``'s fleet."""
     blueprint = Blueprint("ocpp_fleet", __name__)
 

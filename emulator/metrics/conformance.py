@@ -25,6 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
+from emulator.core.link import ID_TAG_ACTIONS
+
 __all__ = [
     "EXAMPLES",
     "ID_TAG_ACTIONS",
@@ -39,7 +41,6 @@ log = logging.getLogger("emulator.csms_conformance")
 
 EXAMPLES: Final = 3  # messages kept word for word per kind
 MAX_KINDS: Final = 256  # distinct (message, action, code) kept; more are counted as one
-ID_TAG_ACTIONS: Final = ("Authorize", "StartTransaction", "StopTransaction")
 ID_TAG_STATUSES: Final = ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx")
 
 
@@ -93,7 +94,7 @@ class CsmsConformance:
         self.id_tag_statuses: Counter[tuple[str, str]] = Counter()
         self.listeners: list[ConformanceListener] = []
 
-    # -- recording (called by the drivers) ---------------------------------------------
+    # -- recording (called by the charger links) ------------------------------------------
 
     def schema_violation(
         self,

@@ -10,9 +10,10 @@ in (tests get a fresh one; nothing touches the global ``REGISTRY``):
   :data:`MAX_REASONS` connection reasons): a misbehaving CSMS that sends made-up
   actions or error codes cannot grow the number of series.
 * :class:`FleetCollector` computes fleet-wide gauges (connected, booted, connectors
-  by status, transactions, energy, power, queue depth) when Prometheus scrapes,
-  from the :class:`~emulator.fleet.runner.Fleet` objects it watches.  Never one series
-  per wallbox: a charger id is never a label.
+  by status, transactions, energy, power, queue depth) when Prometheus scrapes, from
+  the fleets it watches (any :class:`~emulator.metrics.fleetview.FleetSource`), each
+  wallbox counted as everywhere else (:func:`emulator.metrics.fleetview.tally`).
+  Never one series per wallbox: a charger id is never a label.
 
 :func:`serve_metrics` starts prometheus_client's HTTP server on a port; nothing is
 served unless a caller asks for it (``ocpp-fleet run --metrics-port``, a Locust
@@ -45,9 +46,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from emulator.core.csms_calls import PROFILE_OF_ACTION
 from emulator.core.status import Status
-from emulator.core.wallbox import PROFILE_OF_ACTION
 from emulator.metrics.conformance import ID_TAG_ACTIONS, ID_TAG_STATUSES
+from emulator.metrics.fleetview import FleetCounts, FleetSource, Settled, tally
 from emulator.metrics.looplag import LoopLagMonitor
 from emulator.protocol.errors import ErrorCode
 
@@ -56,7 +58,6 @@ if TYPE_CHECKING:
 
     from emulator.core.connector import Connector
     from emulator.core.wallbox import Wallbox
-    from emulator.fleet.runner import Fleet
 
 __all__ = [
     "CALL_BUCKETS",
@@ -553,17 +554,13 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class _Totals:
-    chargers: int = 0
-    connected: int = 0
-    booted: int = 0
-    transactions_running: int = 0
-    transactions_started: int = 0
-    transactions_stopped: int = 0
-    outbox: int = 0
-    backlog: int = 0
+    # The wallboxes' counts; transactions_started/stopped are counters here (what every
+    # wallbox counted when last read, those that left included).
+    counts: FleetCounts = field(
+        default_factory=lambda: FleetCounts(statuses=dict.fromkeys(STATUSES, 0))
+    )
     energy_wh: float = 0.0
     power_w: float = 0.0
-    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     scenarios: set[str] = field(default_factory=set)
 
 
@@ -573,11 +570,9 @@ class _Seen:
 
     wallbox: weakref.ref[Wallbox]
     baseline_wh: float  # its energy registers when first seen: energy counts from there
-    # How many leading transactions are settled (stopped, or lost in a hard reset: both
-    # final) and how many of those stopped: a scrape then looks only at the unsettled
-    # tail, O(wallboxes) instead of O(every transaction of a soak).
-    settled: int = 0
-    settled_stopped: int = 0
+    # Its leading settled transactions (fleetview.Settled): a scrape then looks only at
+    # the unsettled tail, O(wallboxes) instead of O(every transaction of a soak).
+    settled: Settled = (0, 0)
     # Its last counts, kept when it leaves the fleet so the counters never go down.
     started: int = 0
     stopped: int = 0
@@ -606,7 +601,7 @@ class FleetCollector(Collector):
 
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
         self._lock = threading.Lock()
-        self._fleets: list[Fleet] = []
+        self._fleets: list[FleetSource] = []
         self._seen: dict[int, _Seen] = {}  # id(wallbox) -> what we know of it
         self._retired_started = 0
         self._retired_stopped = 0
@@ -617,7 +612,7 @@ class FleetCollector(Collector):
         if registry is not None:
             registry.register(self)
 
-    def add(self, fleet: Fleet) -> None:
+    def add(self, fleet: FleetSource) -> None:
         """Start watching ``fleet``; its energy counts from now."""
         with self._lock:
             if any(f is fleet for f in self._fleets):
@@ -627,7 +622,7 @@ class FleetCollector(Collector):
             for driver in list(fleet.drivers):
                 self._entry(driver.wallbox, now)
 
-    def remove(self, fleet: Fleet) -> None:
+    def remove(self, fleet: FleetSource) -> None:
         """Stop watching ``fleet``; its transactions and energy stay in the counters."""
         with self._lock:
             if any(f is fleet for f in self._fleets):
@@ -649,16 +644,17 @@ class FleetCollector(Collector):
                 self._retired_started += gone.started
                 self._retired_stopped += gone.stopped
                 self._retired_energy_wh += gone.energy_wh
-            totals.transactions_started += self._retired_started
-            totals.transactions_stopped += self._retired_stopped
+            counts = totals.counts
+            counts.transactions_started += self._retired_started
+            counts.transactions_stopped += self._retired_stopped
             totals.energy_wh += self._retired_energy_wh
             # Counters never go down, whatever a racing read or float rounding says.
             self._high_energy_wh = totals.energy_wh = max(self._high_energy_wh, totals.energy_wh)
-            self._high_started = totals.transactions_started = max(
-                self._high_started, totals.transactions_started
+            self._high_started = counts.transactions_started = max(
+                self._high_started, counts.transactions_started
             )
-            self._high_stopped = totals.transactions_stopped = max(
-                self._high_stopped, totals.transactions_stopped
+            self._high_stopped = counts.transactions_stopped = max(
+                self._high_stopped, counts.transactions_stopped
             )
         return list(self._families(totals))
 
@@ -676,93 +672,66 @@ class FleetCollector(Collector):
         seen = self._seen[key] = _Seen(weakref.ref(wallbox), baseline)
         return seen
 
-    def _add_fleet(self, fleet: Fleet, t: _Totals, present: set[int]) -> None:
+    def _add_fleet(self, fleet: FleetSource, t: _Totals, present: set[int]) -> None:
         now = fleet.clock()
         t.scenarios.add(fleet.scenario.name)
-        statuses = t.statuses
+        totals = t.counts
         for driver in list(fleet.drivers):  # a copy: the loop may add or remove meanwhile
             wb = driver.wallbox
             present.add(id(wb))
-            t.chargers += 1
             seen: _Seen | None = None
+            read = False
             for _ in range(_READ_ATTEMPTS):
-                # Read into locals only; add to the totals once the whole wallbox is read.
                 try:
                     seen = self._entry(wb, now)
-                    connected = driver.connected
-                    booted = connected and wb.accepted
-                    reported: list[str] = []
-                    running = 0
                     power_w = energy = 0.0
                     for c in wb.connectors[1:]:
-                        status = c.reported
-                        if status is not None:
-                            reported.append(status.value)
-                        if c.transaction is not None:
-                            running += 1
                         ev = c.ev
                         power = c.meter.power_w(ev.phases if ev is not None else None)
                         power_w += power
                         energy += _register_wh(c, now, power)
-                    transactions = wb.transactions
-                    count = len(transactions)
-                    done, stopped = seen.settled, seen.settled_stopped
-                    if done > count:  # the list was trimmed: count afresh
-                        done = stopped = 0
-                    lost = wb.lost_transactions
-                    while done < count:
-                        tx = transactions[done]
-                        if tx.stopped_at is not None:
-                            stopped += 1
-                        elif not any(tx is gone for gone in lost):
-                            break
-                        done += 1
-                    settled_stopped = stopped
-                    for tx in transactions[done:count]:
-                        if tx.stopped_at is not None:
-                            stopped += 1
-                    outbox = wb.outbox
-                    depth, backlog = outbox.depth, outbox.transaction_backlog
+                    # Last: tally adds the wallbox to the totals only once all of it is
+                    # read, so a read that trips over the loop leaves them as they were.
+                    started, stopped = totals.transactions_started, totals.transactions_stopped
+                    settled = tally(driver, totals, settled=seen.settled)
                 except _RACES:  # the loop changed this wallbox while we read it: again
                     continue
-                if connected:
-                    t.connected += 1
-                    if booted:
-                        t.booted += 1
-                for value in reported:
-                    statuses[value] += 1
-                t.transactions_running += running
+                read = True
                 t.power_w += power_w
                 seen.energy_wh = max(seen.energy_wh, energy - seen.baseline_wh)
-                seen.settled, seen.settled_stopped = done, settled_stopped
-                seen.started, seen.stopped = count, stopped
-                t.outbox += depth
-                t.backlog += backlog
+                seen.settled = settled
+                seen.started = totals.transactions_started - started
+                seen.stopped = totals.transactions_stopped - stopped
                 break
-            # Counters from what was last read (now, or before if it kept changing); a
-            # wallbox that could not be read at all adds no gauges to this scrape.
+            if not read:
+                # It kept changing (or could not be read at all): a charger that adds no
+                # gauges to this scrape, and its counters as last read.
+                totals.chargers += 1
+                if seen is not None:
+                    totals.transactions_started += seen.started
+                    totals.transactions_stopped += seen.stopped
             if seen is not None:
                 t.energy_wh += seen.energy_wh
-                t.transactions_started += seen.started
-                t.transactions_stopped += seen.stopped
 
     @staticmethod
     def _families(t: _Totals) -> Iterator[Metric]:
         def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, documentation, value=value)
 
+        c = t.counts
+
         yield gauge(
-            "ocpp_fleet_chargers", "Emulated wallboxes in this process (fleet size).", t.chargers
+            "ocpp_fleet_chargers", "Emulated wallboxes in this process (fleet size).", c.chargers
         )
         yield gauge(
             "ocpp_fleet_chargers_connected",
             "Wallboxes with an open websocket to the CSMS.",
-            t.connected,
+            c.connected,
         )
         yield gauge(
             "ocpp_fleet_chargers_booted",
             "Connected wallboxes whose BootNotification was Accepted.",
-            t.booted,
+            c.booted,
         )
         connectors = GaugeMetricFamily(
             "ocpp_fleet_connectors",
@@ -770,22 +739,22 @@ class FleetCollector(Collector):
             labels=["status"],
         )
         for status in STATUSES:
-            connectors.add_metric([status], t.statuses[status])
+            connectors.add_metric([status], c.statuses.get(status, 0))
         yield connectors
         yield gauge(
             "ocpp_fleet_transactions_running",
             "Transactions in progress (started, not yet stopped).",
-            t.transactions_running,
+            c.transactions_running,
         )
         yield CounterMetricFamily(
             "ocpp_fleet_transactions_started",
             "Transactions started by the wallboxes (StartTransaction queued).",
-            value=t.transactions_started,
+            value=c.transactions_started,
         )
         yield CounterMetricFamily(
             "ocpp_fleet_transactions_stopped",
             "Transactions stopped by the wallboxes (StopTransaction queued).",
-            value=t.transactions_stopped,
+            value=c.transactions_stopped,
         )
         yield CounterMetricFamily(
             "ocpp_fleet_energy_delivered_wh",
@@ -802,13 +771,13 @@ class FleetCollector(Collector):
             "ocpp_fleet_outbox_messages",
             "Charger-initiated messages queued in the wallboxes' outboxes (offline queue "
             "depth, including the CALL in flight).",
-            t.outbox,
+            c.queue_depth,
         )
         yield gauge(
             "ocpp_fleet_transaction_backlog_messages",
             "Transaction messages (Start/StopTransaction, transaction MeterValues) not yet "
             "delivered to the CSMS.",
-            t.backlog,
+            c.transaction_backlog,
         )
         info = GaugeMetricFamily(
             "ocpp_fleet_scenario_info",

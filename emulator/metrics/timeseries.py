@@ -77,7 +77,8 @@ _GENERATOR_SECONDS = {
 class FleetGauges(Protocol):
     """What a row reads from the fleet at the end of each window.
 
-    ``emulator.fleet.runner.FleetCounts`` (``Fleet.counts()``) is one."""
+    :class:`emulator.metrics.fleetview.FleetGauges` (``Fleet.gauges()``) and
+    :class:`~emulator.metrics.fleetview.FleetCounts` (``Fleet.counts()``) are ones."""
 
     @property
     def chargers(self) -> int: ...

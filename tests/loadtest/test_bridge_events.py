@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -221,3 +222,41 @@ def test_the_drain_gives_prometheus_what_a_direct_reporter_gets() -> None:
     expected = sample_values(direct_registry)
     assert sample_values(bridged_registry) == expected
     assert expected[("ocpp_fleet_reconnects_total", ())] == 1
+
+
+def test_a_removed_wallbox_keeps_what_it_counted_in_the_snapshots() -> None:
+    """A stopped user's wallbox leaves the fleet; its transactions stay in the totals."""
+    from emulator.core.transaction import Transaction
+    from emulator.fleet.scenario import parse_scenario
+    from emulator.loadtest.bridge import _LoopSide
+    from tests.loadtest.support import scenario_text
+
+    options = SimpleNamespace(
+        scenario=parse_scenario(scenario_text(), source="<unit>"),
+        csms_url="ws://127.0.0.1:9/ocpp",
+        id_prefix=None,
+        seed=1,
+        source_addresses=(),
+    )
+    queued: list[Any] = []
+    side = _LoopSide(
+        options=options,  # type: ignore[arg-type]
+        put=queued.append,
+        publish=lambda snapshot: None,
+        snapshot_interval=1.0,
+        detailed=True,
+    )
+    for number in (1, 2):
+        side.fleet.add_wallbox(number, side.models.model_at(number - 1))
+    for stopped in (True, True, False):
+        tx = Transaction(local_id=1, connector_id=1, id_tag="TAG", meter_start=0, started_at=0.0)
+        tx.stopped_at = 1.0 if stopped else None
+        side.fleet.drivers[0].wallbox.transactions.append(tx)
+    before = side.snapshot()
+    side.fleet.remove_wallbox(1)
+    after = side.snapshot()
+    assert (before["chargers"], after["chargers"], after["chargers_peak"]) == (2, 1, 2)
+    kept = ("transactions_started", "transactions_stopped", "transaction_backlog")
+    assert [after[key] for key in kept] == [before[key] for key in kept]
+    assert (after["transactions_started"], after["transactions_stopped"]) == (3, 2)
+    assert after["in_flight"] == 0

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from emulator.csms import ReferenceCsms
+from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet, parse_address_pool
-from emulator.loadtest.partition import ModelSequence
 from emulator.metrics.stats import RunStats
 from emulator.transport.driver import WallboxDriver
 from tests.integration.support import RawCsms, eventually

@@ -7,9 +7,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet
 from emulator.loadtest.partition import (
-    ModelSequence,
     SlotAllocator,
     charger_number,
     worker_range,

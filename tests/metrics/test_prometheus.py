@@ -349,6 +349,10 @@ class _FlakyOutbox:
     def transaction_backlog(self) -> int:
         return int(self.outbox.transaction_backlog)
 
+    @property
+    def in_flight(self) -> Any:
+        return self.outbox.in_flight
+
 
 def test_a_wallbox_the_loop_changes_during_a_scrape_is_read_again(
     registry: CollectorRegistry,
