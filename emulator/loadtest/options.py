@@ -4,8 +4,13 @@ Locust's argument parser is configargparse, so every option here can also be wri
 in ``locust.conf`` (``scenario = scenarios/demo.toml``) or set in the environment
 (``LOCUST_SCENARIO``: each option names its variable, Locust derives none itself);
 options with ``include_in_web_ui`` appear in the web UI's start form, and the master
-sends their values to every worker with each spawn message.  The metrics options are
-per process, read once at start-up (:func:`metrics_address`): a worker keeps its own.
+sends their values to every worker with each spawn message, which overwrite the
+worker's.  Some options belong to the process by nature (:data:`PER_WORKER_OPTIONS`):
+the metrics options, read once at start-up (:func:`metrics_address`), and the source
+addresses, which must be the worker's host's.  A worker keeps its own values of those
+(:func:`worker_options`); a pool of source addresses given only to the master (or the
+same pool to both, as workers forked by ``--processes`` have) is split into disjoint
+slices, one per worker.
 
 Values set in the web UI arrive as strings, so :func:`fleet_options` accepts strings
 for every field and converts (and validates) them itself.
@@ -14,13 +19,14 @@ for every field and converts (and validates) them itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from emulator.fleet.runner import parse_address_pool
 from emulator.fleet.scenario import Scenario, load_scenario
-from emulator.loadtest.partition import DEFAULT_IDS_PER_WORKER
+from emulator.loadtest.partition import DEFAULT_IDS_PER_WORKER, address_slice
 from emulator.loadtest.schedules import SHAPE_NAMES, Schedule, parse_schedule
 from emulator.metrics.slo import (
     Slo,
@@ -35,18 +41,23 @@ from emulator.metrics.stats import RunStats
 __all__ = [
     "METRICS_HOST_ENV",
     "METRICS_PORT_ENV",
+    "PER_WORKER_OPTIONS",
     "SLO_ENV",
     "WINDOWS_OPTION",
+    "WORKERS_OPTION",
     "FleetOptions",
     "MetricsAddress",
     "OptionError",
     "RequestRecorder",
+    "WorkerOptions",
     "add_arguments",
     "command_line_slos",
     "fleet_options",
     "metrics_address",
+    "own_options",
     "scenario_slos",
     "verdict_outputs",
+    "worker_options",
 ]
 
 # The container image sets these (the CLI's --metrics-port reads them too).
@@ -57,6 +68,17 @@ SLO_ENV = "LOCUST_SLO"
 # Set by a judging master on its parsed options, which every spawn message carries to the
 # workers: "send me your windows" (emulator.loadtest.steps).
 WINDOWS_OPTION = "ocpp_fleet_windows"
+# Set by the master on its parsed options at each test start: the sorted indexes of the
+# workers it starts, so that each worker knows its position for its slice of an address
+# pool (worker_options).
+WORKERS_OPTION = "ocpp_fleet_workers"
+# A process's own options, whatever a master's spawn message says (worker_options).
+PER_WORKER_OPTIONS: tuple[str, ...] = (
+    "source_addresses",
+    "metrics_port",
+    "metrics_host",
+    "metrics_port_per_worker",
+)
 
 
 class OptionError(ValueError):
@@ -250,13 +272,87 @@ def fleet_options(parsed: Any, *, host: str | None) -> FleetOptions:
     )
 
 
+def own_options(parsed: Any) -> dict[str, Any]:
+    """This process's values of :data:`PER_WORKER_OPTIONS`, as it was started (read them
+    at start-up, before a master's spawn message overwrites them)."""
+    return {name: getattr(parsed, name, None) for name in PER_WORKER_OPTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """A worker's options for one test: ``parsed`` is a copy of what the master sent with
+    the worker's own per-worker values; ``addresses`` says where its source addresses
+    came from (for the log); ``shared``: they may be another worker's too."""
+
+    parsed: Any
+    addresses: str
+    shared: bool = False
+
+
+def _pool(text: str, source: str) -> tuple[str, ...]:
+    try:
+        return tuple(parse_address_pool(text)) if text else ()
+    except ValueError as exc:
+        raise OptionError(f"--source-addresses ({source}): {exc}") from None
+
+
+def worker_options(parsed: Any, own: Mapping[str, Any], *, worker_index: int) -> WorkerOptions:
+    """What a worker runs a test with: the master's options (``parsed``, as its spawn
+    message left them), but its own (``own``, from :func:`own_options`) per-worker ones.
+
+    Source addresses: a pool given to this worker and not the same as the master's is
+    the worker's own; a pool given only to the master, or the same pool to both, is the
+    master's to split: this worker binds to its slice (:func:`address_slice`) by its
+    position among the workers the master started (:data:`WORKERS_OPTION`).  Raises
+    OptionError for a pool that is not one.
+    """
+    view = copy(parsed)
+    for name in PER_WORKER_OPTIONS:
+        if name != "source_addresses" and name in own:
+            setattr(view, name, own[name])
+    own_text = str(own.get("source_addresses") or "").strip()
+    master_text = _get(parsed, "source_addresses")
+    own_pool = _pool(own_text, "this worker's")
+    master_pool = _pool(master_text, "the master's")
+    if own_pool and own_pool != master_pool:
+        view.source_addresses = own_text
+        return WorkerOptions(view, f"{own_text} (this worker's own)")
+    pool = master_pool or own_pool
+    if not pool:
+        view.source_addresses = ""
+        return WorkerOptions(view, "none (the kernel picks)")
+    workers = getattr(parsed, WORKERS_OPTION, None)
+    indexes = [int(i) for i in workers] if isinstance(workers, list | tuple) else []
+    if worker_index in indexes:
+        position, count = indexes.index(worker_index), len(indexes)
+        addresses = address_slice(pool, position, count)
+        shared = len(pool) < count
+        how = f"slice {position + 1} of {count} of the pool {master_text or own_text}"
+        if shared:
+            how += ", shared: fewer addresses than workers"
+    elif indexes:  # a worker that joined after the test started
+        count = len(indexes)
+        addresses = address_slice(pool, worker_index % count, count)
+        shared = True
+        how = (
+            f"slice {worker_index % count + 1} of {count} of the pool {master_text or own_text}, "
+            "shared with another worker: this worker joined after the test started"
+        )
+    else:  # a master that does not say which workers it starts
+        addresses, shared = pool, True
+        how = f"the whole pool {master_text or own_text}, shared with every other worker"
+    view.source_addresses = ",".join(addresses)
+    return WorkerOptions(view, f"{view.source_addresses} ({how})", shared=shared)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsAddress:
     host: str
     port: int  # 0: any free port
 
 
-def _flag(parsed: Any, name: str) -> bool:
+def flag(parsed: Any, name: str) -> bool:
+    """A boolean Locust option, also when it came from the environment as text."""
     value = getattr(parsed, name, False)
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on"}
@@ -286,7 +382,7 @@ def metrics_address(
     if not 0 <= port <= 65535:
         raise OptionError(f"{source}: expected a port number 0-65535, got {text!r}")
     host = _get(parsed, "metrics_host") or environ.get(METRICS_HOST_ENV, "").strip() or "127.0.0.1"
-    if port and worker_index is not None and _flag(parsed, "metrics_port_per_worker"):
+    if port and worker_index is not None and flag(parsed, "metrics_port_per_worker"):
         port += worker_index
         if port > 65535:
             raise OptionError(

@@ -19,6 +19,19 @@ a local run hands itself one every second, and the judging process merges them, 
 window after spawning or for each step's hold of the ``steps`` shape, whose verdict
 (``--verdict-json``, ``--report``) is shaped like ``ocpp-fleet capacity``'s.
 
+Per-worker options: a master's spawn message carries its options to the workers; a
+worker keeps its own source addresses and metrics options, or takes its slice of the
+master's address pool (:func:`~emulator.loadtest.options.worker_options`).  A master
+that quits (the end of ``--run-time``, SIGTERM) first stops the workers' wallboxes and
+waits until each has reported them stopped, with its last requests: the master's totals
+then include every StopTransaction and close of the shutdown.
+
+When the generator is the limit (:mod:`emulator.loadtest.overload`): a worker counts a
+handshake that timed out while its loop lagged as the generator's
+("timeout while the load generator lagged"), not as a CSMS connect failure; the master
+(or a local run) names the spawn rate that overloaded a worker, and such timeouts alone
+do not make the exit code 1.
+
 Prometheus metrics (``--metrics-port``, else ``$OCPP_FLEET_METRICS_PORT``): a local run
 and every worker serve the same ``/metrics`` as ``ocpp-fleet run`` (per-action
 latencies and errors, connections, fleet gauges, generator health, process metrics),
@@ -32,6 +45,7 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,38 +55,54 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.scenario import ScenarioError
-from emulator.loadtest.bridge import FleetBridge
+from emulator.loadtest.bridge import WEBSOCKET, FleetBridge, OcppFailure
 from emulator.loadtest.options import (
     WINDOWS_OPTION,
+    WORKERS_OPTION,
     OptionError,
     RequestRecorder,
     add_arguments,
-    command_line_slos,
+    flag,
     fleet_options,
     metrics_address,
+    own_options,
     scenario_slos,
     shape_schedule,
     verdict_outputs,
+    worker_options,
 )
-from emulator.loadtest.schedules import ScheduleError, Steps
+from emulator.loadtest.overload import (
+    CONNECT_TIMEOUT,
+    DEFER,
+    GENERATOR_TIMEOUT,
+    LagHistory,
+    SpawnOverload,
+    generator_failures_only,
+    limit_lines,
+    spawn_rate_warning,
+    timeout_warning,
+)
+from emulator.loadtest.schedules import ScheduleError
 from emulator.loadtest.shapes import DROP_MESSAGE, ScheduleShape
 from emulator.loadtest.steps import (
     FleetState,
-    RowRecorder,
-    Span,
-    StepJudge,
     WindowCollector,
     WindowCutter,
-    step_line,
 )
 from emulator.loadtest.steps import verdict_lines as steps_verdict_lines
+from emulator.loadtest.verdicts import (
+    SloJudge,
+    StepsRun,
+    every,
+    slos_of_scenario,
+    steps_schedule,
+    write_outputs,
+)
 from emulator.loadtest.view import aggregate, bottleneck_warning, summary_lines
-from emulator.metrics.slo import Slo, Verdict, evaluate, verdict_lines
+from emulator.metrics.slo import verdict_lines
 from emulator.metrics.stats import RunStats
 
 if TYPE_CHECKING:
-    from emulator.capacity import Step
-    from emulator.capacity import Verdict as CapacityVerdict
     from emulator.metrics.prometheus import MetricsEndpoint
 
 __all__ = ["FleetPlugin", "plugin_of", "register"]
@@ -86,8 +116,15 @@ REPORT_KEY = "ocpp_fleet"
 STOP_TIMEOUT = 20.0
 # A local run hands itself a window this often (a worker sends one with each report).
 LOCAL_WINDOW_INTERVAL = 1.0
-# How often the steps judge looks at the fleet and the clock.
-STEPS_POLL_INTERVAL = 0.5
+# How often a fleet process notes its loop lag (LagHistory) from the fleet snapshots.
+LAG_SAMPLE_INTERVAL = 1.0
+# An overload verdict this soon after spawning completed is the spawn's: the verdict takes
+# three 5-s windows over the limits, and reaches the master with a snapshot and a report.
+SPAWN_BLAME = 30.0
+# A worker tells its master that its wallboxes have stopped (after its last report).
+STOPPED_MESSAGE = "ocpp_fleet_stopped"
+# How long a quitting master waits for that, beyond Locust's own wait for the users.
+STOPPED_WAIT = STOP_TIMEOUT + 10.0
 
 
 def register(events: Any) -> FleetPlugin:
@@ -169,14 +206,29 @@ class FleetPlugin:
         self._worst_seen: dict[int, dict[str, Any]] = {}
         self._summary_printed = False
         self.metrics: MetricsEndpoint | None = None
-        self.slo = _SloJudge()
+        self.slo = SloJudge()
         # Windows (emulator.loadtest.steps): cut on a fleet process, collected where judged.
         self._window_recorder: RequestRecorder | None = None
         self.cutter: WindowCutter | None = None
         self.collector: WindowCollector | None = None
         self._feeder: gevent.Greenlet | None = None
         self._bad_windows: set[int] = set()
-        self.steps: _StepsRun | None = None
+        self.steps: StepsRun | None = None
+        # Per-worker options as this process was started (a worker's own).
+        self._own_options: dict[str, Any] = {}
+        # The generator as the limit (emulator.loadtest.overload).
+        self.lag_history = LagHistory()
+        self._lag_sampler: gevent.Greenlet | None = None
+        self._last_health: Any = None
+        self._fire: Callable[..., Any] | None = None
+        self._generator_timeout = OcppFailure(GENERATOR_TIMEOUT)
+        # Connect timeouts waiting to be judged: (when, the request event's arguments).
+        self._pending_timeouts: deque[tuple[float, dict[str, Any]]] = deque()
+        self.generator_timeouts = 0  # this process's, since it started
+        self.spawn_overload: SpawnOverload | None = None  # this test's
+        self._spawn_done: float | None = None  # when spawning last completed
+        self._timeouts_warned = False  # this test's first generator timeouts were named
+        self._stopped_workers: set[int] = set()
 
     # ------------------------------------------------------------------ roles
 
@@ -217,17 +269,26 @@ class FleetPlugin:
                     environment.process_exit_code = exc.exit_code
                     gevent.spawn(runner.quit)
                     return
+            self._fire = environment.events.request.fire
             self.bridge = FleetBridge(
-                fire=environment.events.request.fire,
+                fire=self._fire_request,
                 on_health=self._on_health,
                 prometheus=None if self.metrics is None else self.metrics.reporter,
                 collector=None if self.metrics is None else self.metrics.collector,
             )
             self.bridge.start()
+            self._lag_sampler = gevent.spawn(
+                every, LAG_SAMPLE_INTERVAL, self._watch_lag, "judging connect timeouts"
+            )
             if runner is not None:
                 runner.register_message(DROP_MESSAGE, self._on_drop)
-        elif getattr(environment.parsed_options, "metrics_port", ""):
-            log.info("the master runs no wallboxes and serves no metrics: each worker does")
+            if isinstance(runner, WorkerRunner):
+                self._own_options = own_options(environment.parsed_options)
+        else:
+            if getattr(environment.parsed_options, "metrics_port", ""):
+                log.info("the master runs no wallboxes and serves no metrics: each worker does")
+            runner.register_message(STOPPED_MESSAGE, self._on_worker_stopped)
+            _stop_workers_before_quitting(runner, self)
         if not isinstance(runner, WorkerRunner) and runner is not None:
             problem = self.slo.init(environment.parsed_options, master=self.is_master)
             if problem is not None:
@@ -269,6 +330,9 @@ class FleetPlugin:
         self._end_windows()
         self.collector = None
         self.steps = None  # the last test's verdict sets the exit code
+        self.spawn_overload = None
+        self._spawn_done = None
+        self._timeouts_warned = False
         if self.is_master:
             self.worker_snapshots.clear()
             self._overloaded_workers.clear()
@@ -280,12 +344,17 @@ class FleetPlugin:
         self.config_error = None
         judging = self.slo.judges  # a local run
         # A worker whose master judges SLOs sends it windows (the master set this option).
-        windows = isinstance(environment.runner, WorkerRunner) and _flag(
+        windows = isinstance(environment.runner, WorkerRunner) and flag(
             environment.parsed_options, WINDOWS_OPTION
         )
-        steps = _steps_schedule(environment) if judging else None
+        steps = steps_schedule(environment) if judging else None
+        addresses = None
         try:
-            options = fleet_options(environment.parsed_options, host=environment.host)
+            parsed = environment.parsed_options
+            if isinstance(environment.runner, WorkerRunner):
+                own = worker_options(parsed, self._own_options, worker_index=self.worker_index)
+                parsed, addresses = own.parsed, own
+            options = fleet_options(parsed, host=environment.host)
             slos = []
             if judging:
                 slos = scenario_slos(options.scenario, options.scenario_path)
@@ -312,6 +381,10 @@ class FleetPlugin:
             self.worker_index * options.ids_per_worker + 1,
             options.csms_url,
         )
+        if addresses is not None:
+            (log.warning if addresses.shared else log.info)(
+                "worker %s: source addresses %s", self.worker_index, addresses.addresses
+            )
         if windows:
             self._cut_windows(environment)
         elif slos and steps is not None:
@@ -319,9 +392,9 @@ class FleetPlugin:
             self._cut_windows(environment)
             self.collector = WindowCollector()
             self._feeder = gevent.spawn(
-                _every, LOCAL_WINDOW_INTERVAL, self._feed_local, "collecting the fleet's windows"
+                every, LOCAL_WINDOW_INTERVAL, self._feed_local, "collecting the fleet's windows"
             )
-            self.steps = _StepsRun(
+            self.steps = StepsRun(
                 schedule=steps,
                 slos=slos,
                 collector=self.collector,
@@ -335,8 +408,12 @@ class FleetPlugin:
         """The master judges when it has SLOs: it asks the workers for windows (an option
         every spawn message carries) and collects them."""
         parsed = environment.parsed_options
+        runner = environment.runner
+        if parsed is not None and isinstance(runner, MasterRunner):
+            # Which workers this start reaches: each takes its slice of an address pool.
+            setattr(parsed, WORKERS_OPTION, _started_workers(runner))
         try:
-            slos = [*_scenario_slos(parsed), *self.slo.command_line]
+            slos = [*slos_of_scenario(parsed), *self.slo.command_line]
         except OptionError as exc:  # a scenario changed in the web UI
             log.error("ocpp-fleet cannot start: %s", exc)
             slos = []
@@ -348,10 +425,10 @@ class FleetPlugin:
         if not slos:
             return
         self.collector = WindowCollector()
-        steps = _steps_schedule(environment)
+        steps = steps_schedule(environment)
         if steps is not None:
             self.slo.verdict = None
-            self.steps = _StepsRun(
+            self.steps = StepsRun(
                 schedule=steps,
                 slos=slos,
                 collector=self.collector,
@@ -413,12 +490,12 @@ class FleetPlugin:
         if not outputs:
             return None
         option = "--verdict-json" if outputs.verdict_json is not None else "--report"
-        if _steps_schedule(environment) is None:
+        if steps_schedule(environment) is None:
             return (
                 f"{option} writes the verdict of a steps shape: give --fleet-shape "
                 "steps:sizes=.../...,hold=...,rate=... (and SLOs)"
             )
-        if not self.slo.command_line and not _scenario_slos(environment.parsed_options):
+        if not self.slo.command_line and not slos_of_scenario(environment.parsed_options):
             return (
                 f"{option} writes a verdict over SLOs: give --slo EXPR, $LOCUST_SLO or "
                 "[slo] rules in the scenario"
@@ -426,6 +503,7 @@ class FleetPlugin:
         return None
 
     def on_spawning_complete(self, **_: Any) -> None:
+        self._spawn_done = time.monotonic()
         if self.slo.running:
             self._drain()
             self.slo.ramped()
@@ -463,6 +541,49 @@ class FleetPlugin:
         self._end_windows()  # a worker's windows end with the test
         if self.bridge is not None:
             self.bridge.stop_fleet(timeout=STOP_TIMEOUT)
+            self._judge_timeouts(now=True)
+            if isinstance(environment.runner, WorkerRunner):
+                self._report_stopped(environment.runner)
+
+    def _report_stopped(self, runner: WorkerRunner) -> None:
+        """Send the master this worker's last requests (the shutdown's StopTransactions and
+        closes), then say that its wallboxes have stopped (messages arrive in order)."""
+        try:
+            runner._send_stats()
+            runner.send_message(STOPPED_MESSAGE, {"index": self.worker_index})
+        except Exception as exc:  # a master that is gone: nothing to tell
+            log.warning("cannot tell the master that the wallboxes stopped: %s", exc)
+
+    def _on_worker_stopped(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._stopped_workers.add(int((msg.data or {}).get("index", -1)))
+
+    def stop_workers_first(self, runner: MasterRunner) -> None:
+        """Before a master quits a running test: stop it (the workers stop their
+        wallboxes) and wait until every worker reported its wallboxes stopped, so that
+        the master's statistics hold the shutdown's requests too."""
+        from locust.runners import STATE_RUNNING, STATE_SPAWNING
+
+        if runner.state not in (STATE_SPAWNING, STATE_RUNNING):
+            return
+        clients = runner.clients
+        expected = {
+            int(runner.get_worker_index(client.id))
+            for client in (*clients.spawning, *clients.running)
+        }
+        self._stopped_workers.clear()
+        log.info("stopping the wallboxes of %d workers before quitting", len(expected))
+        runner.stop()
+        deadline = time.monotonic() + STOPPED_WAIT
+        while not expected <= self._stopped_workers and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        missing = sorted(expected - self._stopped_workers)
+        if missing:
+            log.warning(
+                "worker %s did not report its wallboxes stopped within %g s: the totals may "
+                "miss its last requests",
+                ", ".join(map(str, missing)),
+                STOPPED_WAIT,
+            )
 
     def on_quitting(self, environment: Environment, **_: Any) -> None:
         if self.slo.running:  # quitting before the test stopped (SIGTERM)
@@ -473,9 +594,11 @@ class FleetPlugin:
         self._end_windows()
         if self.bridge is not None:
             self.bridge.stop_fleet(timeout=STOP_TIMEOUT)
+            self._judge_timeouts(now=True)
         if self.steps is not None:
             self._steps_outcome(environment, self.steps)
             return
+        self._generator_outcome(environment)
         verdict = self.slo.verdict
         if verdict is not None and environment.process_exit_code is None:
             runner = environment.runner
@@ -486,13 +609,37 @@ class FleetPlugin:
                 # is exit code 1", decide (exceptions in user code still count).
                 environment.process_exit_code = 0
 
-    def _steps_outcome(self, environment: Environment, steps: _StepsRun) -> None:
+    def _generator_outcome(self, environment: Environment) -> None:
+        """Connection attempts that timed out while the generator lagged, and nothing else
+        failed: the CSMS failed nothing, so Locust's "any failure is exit code 1" does
+        not apply (an SLO verdict, judged after this, still decides)."""
+        runner = environment.runner
+        if environment.process_exit_code is not None or runner is None or runner.exceptions:
+            return
+        if isinstance(runner, WorkerRunner):
+            return
+        errors = getattr(getattr(runner, "stats", None), "errors", None) or {}
+        counted = generator_failures_only(
+            (str(e.method), str(e.error), int(e.occurrences)) for e in errors.values()
+        )
+        if counted:
+            import locust.log
+
+            if not locust.log.unhandled_greenlet_exception:
+                environment.process_exit_code = 0
+                log.warning(
+                    "%d connection attempts timed out while the load generator lagged and "
+                    "nothing else failed: exit code 0 (the CSMS failed nothing)",
+                    counted,
+                )
+
+    def _steps_outcome(self, environment: Environment, steps: StepsRun) -> None:
         """Write ``--verdict-json`` and ``--report``; the exit code: 0 with a capacity, 1
         when the first step failed (or none was judged), as ``ocpp-fleet capacity``."""
         verdict = steps.verdict
         if verdict is not None:
             try:
-                written = _write_outputs(environment.parsed_options, verdict, steps)
+                written = write_outputs(environment.parsed_options, verdict, steps)
             except OSError as exc:
                 log.error("cannot write the verdict: %s", exc)
                 if environment.process_exit_code is None:
@@ -508,8 +655,16 @@ class FleetPlugin:
             environment.process_exit_code = 0
 
     def on_quit(self, exit_code: int = 0, **_: Any) -> None:
+        if self._lag_sampler is not None:
+            self._lag_sampler.kill(block=False)
+            self._lag_sampler = None
         if not isinstance(self.environment.runner if self.environment else None, WorkerRunner):
             self.print_summary()
+            lines = limit_lines(
+                self.spawn_overload, self._generator_timeouts_counted(), self._spawn_rate()
+            )
+            if lines:
+                print("\n".join(lines), file=sys.stdout, flush=True)
             if self.slo.verdict is not None:
                 print("\n".join(verdict_lines(self.slo.verdict)), file=sys.stdout, flush=True)
             if self.steps is not None and self.steps.finished:
@@ -545,15 +700,42 @@ class FleetPlugin:
         index, snapshot = int(report["index"]), report["snapshot"]
         self.worker_snapshots[client_id] = (index, snapshot)
         self._worst_seen[index] = snapshot
-        overloaded = bool((snapshot.get("health") or {}).get("overloaded"))
+        health = snapshot.get("health") or {}
+        overloaded = bool(health.get("overloaded"))
         if overloaded and index not in self._overloaded_workers:
             self._overloaded_workers.add(index)
-            log.warning(
-                "worker %d: %s", index, bottleneck_warning(aggregate({index: snapshot})["health"])
-            )
+            rate = self._spawning_rate()
+            if rate is not None:
+                self._note_spawn_overload(rate, index, health)
+                workers = len(getattr(self._runner, "clients", {}) or {}) or 1
+                log.warning(
+                    "worker %d: %s",
+                    index,
+                    spawn_rate_warning(
+                        spawn_rate=rate, workers=workers, where=f"worker {index}", health=health
+                    ),
+                )
+            else:
+                log.warning(
+                    "worker %d: %s",
+                    index,
+                    bottleneck_warning(aggregate({index: snapshot})["health"]),
+                )
         elif not overloaded and index in self._overloaded_workers:
             self._overloaded_workers.discard(index)
             log.warning("worker %d: the load generator keeps up again", index)
+        if not self._timeouts_warned and any(
+            GENERATOR_TIMEOUT in str(error.get("error", ""))
+            for error in (data.get("errors") or {}).values()
+        ):
+            self._timeouts_warned = True
+            log.warning(
+                "worker %d: %s",
+                index,
+                timeout_warning(
+                    spawn_rate=self._spawn_rate(), where=f"worker {index}", health=health
+                ),
+            )
 
     def _collect(self, index: int, window: Any) -> None:
         assert self.collector is not None
@@ -576,7 +758,22 @@ class FleetPlugin:
             self.bridge.drop_connections(share)
 
     def _on_health(self, snapshot: HealthSnapshot) -> None:
-        if snapshot.overloaded:
+        rate = None if isinstance(self._runner, WorkerRunner) else self._spawning_rate()
+        if snapshot.overloaded and rate is not None:  # a local run spawning
+            health = snapshot.as_dict()
+            self._note_spawn_overload(rate, 0, health)
+            log.warning(
+                "%s",
+                spawn_rate_warning(spawn_rate=rate, workers=1, where="this process", health=health),
+            )
+        elif snapshot.overloaded and self._spawning():  # a worker spawning
+            log.warning(
+                "The load generator is the bottleneck while spawning: %s. Handshakes that "
+                "time out now count as the generator's; the master's spawn rate is more than "
+                "this worker keeps up with.",
+                snapshot.describe(),
+            )
+        elif snapshot.overloaded:
             log.warning(
                 "The load generator is the bottleneck: %s. Latencies measured now include "
                 "its own delays: run fewer wallboxes per worker or add workers.",
@@ -584,6 +781,113 @@ class FleetPlugin:
             )
         else:
             log.warning("The load generator keeps up again: %s", snapshot.describe())
+
+    # ------------------------------------------------------------------ the generator as the limit
+
+    @property
+    def _runner(self) -> Any:
+        return self.environment.runner if self.environment is not None else None
+
+    def _spawning(self) -> bool:
+        """Spawning now, or it ended so recently that an overload verdict now (which needs
+        several windows over the limits) began while it ran."""
+        from locust.runners import STATE_SPAWNING
+
+        runner = self._runner
+        if isinstance(runner, WorkerRunner):
+            spawning = bool(runner.worker_state == STATE_SPAWNING)
+        else:
+            spawning = runner is not None and runner.state == STATE_SPAWNING
+        done = self._spawn_done
+        return spawning or (done is not None and time.monotonic() - done <= SPAWN_BLAME)
+
+    def _spawning_rate(self) -> float | None:
+        """The spawn rate (users/s) of the master or local run while it spawns (or just
+        spawned, see :meth:`_spawning`), else None."""
+        if not self._spawning():
+            return None
+        return self._spawn_rate()
+
+    def _spawn_rate(self) -> float | None:
+        """The last spawn rate (users/s) of the master or local run, if known."""
+        rate = getattr(self._runner, "spawn_rate", None)  # a master's
+        if not rate and self.environment is not None:
+            rate = getattr(self.environment.parsed_options, "spawn_rate", None)
+        try:
+            return float(rate) if rate else None
+        except (TypeError, ValueError):
+            return None
+
+    def _note_spawn_overload(self, rate: float, worker: int, health: Mapping[str, Any]) -> None:
+        if self.spawn_overload is None:
+            self.spawn_overload = SpawnOverload(spawn_rate=rate)
+        self.spawn_overload.add(worker, health)
+
+    def _sample_lag(self) -> None:
+        """Note the loop lag of the fleet's last closed health window (once per snapshot)."""
+        snapshot = self.bridge.snapshot if self.bridge is not None else None
+        if not snapshot or snapshot is self._last_health:
+            return
+        self._last_health = snapshot
+        self.lag_history.record(time.monotonic(), snapshot.get("health") or {})
+
+    def _fire_request(self, **kwargs: Any) -> None:
+        """The bridge's ``events.request.fire``.  A connect timeout waits (``DEFER`` s, see
+        :meth:`_judge_timeouts`) until the loop lag of its attempt is known."""
+        exception = kwargs.get("exception")
+        if (
+            exception is not None
+            and kwargs.get("request_type") == WEBSOCKET
+            and str(exception) == CONNECT_TIMEOUT
+        ):
+            self._pending_timeouts.append((time.monotonic(), kwargs))
+            return
+        assert self._fire is not None
+        self._fire(**kwargs)
+
+    def _watch_lag(self) -> None:
+        self._sample_lag()
+        self._judge_timeouts()
+
+    def _judge_timeouts(self, *, now: bool = False) -> None:
+        """Fire the connect timeouts that waited long enough (``now``: all of them): one
+        that happened while the loop lagged is the generator's failure, not the CSMS's."""
+        pending = self._pending_timeouts
+        if not pending:
+            return
+        self._sample_lag()
+        options = self.bridge.options if self.bridge is not None else None
+        handshake = options.scenario.fleet.handshake_timeout if options is not None else 30.0
+        due = time.monotonic() - DEFER
+        verdicts: dict[int, bool] = {}  # by second: a burst of timeouts is judged once
+        while pending and (now or pending[0][0] <= due):
+            at, kwargs = pending.popleft()
+            second = int(at)
+            if second not in verdicts:
+                verdicts[second] = self.lag_history.blames_generator(at, handshake)
+            if verdicts[second]:
+                kwargs["exception"] = self._generator_timeout
+                self.generator_timeouts += 1
+                if not self._timeouts_warned and not isinstance(self._runner, WorkerRunner):
+                    self._timeouts_warned = True  # a local run (a master hears of a worker's)
+                    health = (self.bridge.snapshot if self.bridge else {}).get("health") or {}
+                    log.warning(
+                        "%s",
+                        timeout_warning(
+                            spawn_rate=self._spawn_rate(), where="this process", health=health
+                        ),
+                    )
+            assert self._fire is not None
+            self._fire(**kwargs)
+
+    def _generator_timeouts_counted(self) -> int:
+        """Generator timeouts in this process's statistics (a master: every worker's)."""
+        errors = getattr(getattr(self._runner, "stats", None), "errors", None) or {}
+        return sum(
+            int(e.occurrences)
+            for e in errors.values()
+            if str(e.method) == WEBSOCKET and GENERATOR_TIMEOUT in str(e.error)
+        )
 
     # ------------------------------------------------------------------ views
 
@@ -621,268 +925,26 @@ class FleetPlugin:
         print("\n".join(summary_lines(view)), file=sys.stdout, flush=True)
 
 
-class _SloJudge:
-    """The plain SLO verdict (docs/slo.md) over the window from spawning completed to the
-    test's stop.  A local run: a :class:`RunStats` rebuilt from the request events (only
-    while judging), snapshots when the test starts and when spawning completes, the verdict
-    when the test stops.  A master: the same windows as spans of the workers' windows
-    (:meth:`begin_collected`)."""
+def _started_workers(runner: MasterRunner) -> list[int]:
+    """The sorted indexes of the workers a master's start reaches (not missing ones)."""
+    clients = runner.clients
+    return sorted(
+        int(runner.get_worker_index(client.id))
+        for client in (*clients.ready, *clients.spawning, *clients.running)
+    )
 
-    def __init__(self) -> None:
-        self.command_line: list[Slo] = []
-        self.judges = False  # a local run or a master (a worker sends windows instead)
-        self.slos: list[Slo] = []
-        self.stats: RunStats | None = None
-        self.verdict: Verdict | None = None
-        self._recorder: RequestRecorder | None = None
-        self._start: RunStats | None = None
-        self._ramped: RunStats | None = None
-        self._collector: WindowCollector | None = None
-        self._span_start: Span | None = None
-        self._span_ramped: Span | None = None
 
-    def init(self, parsed: Any, *, master: bool) -> str | None:
-        """Read ``--slo``, ``$LOCUST_SLO`` and the scenario's ``[slo]`` (checked again
-        at each test start: the web UI can change the scenario); the problem that ends
-        the run, or None."""
+def _stop_workers_before_quitting(runner: MasterRunner, plugin: FleetPlugin) -> None:
+    """Make ``runner.quit`` stop a running test first (:meth:`FleetPlugin.stop_workers_first`):
+    Locust's quit waits half a second for the workers' last reports, not for their
+    wallboxes to stop."""
+    quit_now = runner.quit
+
+    def quit() -> None:
         try:
-            self.command_line = command_line_slos(parsed, environ=os.environ)
-            _scenario_slos(parsed)
-        except OptionError as exc:
-            return f"ocpp-fleet cannot start: {exc}"
-        self.judges = True
-        return None
-
-    @property
-    def running(self) -> bool:
-        return (self.stats is not None or self._span_start is not None) and self.verdict is None
-
-    def begin_collected(self, slos: list[Slo], collector: WindowCollector) -> None:
-        """A master: judge the workers' windows."""
-        self.slos = slos
-        self.stats = None
-        self.verdict = None
-        self._collector = collector
-        self._span_start = collector.open()
-        self._span_ramped = None
-
-    def begin(self, environment: Environment, slos: list[Slo]) -> None:
-        self.slos = slos
-        self.stats = RunStats()
-        self.verdict = None
-        if self._recorder is None:
-            self._recorder = RequestRecorder(self.stats)
-            environment.events.request.add_listener(self._recorder)
-        self._recorder.stats = self.stats
-        self._start = self.stats.snapshot()
-        self._ramped = None
-
-    def ramped(self) -> None:
-        """Spawning completed (again, when the user count changed): the window starts."""
-        if self.stats is not None:
-            self._ramped = self.stats.snapshot()
-        elif self._collector is not None and self._span_start is not None:
-            if self._span_ramped is not None:
-                self._collector.close(self._span_ramped)
-            self._span_ramped = self._collector.open()
-
-    def judge(self) -> Verdict:
-        if self._collector is not None and self._span_start is not None:
-            return self._judge_collected(self._collector, self._span_start)
-        assert self.stats is not None and self._start is not None
-        start, note = self._ramped, None
-        if start is None:
-            start, note = self._start, "spawning had not completed: judged from the start"
-        self.verdict = evaluate(self.slos, self.stats.snapshot().since(start), note=note)
-        self.stats = None  # stop recording: the window is over
-        if self._recorder is not None:
-            self._recorder.stats = None
-        return self.verdict
-
-    def _judge_collected(self, collector: WindowCollector, start: Span) -> Verdict:
-        span, note = self._span_ramped, None
-        if span is None:
-            span, note = start, "spawning had not completed: judged from the start"
-        window = span.measured(collector.clock())
-        if not span.seconds:
-            note = "no window from any worker arrived" + (f"; {note}" if note else "")
-        self.verdict = evaluate(self.slos, window, note=note)
-        for opened in (self._span_start, self._span_ramped):
-            if opened is not None:
-                collector.close(opened)
-        self._span_start = self._span_ramped = None
-        self._collector = None
-        return self.verdict
-
-
-def _scenario_slos(parsed: Any) -> list[Slo]:
-    """The ``[slo]`` rules of ``--scenario``; none when it cannot be read (the bad
-    scenario is reported when the test starts, as without SLOs)."""
-    from emulator.fleet.scenario import load_scenario
-
-    path = str(getattr(parsed, "scenario", "") or "").strip()
-    if not path:
-        return []
-    try:
-        scenario = load_scenario(path)
-    except ScenarioError:
-        return []
-    return scenario_slos(scenario, path)
-
-
-def _flag(parsed: Any, name: str) -> bool:
-    value = getattr(parsed, name, False)
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
-
-
-def _steps_schedule(environment: Environment) -> Steps | None:
-    """The ``steps`` schedule of this test's shape (``--fleet-shape`` or a locustfile's
-    ScheduleShape), or None."""
-    shape = getattr(environment, "shape_class", None)
-    if isinstance(shape, ScheduleShape) and isinstance(shape.schedule, Steps):
-        return shape.schedule
-    return None
-
-
-class _StepsRun:
-    """One test's steps verdict on the judging process: the judge and the time series,
-    polled by a greenlet."""
-
-    def __init__(
-        self,
-        *,
-        schedule: Steps,
-        slos: list[Slo],
-        collector: WindowCollector,
-        fleet_state: Callable[[], FleetState],
-        generator_health: Callable[[], Mapping[str, Any]],
-    ) -> None:
-        self.schedule = schedule
-        self.slos = slos
-        self.collector = collector
-        self.fleet_state = fleet_state
-        self.generator_health = generator_health
-        self.started = time.monotonic()
-        self.started_wall = time.time()
-        self.judge = StepJudge(
-            sizes=schedule.sizes,
-            hold=schedule.hold,
-            slos=slos,
-            collector=collector,
-            on_step=self._show,
-            on_phase=lambda text: log.info("%s", text),
-        )
-        self.rows = RowRecorder(collector)
-        self.verdict: CapacityVerdict | None = None
-        self.finished = False
-        log.info(
-            "capacity under Locust: steps of %s wallboxes, %g s each, SLOs %s",
-            "/".join(f"{n:,}" for n in schedule.sizes),
-            schedule.hold,
-            ", ".join(slo.text for slo in slos),
-        )
-        self._greenlet: gevent.Greenlet | None = gevent.spawn(
-            _every, STEPS_POLL_INTERVAL, self.poll, "judging the steps"
-        )
-
-    def run_time(self) -> float:
-        return time.monotonic() - self.started
-
-    def poll(self) -> None:
-        fleet = self.fleet_state()
-        self.judge.poll(self.run_time(), fleet)
-        if self.rows.due():
-            self.rows.sample(fleet, self.generator_health())
-
-    def finish(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
-            self._greenlet = None
-        fleet = self.fleet_state()
-        self.judge.finish(self.run_time(), fleet)
-        self.rows.sample(fleet, self.generator_health(), final=True)
-        self.verdict = self.judge.verdict()
-        self.finished = True
-
-    def _show(self, step: Step, number: int) -> None:
-        log.info("%s", step_line(step, number, len(self.schedule.sizes)))
-        for result in step.judgements:
-            log.info("  %s", result.line())
-        if step.note:
-            log.info("  note: %s", step.note)
-
-
-def _write_outputs(parsed: Any, verdict: CapacityVerdict, steps: _StepsRun) -> list[str]:
-    """``--verdict-json`` and ``--report``; the paths written."""
-    outputs = verdict_outputs(parsed)
-    if not outputs:
-        return []
-    import json
-
-    from emulator.fleet.scenario import load_scenario
-    from emulator.report import ReportData, run_parameters, write_report
-
-    path = str(getattr(parsed, "scenario", "") or "")
-    name, seed, start_time = path, 1, ""
-    try:
-        scenario = load_scenario(path)
-    except (ScenarioError, OSError):
-        pass
-    else:
-        name = scenario.name
-        seed = scenario.seed if scenario.seed is not None else 1
-        start_time = scenario.sessions.start_time
-    start_text = str(getattr(parsed, "start_time", "") or "").strip()
-    start_time = start_text or start_time
-    seed_text = str(getattr(parsed, "seed", "") or "").strip()
-    if seed_text.lstrip("-").isdigit():
-        seed = int(seed_text)
-    result = verdict.to_json(scenario=name, seed=seed, start_time=start_time)
-    result["fleet_shape"] = str(getattr(parsed, "fleet_shape", "") or "")
-    result["workers"] = len(steps.collector.workers)  # the fleet processes that sent windows
-    written = []
-    if outputs.verdict_json is not None:
-        if outputs.verdict_json.parent != outputs.verdict_json:
-            outputs.verdict_json.parent.mkdir(parents=True, exist_ok=True)
-        outputs.verdict_json.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
-        written.append(str(outputs.verdict_json))
-    if outputs.report is not None:
-        files = write_report(
-            outputs.report,
-            ReportData(
-                kind="capacity",
-                verdict=verdict.sentence(),
-                result=result,
-                rows=steps.rows.rows,
-                interval=steps.rows.interval,
-                parameters=run_parameters(
-                    scenario=name,
-                    seed=seed,
-                    start_time=start_time,
-                    csms_url=str(
-                        getattr(parsed, "csms_url", "") or getattr(parsed, "host", "") or ""
-                    ),
-                    fleet_shape=result["fleet_shape"],
-                    sizes="/".join(str(n) for n in steps.schedule.sizes),
-                    hold_s=steps.schedule.hold,
-                    spawn_rate=steps.schedule.rate,
-                    slo=", ".join(slo.text for slo in steps.slos),
-                    runner="Locust",
-                ),
-            ),
-        )
-        written.append(str(files.html))
-    return written
-
-
-def _every(seconds: float, action: Callable[[], None], what: str) -> None:
-    """Run ``action`` every ``seconds`` in this greenlet until it is killed; a failure is
-    logged (``what`` failed) and must not end the run."""
-    while True:
-        gevent.sleep(seconds)
-        try:
-            action()
+            plugin.stop_workers_first(runner)
         except Exception:
-            log.exception("%s failed", what)
+            log.exception("stopping the workers before quitting failed")
+        quit_now()
+
+    runner.quit = quit  # type: ignore[method-assign]
