@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import gevent
+import locust.runners as locust_runners
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -123,6 +124,8 @@ LAG_SAMPLE_INTERVAL = 1.0
 SPAWN_BLAME = 30.0
 # A worker tells its master that its wallboxes have stopped (after its last report).
 STOPPED_MESSAGE = "ocpp_fleet_stopped"
+# Heartbeats (one a second) a worker may miss before the master calls it missing.
+WORKER_LIVENESS = 60
 # How long a quitting master waits for that, beyond Locust's own wait for the users.
 STOPPED_WAIT = STOP_TIMEOUT + 10.0
 
@@ -289,6 +292,13 @@ class FleetPlugin:
                 log.info("the master runs no wallboxes and serves no metrics: each worker does")
             runner.register_message(STOPPED_MESSAGE, self._on_worker_stopped)
             _stop_workers_before_quitting(runner, self)
+            # A worker's heartbeat greenlet shares its process with a fleet loop that can
+            # hold the GIL for seconds in a connect storm (40,000 wallboxes on 4 workers
+            # of a 2-core host): after Locust's 3 s the master calls it missing and hands
+            # its users to the others, doubling their load.  A dead worker is still
+            # noticed, after WORKER_LIVENESS s.
+            if locust_runners.HEARTBEAT_LIVENESS < WORKER_LIVENESS:
+                locust_runners.HEARTBEAT_LIVENESS = WORKER_LIVENESS
         if not isinstance(runner, WorkerRunner) and runner is not None:
             problem = self.slo.init(environment.parsed_options, master=self.is_master)
             if problem is not None:
