@@ -541,7 +541,10 @@ class FleetBridge:
 
     def close(self) -> None:
         self.stop_fleet()
-        self.thread.stop()
+        try:
+            self.thread.stop()
+        except TimeoutError as exc:  # an overloaded loop: the process exits anyway
+            log.error("%s; exiting without it", exc)
         self.drain()
         if self._drainer is not None:
             self._drainer.kill(block=False)

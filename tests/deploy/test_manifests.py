@@ -222,11 +222,11 @@ def _memory_mib(text: str) -> float:
 def test_worker_memory_fits_its_share_of_wallboxes(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    # docs/soak-kubernetes.md: ~150 MiB per worker process + ~40 KiB per wallbox, 5,000
+    # docs/soak-kubernetes.md: ~150 MiB per worker process + ~49 KiB per wallbox, 5,000
     # wallboxes per worker in the base; the limit leaves room for twice that.
     worker = one(rendered["base"], "Deployment", "ocpp-fleet-worker")
     resources = worker["spec"]["template"]["spec"]["containers"][0]["resources"]
-    needed = 150 + 5000 * 40 / 1024
+    needed = 150 + 5000 * 49 / 1024
     assert _memory_mib(resources["requests"]["memory"]) >= needed
     assert _memory_mib(resources["limits"]["memory"]) >= 2 * needed - 150
 
