@@ -25,13 +25,14 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from common import machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -175,21 +176,6 @@ def verdicts(floor: dict[str, Any], fleet: dict[str, Any], under: dict[str, Any]
             "(info)",
         )
     return "\n".join(lines)
-
-
-def machine() -> str:
-    cpu_model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu_model}), "
-        f"Python {platform.python_version()}"
-    )
 
 
 def main() -> int:

@@ -6,8 +6,10 @@ import argparse
 import gc
 import json
 import os
+import platform
 import resource
 import sys
+from pathlib import Path
 from typing import Any
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -55,3 +57,19 @@ def phase_parser() -> argparse.ArgumentParser:
     parser.add_argument("--measure", type=float, default=60.0)
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     return parser
+
+
+def machine() -> str:
+    """The host, for the first line of a benchmark's report."""
+    cpu_model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu_model}), "
+        f"Python {platform.python_version()}"
+    )

@@ -38,7 +38,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import resource
 import signal
@@ -54,6 +53,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common import machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -562,21 +563,6 @@ def report(r: dict[str, Any]) -> tuple[str, bool]:
     lines.append("checks:")
     lines += [f"  {'ok    ' if ok else 'FAILED'} {text}" for text, ok in checks]
     return "\n".join(lines), all(ok for _, ok in checks)
-
-
-def machine() -> str:
-    cpu_model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu_model}), "
-        f"Python {platform.python_version()}"
-    )
 
 
 def main() -> int:
