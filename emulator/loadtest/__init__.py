@@ -16,8 +16,10 @@ monkey-patching: nothing else in ``emulator`` imports it.  A locustfile is a few
 Modules: :mod:`.bridge` (the fleet engine's event loop in a native thread, results
 handed to gevent through a queue), :mod:`.plugin` (Locust events, options, summary),
 :mod:`.users`, :mod:`.shapes` and :mod:`.schedules` (load shapes), :mod:`.partition`
-(charger ids per worker, model mix), :mod:`.view` and :mod:`.webui` (the Fleet tab),
-:mod:`.steps` (SLO verdicts from the workers' windows; the steps shape's capacity verdict).
+(charger ids and source addresses per worker), :mod:`.view` and :mod:`.webui` (the Fleet
+tab), :mod:`.steps` (SLO verdicts from the workers' windows; the steps shape's capacity
+verdict), :mod:`.verdicts` (the SLO judge and the steps run of a Locust run),
+:mod:`.overload` (when the spawn rate, not the CSMS, is the limit).
 See ``docs/loadtest.md``.
 
 Importing this package does not import Locust: the names below are loaded on first
