@@ -55,9 +55,6 @@ PROFILE_OF_ACTION: Final[dict[str, str]] = {
 }
 """CSMS-initiated actions of OCPP 1.6 by feature profile (metrics group by it)."""
 
-SECURITY_EXTENSION_ACTIONS: Final = CSMS_SECURITY_EXTENSION
-"""Known to OCPP 1.6 (security whitepaper) but not implemented by the reference charger."""
-
 
 def answer_call(wb: Wallbox, action: str, payload: dict[str, Any], now: float) -> dict[str, Any]:
     """Answer a schema-valid CSMS-initiated CALL; raises RemoteProtocolError for a CALLERROR."""
@@ -66,7 +63,7 @@ def answer_call(wb: Wallbox, action: str, payload: dict[str, Any], now: float) -
         raise RemoteProtocolError(ErrorCode.SECURITY_ERROR, "BootNotification was Rejected")
     entry = CSMS_CALLS.get(action)
     if entry is None:
-        if action in SECURITY_EXTENSION_ACTIONS:
+        if action in CSMS_SECURITY_EXTENSION:  # known to OCPP 1.6, not to this charger
             raise RemoteProtocolError(
                 ErrorCode.NOT_SUPPORTED, f"{action} is not supported by this charger"
             )

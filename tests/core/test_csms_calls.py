@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from emulator.core.csms_calls import SECURITY_EXTENSION_ACTIONS
 from emulator.core.handlers.core import VENDOR_ID
 from emulator.core.model import Variant
 from emulator.core.status import Status
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
+from emulator.protocol.schemas import CSMS_SECURITY_EXTENSION
 
 if TYPE_CHECKING:
     from conftest import FakeCsms
@@ -140,7 +140,7 @@ def test_an_unknown_action_is_not_implemented(csms: FakeCsms) -> None:
     assert refusal(csms, "MakeCoffee") is ErrorCode.NOT_IMPLEMENTED
 
 
-@pytest.mark.parametrize("action", sorted(SECURITY_EXTENSION_ACTIONS))
+@pytest.mark.parametrize("action", sorted(CSMS_SECURITY_EXTENSION))
 def test_a_security_extension_action_is_not_supported(csms: FakeCsms, action: str) -> None:
     assert refusal(csms, action) is ErrorCode.NOT_SUPPORTED
 
