@@ -38,6 +38,7 @@ from emulator.fleet.health import GeneratorHealth
 from emulator.fleet.scenario import Scenario
 from emulator.fleet.security import resolve as resolve_security
 from emulator.fleet.sessions import TagRegistry
+from emulator.fleet.stopping import StopPacer
 from emulator.metrics import MultiReporter
 from emulator.metrics.conformance import ConformanceListener, CsmsConformance
 from emulator.metrics.fleetview import FleetCounts, FleetGauges, count, gauges
@@ -161,6 +162,7 @@ class Fleet:
         self._by_number: dict[int, WallboxDriver] = {}
         self._removing: set[int] = set()
         self._group: asyncio.TaskGroup | None = None
+        self._pacer: StopPacer | None = None  # while serving: stops at the loop's pace
         # Called on the fleet's loop with the number and driver of a removed wallbox
         # once the driver has finished (connection closed): the number may be reused.
         self.on_removed: Callable[[int, WallboxDriver], None] | None = None
@@ -275,6 +277,8 @@ class Fleet:
         self._removing.add(number)
         if driver.finished or self._group is None:
             self._forget(number)
+        elif self._pacer is not None:
+            self._pacer.stop(driver)
         else:
             driver.stop()
 
@@ -321,16 +325,21 @@ class Fleet:
     @contextlib.asynccontextmanager
     async def _serving(self) -> AsyncIterator[None]:
         """The fleet's task group and its helpers; on leaving, every driver is asked to
-        stop and the group waits until all of them have finished."""
+        stop (a batch per loop turn, :class:`~emulator.fleet.stopping.StopPacer`) and the
+        group waits until all of them have finished."""
         async with asyncio.TaskGroup() as group:
             helpers = self._start_helpers(group)
+            pacer = self._pacer = StopPacer()
+            group.create_task(pacer.run(), name="stop-pacer")
             self._group = group
             try:
                 yield
             finally:
                 self._group = None
                 for driver in self.drivers:
-                    driver.stop()
+                    pacer.stop(driver)
+                pacer.close()
+                self._pacer = None
                 for helper in helpers:
                     helper.cancel()
 

@@ -50,6 +50,7 @@ import numpy as np
 from emulator.fleet.health import GeneratorHealth, HealthSnapshot
 from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet
+from emulator.fleet.stopping import STOP_CAP, STOP_STALL, StopProgress
 from emulator.loadtest.options import FleetOptions
 from emulator.loadtest.partition import (
     SlotAllocator,
@@ -520,19 +521,17 @@ class FleetBridge:
         if side is not None and self.thread.running:
             self.thread.call(lambda: side.fleet.drop_connections(share, side.drop_rng))
 
-    def stop_fleet(self, timeout: float | None = None) -> None:
-        """Stop every wallbox cleanly and wait (bounded) until all have closed."""
+    def stop_fleet(self, *, stall: float = STOP_STALL, cap: float = STOP_CAP) -> None:
+        """Stop every wallbox cleanly and wait until all have closed, as long as they make
+        progress: at most ``stall`` s without a frame or a close, ``cap`` s in all."""
         side = self._side
         if side is None:
             return
-        if timeout is None:
-            timeout = 30.0
         if self.thread.running:
             self.thread.call(side.fleet.stop)
-            try:
-                _wait_until(lambda: not self._serving, timeout, "the wallboxes to stop")
-            except TimeoutError as exc:
-                log.warning("%s", exc)
+            problem = self._wait_while_stopping(side.reporter, stall=stall, cap=cap)
+            if problem:
+                log.warning("gave up waiting for the wallboxes to stop: %s", problem)
         self.drain()
         if self.collector is not None:
             self.collector.remove(side.fleet)  # what it counted stays counted
@@ -549,6 +548,20 @@ class FleetBridge:
         if self._drainer is not None:
             self._drainer.kill(block=False)
             self._drainer = None
+
+    def _wait_while_stopping(self, reporter: BridgeReporter, *, stall: float, cap: float) -> str:
+        """Wait until the fleet stopped serving; '' then, else why it gave up."""
+
+        def mark() -> tuple[int, int, int]:
+            return reporter.sent, reporter.received, reporter.disconnects
+
+        progress = StopProgress(stall=stall, cap=cap, mark=mark(), now=time.monotonic())
+        while self._serving:  # the drain greenlet reads the loop's last word
+            problem = progress.give_up(mark(), time.monotonic())
+            if problem:
+                return problem
+            gevent.sleep(0.05)
+        return ""
 
     # ------------------------------------------------------------------ gevent side
 

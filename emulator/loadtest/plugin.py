@@ -56,6 +56,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.scenario import ScenarioError
+from emulator.fleet.stopping import STOP_CAP, STOP_STALL
 from emulator.loadtest.bridge import WEBSOCKET, FleetBridge, OcppFailure
 from emulator.loadtest.options import (
     WINDOWS_OPTION,
@@ -85,6 +86,7 @@ from emulator.loadtest.overload import (
 )
 from emulator.loadtest.schedules import ScheduleError
 from emulator.loadtest.shapes import DROP_MESSAGE, ScheduleShape
+from emulator.loadtest.spawn_messages import cache_default_args
 from emulator.loadtest.steps import (
     FleetState,
     WindowCollector,
@@ -112,9 +114,6 @@ log = logging.getLogger("ocpp_fleet")
 
 _ATTRIBUTE = "ocpp_fleet"
 REPORT_KEY = "ocpp_fleet"
-# A stopping wallbox gets drain_timeout (10 s) for its transaction messages and
-# close_timeout (5 s) for the close handshake; then a margin.
-STOP_TIMEOUT = 20.0
 # A local run hands itself a window this often (a worker sends one with each report).
 LOCAL_WINDOW_INTERVAL = 1.0
 # How often a fleet process notes its loop lag (LagHistory) from the fleet snapshots.
@@ -126,12 +125,20 @@ SPAWN_BLAME = 30.0
 STOPPED_MESSAGE = "ocpp_fleet_stopped"
 # Heartbeats (one a second) a worker may miss before the master calls it missing.
 WORKER_LIVENESS = 60
-# How long a quitting master waits for that, beyond Locust's own wait for the users.
-STOPPED_WAIT = STOP_TIMEOUT + 10.0
+# A quitting master waits for that while each worker still reports (every 3 s): a worker
+# waits for its wallboxes while they make progress (FleetBridge.stop_fleet), so the master
+# gives up on one that sent nothing for its stall time and a report interval, or when every
+# worker had its time.
+STOPPED_SILENCE = STOP_STALL + 5.0
+STOPPED_WAIT = STOP_CAP + 10.0
+# A worker quits when it heard nothing from its master for this long.  Locust's 60 s is
+# shorter than a worker's wait for its wallboxes, during which it reads no message.
+MASTER_SILENCE = int(STOP_CAP) + 30
 
 
 def register(events: Any) -> FleetPlugin:
     """Hook the fleet into ``events`` (``locust.events``); call once, in the locustfile."""
+    cache_default_args()  # a worker's spawn messages would otherwise starve its heartbeats
     plugin = FleetPlugin()
     events.init_command_line_parser.add_listener(add_arguments)
     events.init.add_listener(plugin.on_init)
@@ -232,6 +239,7 @@ class FleetPlugin:
         self._spawn_done: float | None = None  # when spawning last completed
         self._timeouts_warned = False  # this test's first generator timeouts were named
         self._stopped_workers: set[int] = set()
+        self._reported_at: dict[int, float] = {}  # while stopping: each worker's last report
 
     # ------------------------------------------------------------------ roles
 
@@ -287,6 +295,8 @@ class FleetPlugin:
                 runner.register_message(DROP_MESSAGE, self._on_drop)
             if isinstance(runner, WorkerRunner):
                 self._own_options = own_options(environment.parsed_options)
+                if locust_runners.MASTER_HEARTBEAT_TIMEOUT < MASTER_SILENCE:
+                    locust_runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENCE
         else:
             if getattr(environment.parsed_options, "metrics_port", ""):
                 log.info("the master runs no wallboxes and serves no metrics: each worker does")
@@ -296,7 +306,8 @@ class FleetPlugin:
             # hold the GIL for seconds in a connect storm (40,000 wallboxes on 4 workers
             # of a 2-core host): after Locust's 3 s the master calls it missing and hands
             # its users to the others, doubling their load.  A dead worker is still
-            # noticed, after WORKER_LIVENESS s.
+            # noticed, after WORKER_LIVENESS s.  (What starved the heartbeats for a
+            # whole minute was the spawn messages: see emulator.loadtest.spawn_messages.)
             if locust_runners.HEARTBEAT_LIVENESS < WORKER_LIVENESS:
                 locust_runners.HEARTBEAT_LIVENESS = WORKER_LIVENESS
         if not isinstance(runner, WorkerRunner) and runner is not None:
@@ -550,7 +561,7 @@ class FleetPlugin:
     def on_test_stop(self, environment: Environment, **_: Any) -> None:
         self._end_windows()  # a worker's windows end with the test
         if self.bridge is not None:
-            self.bridge.stop_fleet(timeout=STOP_TIMEOUT)
+            self.bridge.stop_fleet()
             self._judge_timeouts(now=True)
             if isinstance(environment.runner, WorkerRunner):
                 self._report_stopped(environment.runner)
@@ -582,17 +593,24 @@ class FleetPlugin:
         }
         self._stopped_workers.clear()
         log.info("stopping the wallboxes of %d workers before quitting", len(expected))
+        started = time.monotonic()
+        self._reported_at = dict.fromkeys(expected, started)
         runner.stop()
-        deadline = time.monotonic() + STOPPED_WAIT
-        while not expected <= self._stopped_workers and time.monotonic() < deadline:
+        while not expected <= self._stopped_workers:
+            now = time.monotonic()
+            waiting = expected - self._stopped_workers
+            if now - started > STOPPED_WAIT or all(
+                now - self._reported_at.get(index, started) > STOPPED_SILENCE for index in waiting
+            ):
+                break
             gevent.sleep(0.1)
         missing = sorted(expected - self._stopped_workers)
         if missing:
             log.warning(
-                "worker %s did not report its wallboxes stopped within %g s: the totals may "
-                "miss its last requests",
+                "worker %s did not report its wallboxes stopped (waited %.0f s): the totals "
+                "may miss its last requests",
                 ", ".join(map(str, missing)),
-                STOPPED_WAIT,
+                time.monotonic() - started,
             )
 
     def on_quitting(self, environment: Environment, **_: Any) -> None:
@@ -603,7 +621,7 @@ class FleetPlugin:
             self._finish_steps()
         self._end_windows()
         if self.bridge is not None:
-            self.bridge.stop_fleet(timeout=STOP_TIMEOUT)
+            self.bridge.stop_fleet()
             self._judge_timeouts(now=True)
         if self.steps is not None:
             self._steps_outcome(environment, self.steps)
@@ -702,6 +720,7 @@ class FleetPlugin:
         report = data.get(REPORT_KEY)
         if not report:
             return
+        self._reported_at[int(report.get("index", 0))] = time.monotonic()
         window = report.get("window")
         if window is not None and self.collector is not None:
             self._collect(int(report.get("index", 0)), window)

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from emulator.fleet.scenario import parse_scenario
+from emulator.fleet.stopping import STOP_CAP
 from tests.deploy.checkov import run_checkov
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,3 +267,16 @@ def test_the_soak_overlay_is_a_headless_job_with_a_run_time(
     for doc in soak:
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "ocpp-fleet", doc["metadata"]["name"]
+
+
+def test_a_master_outlives_its_wait_for_the_workers_wallboxes(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # On SIGTERM a master waits up to STOP_CAP + 10 s for the workers' wallboxes to stop
+    # (emulator.loadtest.plugin); Kubernetes kills it at terminationGracePeriodSeconds.
+    for name, docs in rendered.items():
+        for where, template in pod_specs(docs):
+            args = template["spec"]["containers"][0]["args"]
+            if "--master" in args:
+                grace = template["spec"]["terminationGracePeriodSeconds"]
+                assert grace > STOP_CAP + 10, f"{name} {where}: {grace}"

@@ -174,7 +174,7 @@ def main() -> int:
     running = samples(registry)  # a scrape on the gevent side while the fleet runs
 
     loop_thread = bridge.thread.thread_id
-    bridge.stop_fleet(timeout=20)
+    bridge.stop_fleet()
     bridge.thread.run(csms.stop, timeout=10)
     records = {cid: r.boot_count for cid, r in csms.chargers.items()}
     closes = {cid: r.disconnects for cid, r in csms.chargers.items()}
