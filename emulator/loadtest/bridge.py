@@ -531,7 +531,11 @@ class FleetBridge:
             self.thread.call(side.fleet.stop)
             problem = self._wait_while_stopping(side.reporter, stall=stall, cap=cap)
             if problem:
-                log.warning("gave up waiting for the wallboxes to stop: %s", problem)
+                log.warning(
+                    "gave up waiting for the wallboxes to stop (%s connected 2 s ago): %s",
+                    self.snapshot.get("connected", "?"),
+                    problem,
+                )
         self.drain()
         if self.collector is not None:
             self.collector.remove(side.fleet)  # what it counted stays counted
