@@ -58,23 +58,23 @@ def test_a_missing_scenario_file_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_csms_fails_after_the_connect_timeout(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     scenario = tmp_path / "quick.toml"
     scenario.write_text('[scenario]\nname = "quick"\n[fleet]\nconnect_timeout = 1.5\n')
-    result = ocpp_fleet(
-        "run",
-        "--scenario",
-        str(scenario),
-        "--chargers",
-        "2",
-        "--duration",
-        "30",
-        "--csms-url",
-        f"ws://127.0.0.1:{port}/ocpp",
-        "--no-progress",
-    )
+    with socket.socket() as s:  # bound, never listening: refused, and nobody else's
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        result = ocpp_fleet(
+            "run",
+            "--scenario",
+            str(scenario),
+            "--chargers",
+            "2",
+            "--duration",
+            "30",
+            "--csms-url",
+            f"ws://127.0.0.1:{port}/ocpp",
+            "--no-progress",
+        )
     assert result.returncode == 3, result.stdout + result.stderr
     assert "no wallbox reached the CSMS" in result.stderr and "refused" in result.stderr
     assert "Traceback" not in result.stderr

@@ -4,7 +4,6 @@ beyond what TransactionMessageAttempts allows."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import orjson
@@ -14,12 +13,7 @@ from emulator.csms.misbehaviour import AnswerCallError, AnswerGarbage, DropConne
 from emulator.fleet.ledger import compare, fleet_ledger
 from emulator.protocol.codec import Call
 from tests.integration.support import RawCsms, eventually, running_fleet, scenario
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def _ledger_matches(csms: ReferenceCsms, wallboxes: list[Any]) -> None:
@@ -31,7 +25,7 @@ def _ledger_matches(csms: ReferenceCsms, wallboxes: list[Any]) -> None:
 
 def test_csms_down_at_start_the_wallbox_connects_when_it_comes_up() -> None:
     async def main() -> None:
-        port = _free_port()
+        port = free_port()
         url = f"ws://127.0.0.1:{port}/ocpp"
         async with running_fleet(scenario(mode="remote-only"), url) as (fleet, stats):
             await eventually(

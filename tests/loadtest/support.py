@@ -107,14 +107,6 @@ def run_python(module: str, *args: str, timeout: float = 90.0) -> subprocess.Com
     )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def locust(
     *args: str,
     timeout: float = 60.0,

@@ -11,7 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from tests.loadtest.books_csms import BooksCsms
-from tests.loadtest.support import free_port, locust, write_scenario
+from tests.loadtest.support import locust, write_scenario
+from tests.ports import free_port
 
 PER_WORKER = 100
 ADDRESSES = ("127.0.0.2", "127.0.0.3")

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from emulator.csms import ReferenceCsms
-from tests.loadtest.support import free_port, locust, write_scenario
+from tests.loadtest.support import locust, write_scenario
+from tests.ports import free_port
 
 SERVICE_TIME = 0.040  # 25 calls/s
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from emulator.csms import ReferenceCsms
 from tests.integration.support import eventually
-from tests.loadtest.support import free_port, locust, write_scenario
+from tests.loadtest.support import locust, write_scenario
+from tests.ports import free_port
 
 
 def stats_by_name(path: Path) -> dict[str, dict[str, Any]]:

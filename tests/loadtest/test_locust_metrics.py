@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from emulator.csms import ReferenceCsms
 from emulator.loadtest.options import MetricsAddress, OptionError, metrics_address
 from tests.integration.support import eventually
-from tests.loadtest.support import ROOT, free_port, locust, write_scenario
+from tests.loadtest.support import ROOT, locust, write_scenario
+from tests.ports import free_port, free_port_pair
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -188,24 +189,10 @@ def test_a_metrics_port_in_use_ends_the_run_with_exit_3_and_one_clear_line(
     assert f"ocpp-fleet cannot start: cannot serve metrics on 127.0.0.1:{port}" in out
 
 
-def two_free_ports() -> int:
-    """A port p with p and p + 1 free on 127.0.0.1 (for the per-worker rule)."""
-    for _ in range(50):
-        base = free_port()
-        with socket.socket() as a, socket.socket() as b:
-            try:
-                a.bind(("127.0.0.1", base))
-                b.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-    raise AssertionError("no two consecutive free ports")
-
-
 def test_each_worker_serves_its_own_port_and_the_master_none(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, prefix="DM")
     master_port = free_port()
-    base = two_free_ports()
+    base = free_port_pair()
     urls = [f"http://127.0.0.1:{base + i}/metrics" for i in range(2)]
     # As in the container image: every process gets the port in its environment.
     env = {"OCPP_FLEET_METRICS_PORT": str(base), "OCPP_FLEET_METRICS_HOST": "127.0.0.1"}

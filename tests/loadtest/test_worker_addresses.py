@@ -18,7 +18,8 @@ from emulator.loadtest.options import (
 )
 from emulator.loadtest.partition import address_slice
 from tests.loadtest.books_csms import BooksCsms
-from tests.loadtest.support import ROOT, free_port, locust, write_scenario
+from tests.loadtest.support import ROOT, locust, write_scenario
+from tests.ports import free_port
 
 
 def started(**options: object) -> Namespace:

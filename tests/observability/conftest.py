@@ -28,10 +28,10 @@ from tests.observability.prom import (
     Prometheus,
     end_process,
     ensure_installed,
-    free_port,
     scrape_config_for,
     tail,
 )
+from tests.ports import free_port
 
 SCRAPES = 15  # one per second: enough for rate() over any of them
 SETTLE_TIMEOUT = 35.0

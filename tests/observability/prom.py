@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from tests.debian import ensure_debian_package
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = ROOT / "grafana" / "prometheus.yml"
@@ -26,13 +26,6 @@ JOB = "ocpp-fleet"  # the job of the shipped config the dashboards are tested wi
 def ensure_installed(*tools: str) -> None:
     """Debian's ``prometheus`` package (prometheus, promtool), installed when missing."""
     ensure_debian_package("prometheus", *tools)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def end_process(process: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
