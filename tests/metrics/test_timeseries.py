@@ -7,7 +7,6 @@ import asyncio
 import csv
 import itertools
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -315,31 +314,24 @@ def test_recorder_samples_on_a_cadence_and_takes_a_final_row_when_cancelled() ->
     assert sum(r.calls for r in rows) == stats.actions[Direction.CP_TO_CSMS, "Heartbeat"].count
 
 
-def test_recording_cost_for_twenty_actions_is_a_few_milliseconds_per_row() -> None:
-    """The budget: recording under 2 % of a run's CPU.  At 10,000 wallboxes a run uses
-    ~0.28 core (README, Performance), so 2 % is ~56 ms per 10 s row, of which reading the
-    fleet's gauges takes 20-30 ms (a walk over 10,000 wallboxes, the caller's callable).
-    A row of the statistics (one snapshot, one window, percentiles of 20 actions) takes
-    ~5-10 ms here; it must stay under 20 ms (best of 7: the machine is shared)."""
+def test_a_row_of_twenty_actions_counts_exactly_what_was_recorded_since_the_last() -> None:
+    """Its cost is measured by bench/timeseries_row.py (next to recording's), not here."""
     stats = RunStats()
     rng = random.Random(5)
     actions = [f"Action{i:02d}" for i in range(20)]
     for _ in range(100_000):
         stats.round_trip(rng.choice(actions), rng.lognormvariate(-4.0, 1.0), "ok")
     series = TimeSeries(stats, interval=10.0)
-    timings = []
-    for _ in range(7):
+    for _ in range(3):
+        timeouts = 0
         for _ in range(2_000):
             outcome = "ok" if rng.random() < 0.98 else "timeout"
+            timeouts += outcome == "timeout"
             stats.round_trip(rng.choice(actions), rng.lognormvariate(-4.0, 1.0), outcome)
-        began = time.perf_counter()
         row = series.sample()
-        timings.append(time.perf_counter() - began)
         assert row is not None and len(row.actions) == 20
         assert sum(a.count for a in row.actions) == 2_000
-    best, median = min(timings), sorted(timings)[3]
-    print(f"one row with 20 actions: best {best * 1e3:.2f} ms, median {median * 1e3:.2f} ms")
-    assert best < 0.020
+        assert sum(a.failures.get("timeout", 0) for a in row.actions) == timeouts
 
 
 def test_timeseries_imports_nothing_from_the_fleet_or_locust() -> None:
