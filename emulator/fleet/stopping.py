@@ -3,7 +3,7 @@
 A wallbox bounds its own stop (``drain_timeout`` for its transaction messages,
 ``close_timeout`` for the close handshake), but stopping thousands of them at once is CPU
 work the load generator does at its own pace: 10,000 charging wallboxes on a Locust worker
-with half a core took 40 s, twice what their timers allow one wallbox.  A fixed wait gives
+with half a core took 37.6 s, more than twice what their timers allow one.  A fixed wait gives
 up on a stop that is going well (the rest close with 1006 when the process exits, and their
 StopTransactions go missing from the totals); no wait at all hangs on one that is stuck.
 So a waiter watches a progress mark (frames sent and received, websockets closed) and

@@ -8,9 +8,6 @@ import pytest
 
 from emulator.core.status import Status
 from emulator.core.transaction import Transaction
-from emulator.fleet.runner import Fleet
-from emulator.fleet.scenario import parse_scenario
-from emulator.metrics import NullReporter
 from emulator.metrics.fleetview import (
     NOTHING_SETTLED,
     FleetCounts,
@@ -19,25 +16,7 @@ from emulator.metrics.fleetview import (
     gauges,
     tally,
 )
-
-SCENARIO = """
-[scenario]
-name = "unit"
-
-[[models]]
-name = "socket"
-"""
-
-
-def make_fleet(chargers: int) -> Fleet:
-    return Fleet(
-        scenario=parse_scenario(SCENARIO, source="<unit>"),
-        csms_url="ws://127.0.0.1:9/ocpp",
-        chargers=chargers,
-        seed=1,
-        reporter=NullReporter(),
-        clock=lambda: 1_800_000_000.0,
-    )
+from tests.metrics.support import make_fleet
 
 
 def transaction(stopped: bool) -> Transaction:

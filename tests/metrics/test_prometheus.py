@@ -15,8 +15,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from emulator.core.transaction import Transaction
-from emulator.fleet.runner import Fleet
-from emulator.fleet.scenario import parse_scenario
 from emulator.metrics import MultiReporter, NullReporter, Reporter, RunStats
 from emulator.metrics.looplag import LoopLagMonitor
 from emulator.metrics.prometheus import (
@@ -28,19 +26,9 @@ from emulator.metrics.prometheus import (
     new_registry,
     serve_metrics,
 )
+from tests.metrics.support import make_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
-
-SCENARIO = """
-[scenario]
-name = "unit"
-
-[[models]]
-name = "socket"
-variant = "socket"
-phases = 3
-max_current = 32.0
-"""
 
 
 class FakeClock:
@@ -245,20 +233,9 @@ def test_label_children_are_bound_once(reporter: PrometheusReporter) -> None:
 # -- FleetCollector ------------------------------------------------------------------
 
 
-def make_fleet(clock: FakeClock, chargers: int = 3) -> Fleet:
-    return Fleet(
-        scenario=parse_scenario(SCENARIO, source="<unit>"),
-        csms_url="ws://127.0.0.1:9/ocpp",
-        chargers=chargers,
-        seed=1,
-        reporter=NullReporter(),
-        clock=clock,
-    )
-
-
 def test_fleet_gauges_are_computed_at_scrape_time(registry: CollectorRegistry) -> None:
     clock = FakeClock()
-    fleet = make_fleet(clock)
+    fleet = make_fleet(3, clock)
     collector = FleetCollector(registry=registry)
     collector.add(fleet)
     assert value(registry, "ocpp_fleet_chargers") == 3
@@ -280,7 +257,7 @@ def test_fleet_gauges_are_computed_at_scrape_time(registry: CollectorRegistry) -
 
 def test_energy_is_projected_without_touching_the_meters(registry: CollectorRegistry) -> None:
     clock = FakeClock()
-    fleet = make_fleet(clock, chargers=2)
+    fleet = make_fleet(2, clock)
     collector = FleetCollector(registry=registry)
     collector.add(fleet)
     meter = fleet.drivers[0].wallbox.connectors[1].meter
@@ -295,7 +272,7 @@ def test_energy_is_projected_without_touching_the_meters(registry: CollectorRegi
 
 def test_counters_survive_removing_a_fleet(registry: CollectorRegistry) -> None:
     clock = FakeClock()
-    fleet = make_fleet(clock, chargers=1)
+    fleet = make_fleet(1, clock)
     collector = FleetCollector(registry=registry)
     collector.add(fleet)
     meter = fleet.drivers[0].wallbox.connectors[1].meter
@@ -310,7 +287,7 @@ def test_counters_survive_removing_a_fleet(registry: CollectorRegistry) -> None:
 
 def test_wallboxes_joining_and_leaving_keep_the_counters_right(registry: CollectorRegistry) -> None:
     clock = FakeClock()
-    fleet = make_fleet(clock, chargers=2)
+    fleet = make_fleet(2, clock)
     collector = FleetCollector(registry=registry)
     collector.add(fleet)
     model = fleet.scenario.pick_models(1, np.random.default_rng(0))[0]
@@ -357,7 +334,7 @@ class _FlakyOutbox:
 def test_a_wallbox_the_loop_changes_during_a_scrape_is_read_again(
     registry: CollectorRegistry,
 ) -> None:
-    fleet = make_fleet(FakeClock(), chargers=2)
+    fleet = make_fleet(2, FakeClock())
     collector = FleetCollector(registry=registry)
     collector.add(fleet)
     wallbox = fleet.drivers[0].wallbox
@@ -370,7 +347,7 @@ def test_a_wallbox_the_loop_changes_during_a_scrape_is_read_again(
 def test_a_wallbox_that_keeps_changing_counts_with_its_last_reading(
     registry: CollectorRegistry,
 ) -> None:
-    fleet = make_fleet(FakeClock(), chargers=2)
+    fleet = make_fleet(2, FakeClock())
     collector = FleetCollector(registry=registry)
     collector.add(fleet)
     wallbox = fleet.drivers[0].wallbox
@@ -392,7 +369,7 @@ def test_scrapes_from_another_thread_while_the_fleet_changes_never_fail(
 ) -> None:
     """`ocpp-fleet run` scrapes in prometheus_client's thread while the loop thread adds
     and removes wallboxes and their transactions: no scrape fails, counters never drop."""
-    fleet = make_fleet(FakeClock(), chargers=20)
+    fleet = make_fleet(20, FakeClock())
     collector = FleetCollector(registry=registry)
     collector.add(fleet)
     model = fleet.drivers[0].wallbox.model
@@ -454,7 +431,7 @@ def _exercised_registry() -> CollectorRegistry:
     reporter.message_sent()
     reporter.lateness(0.001)
     reporter.loop_lag(0.001)
-    FleetCollector(registry=registry).add(make_fleet(FakeClock(), chargers=1))
+    FleetCollector(registry=registry).add(make_fleet(1, FakeClock()))
     return registry
 
 
