@@ -26,33 +26,20 @@ step left behind.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import math
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
-
 from emulator.fleet.model_mix import ModelSequence
-from emulator.fleet.runner import Fleet, FleetStartError
-from emulator.fleet.scenario import load_scenario
+from emulator.fleet.runner import Fleet
 from emulator.metrics.slo import (
-    SloError,
     SloResult,
-    evaluate,
-    ledger_slo,
-    option_sources,
-    parse_rules,
-    scenario_sources,
 )
 from emulator.metrics.stats import Direction, RunStats
-from emulator.metrics.timeseries import TimeSeries
-from emulator.report import ReportData, run_parameters, run_step, write_report
+from emulator.report import run_step
 from emulator.report.data import machine, versions
 
 CPU_LIMIT = 0.9  # share of one core: the event loop is one thread
@@ -410,141 +397,3 @@ async def run_search(search: CapacitySearch) -> Verdict:
         finally:
             search.fleet.stop()
             await asyncio.wait((serving,))
-
-
-# --------------------------------------------------------------------------- the command
-
-
-class CapacityUsageError(ValueError):
-    """Options a capacity search cannot run with; the message is for the user."""
-
-
-async def command(args: argparse.Namespace, console: Console) -> int:
-    """``ocpp-fleet capacity``: search, print each step and the verdict, write --json and
-    --report.  Raises CapacityUsageError for unusable options (exit 2), FleetStartError
-    when no wallbox of the first step reached the CSMS (exit 3); returns 0 with a
-    verdict, 1 when even the first size failed its SLOs."""
-    scenario = load_scenario(args.scenario)
-    if args.start_time is not None:
-        scenario = scenario.with_start_time(args.start_time)
-    sources = scenario_sources(scenario.slo.rules, str(args.scenario))
-    try:
-        slos = parse_rules([*sources, *option_sources("--slo", args.slo or ())])
-    except SloError as exc:
-        raise CapacityUsageError(str(exc)) from None
-    if not slos:
-        raise CapacityUsageError(
-            "a capacity search needs SLOs to judge each step: give --slo EXPR "
-            '(e.g. --slo "*:p99<500ms" --slo "errors<0.5%") or [slo] rules in the scenario'
-        )
-    ledger = ledger_slo(slos)
-    if ledger is not None:
-        raise CapacityUsageError(
-            f"{ledger.text}: a ledger SLO needs the embedded CSMS's books, which a capacity "
-            "search against --csms-url does not have"
-        )
-    if not args.csms_url.startswith(("ws://", "wss://")):
-        raise CapacityUsageError(
-            f"--csms-url must start with ws:// or wss://, got {args.csms_url!r}"
-        )
-    settings = SearchSettings(start=args.start, max=args.max, growth=args.growth, hold=args.hold)
-    try:
-        settings.check()
-    except ValueError as exc:
-        raise CapacityUsageError(str(exc)) from None
-    seed = (
-        args.seed if args.seed is not None else (scenario.seed if scenario.seed is not None else 1)
-    )
-    stats = RunStats()
-    fleet = Fleet(
-        scenario=scenario,
-        csms_url=args.csms_url,
-        chargers=0,
-        seed=seed,
-        reporter=stats,
-        source_addresses=args.source_addresses,
-        tune_gc=True,
-    )
-    console.print(
-        f"capacity search: scenario [bold]{scenario.name}[/], seed {seed}, start "
-        f"{scenario.sessions.start_time}, from {settings.start:,} chargers x{settings.growth:g}"
-        f"{'' if settings.max is None else f' up to {settings.max:,}'}, hold "
-        f"{settings.hold:g} s → {args.csms_url}"
-    )
-    for slo in slos:
-        console.print(f"  SLO {slo.text}", highlight=False)
-
-    def judge(window: RunStats) -> Sequence[SloResult]:
-        return evaluate(slos, window).results
-
-    def show(step: Step) -> None:
-        mark = "[green]PASS[/]" if step.passed else "[red]FAIL[/]"
-        worst = "; ".join(_violation(r) for r in step.violations)
-        generator = " [yellow](generator over its limits)[/]" if step.generator_limited else ""
-        console.print(
-            f"{mark} {step.chargers:,} chargers ({step.connected:,} booted): "
-            f"{step.calls_per_second:,.1f} calls/s{generator}{': ' + worst if worst else ''}",
-            highlight=False,
-        )
-
-    search = CapacitySearch(
-        fleet=fleet,
-        stats=stats,
-        judge=judge,
-        settings=settings,
-        on_step=show,
-        on_phase=lambda text: console.print(f"  {text}", style="dim", highlight=False),
-    )
-    series = TimeSeries(
-        stats, fleet=fleet.gauges, generator=lambda: fleet.health.snapshot().as_dict()
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _interrupt, asyncio.current_task())
-    try:
-        async with series.running():
-            verdict = await run_search(search)
-    except asyncio.CancelledError:
-        console.print("[yellow]interrupted[/]: no verdict")
-        raise KeyboardInterrupt from None
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    if not any(d.ever_connected for d in fleet.drivers) and stats.connects == 0:
-        reasons = ", ".join(sorted(stats.connect_failures)) or "no answer"
-        raise FleetStartError(f"no wallbox reached the CSMS at {args.csms_url} ({reasons})")
-    result = verdict.to_json(
-        scenario=scenario.name, seed=seed, start_time=scenario.sessions.start_time
-    )
-    console.print(f"[bold]{verdict.sentence()}[/]", highlight=False)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2))
-    if args.report is not None:
-        files = write_report(
-            args.report,
-            ReportData(
-                kind="capacity",
-                verdict=verdict.sentence(),
-                result=result,
-                rows=series.rows,
-                interval=series.interval,
-                parameters=run_parameters(
-                    scenario=scenario.name,
-                    seed=seed,
-                    start_time=scenario.sessions.start_time,
-                    csms_url=args.csms_url,
-                    start=settings.start,
-                    max=settings.max,
-                    growth=settings.growth,
-                    hold_s=settings.hold,
-                    slo=", ".join(s.text for s in slos),
-                ),
-            ),
-        )
-        console.print(f"report: {files.html}")
-    return 1 if verdict.capacity is None else 0
-
-
-def _interrupt(task: asyncio.Task[Any] | None) -> None:
-    if task is not None:
-        task.cancel()

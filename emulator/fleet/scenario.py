@@ -386,6 +386,18 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         sessions = msgspec.structs.replace(self.sessions, start_time=start_time)
         return msgspec.structs.replace(self, sessions=sessions)
 
+    def with_id_prefix(self, id_prefix: str) -> Scenario:
+        """This scenario with ``fleet.id_prefix`` replaced (``--id-prefix``).
+
+        Raises ValueError naming what a prefix may hold, as ``[fleet] id_prefix`` does."""
+        if len(id_prefix) > _ID_PREFIX_MAX or not re.match(_ID_PREFIX_PATTERN, id_prefix):
+            raise ValueError(
+                f"expected a string of at most {_ID_PREFIX_MAX} characters from "
+                f"A-Za-z0-9._~-, got {id_prefix!r}"
+            )
+        fleet = msgspec.structs.replace(self.fleet, id_prefix=id_prefix)
+        return msgspec.structs.replace(self, fleet=fleet)
+
     def charger_id(self, index: int) -> str:
         """Charge point identity of the ``index``-th charger (1-based)."""
         return self.fleet.charger_id(index)

@@ -304,7 +304,7 @@ class _LoopSide:
         self.health = GeneratorHealth(on_change=lambda s: put((_HEALTH, "", 0.0, s)))
         self.fleet = Fleet(
             scenario=options.scenario,
-            csms_url=options.csms_url,
+            csms_url=options.csms_url or "",
             chargers=0,
             seed=options.seed,
             reporter=self.reporter,

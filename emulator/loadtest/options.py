@@ -26,17 +26,23 @@ from typing import Any
 
 from emulator.fleet.runner import parse_address_pool
 from emulator.fleet.scenario import Scenario, load_scenario
-from emulator.loadtest.partition import DEFAULT_IDS_PER_WORKER, address_slice
-from emulator.loadtest.schedules import SHAPE_NAMES, Schedule, parse_schedule
-from emulator.metrics.slo import (
-    Slo,
-    SloError,
-    ledger_slo,
-    option_sources,
-    parse_rules,
-    scenario_sources,
-)
+from emulator.loadtest.partition import address_slice
+from emulator.loadtest.schedules import Schedule, parse_schedule
+from emulator.metrics.slo import Slo
 from emulator.metrics.stats import RunStats
+from emulator.run.options import Option, add_to_parser
+from emulator.run.setup import (
+    METRICS_HOST_ENV,
+    METRICS_PORT_ENV,
+    SLO_ENV,
+    MetricsAddress,
+    RunSetup,
+    build_setup,
+    read_metrics,
+    read_outputs,
+    read_slos,
+)
+from emulator.run.setup import SetupError as OptionError
 
 __all__ = [
     "METRICS_HOST_ENV",
@@ -60,11 +66,6 @@ __all__ = [
     "worker_options",
 ]
 
-# The container image sets these (the CLI's --metrics-port reads them too).
-METRICS_PORT_ENV = "OCPP_FLEET_METRICS_PORT"
-METRICS_HOST_ENV = "OCPP_FLEET_METRICS_HOST"
-# SLO rules separated by ";" (added to every --slo).
-SLO_ENV = "LOCUST_SLO"
 # Set by a judging master on its parsed options, which every spawn message carries to the
 # workers: "send me your windows" (emulator.loadtest.steps).
 WINDOWS_OPTION = "ocpp_fleet_windows"
@@ -81,139 +82,25 @@ PER_WORKER_OPTIONS: tuple[str, ...] = (
 )
 
 
-class OptionError(ValueError):
-    """An option value that cannot be used; the message names the option."""
-
-
 def add_arguments(parser: Any) -> None:
-    """Add the fleet's options to Locust's parser (an ``init_command_line_parser`` hook)."""
-    # Directly on the parser: only its add_argument takes the web UI keywords
-    # (include_in_web_ui, is_required); an argument group's does not.
-    group = parser
-    group.add_argument(
-        "--scenario",
-        env_var="LOCUST_SCENARIO",
-        default="",
-        help="scenario TOML file (charger models, sessions); see docs/scenarios.md",
-        is_required=True,
-    )
-    group.add_argument(
-        "--csms-url",
-        env_var="LOCUST_CSMS_URL",
-        default="",
-        help="CSMS OCPP-J endpoint, ws://host:port/path (default: Locust's --host)",
-    )
-    group.add_argument(
-        "--id-prefix",
-        env_var="LOCUST_ID_PREFIX",
-        default="",
-        help="charger id prefix (default: the scenario's)",
-    )
-    group.add_argument(
-        "--seed",
-        env_var="LOCUST_SEED",
-        default="",
-        help="random seed (default: the scenario's, else 1)",
-    )
-    group.add_argument(
-        "--start-time",
-        env_var="LOCUST_START_TIME",
-        default="",
-        help='local time of day at which the scenario\'s virtual clock starts, "HH:MM" or '
-        '"now" (default: the scenario\'s sessions.start_time)',
-    )
-    group.add_argument(
-        "--ids-per-worker",
-        env_var="LOCUST_IDS_PER_WORKER",
-        type=int,
-        default=DEFAULT_IDS_PER_WORKER,
-        help="charger numbers reserved per worker: worker w uses w*N+1 .. (w+1)*N "
-        f"(default {DEFAULT_IDS_PER_WORKER})",
-    )
-    group.add_argument(
-        "--source-addresses",
-        env_var="LOCUST_SOURCE_ADDRESSES",
-        default="",
-        help="local addresses to bind, e.g. 127.0.0.2-127.0.0.9 (each holds ~28k "
-        "connections to one CSMS address; see docs/loadtest.md)",
-    )
-    group.add_argument(
-        "--fleet-shape",
-        env_var="LOCUST_FLEET_SHAPE",
-        default="",
-        help=f"load shape ({', '.join(SHAPE_NAMES)}) as NAME:key=value,..., e.g. "
-        "ramp:users=1000,ramp=5m,hold=30m; read at start-up (the web UI then hides "
-        "user count and spawn rate)",
-        include_in_web_ui=False,
-    )
-    # Per process, read at start-up: not in the web UI's form.
-    group.add_argument(
-        "--metrics-port",
-        env_var="LOCUST_METRICS_PORT",
-        default="",
-        help="serve Prometheus metrics (per OCPP action, fleet state, generator health) at "
-        "http://HOST:PORT/metrics from a local run or a worker; a master serves none "
-        f"(0: any free port; default ${METRICS_PORT_ENV}, else no metrics server)",
-        include_in_web_ui=False,
-    )
-    group.add_argument(
-        "--metrics-host",
-        env_var="LOCUST_METRICS_HOST",
-        default="",
-        help=f"address the metrics server listens on (default ${METRICS_HOST_ENV}, else 127.0.0.1)",
-        include_in_web_ui=False,
-    )
-    group.add_argument(
-        "--slo",
-        action="append",
-        default=[],
-        metavar="EXPR",
-        help='service-level objective, repeatable, e.g. "StartTransaction:p99<800ms", '
-        f'"errors<0.5%%", "timeouts=0" (docs/slo.md); also ${SLO_ENV} (rules separated '
-        'by ";") and the scenario\'s [slo]; judged after spawning completes (with '
-        "--fleet-shape steps:..., over each step's hold) by a local run or the master: "
-        "exit code 1 when one is not met (steps: when the first step fails)",
-        include_in_web_ui=False,
-    )
-    group.add_argument(
-        "--verdict-json",
-        env_var="LOCUST_VERDICT_JSON",
-        default="",
-        metavar="FILE",
-        help="with --fleet-shape steps:... and SLOs: write the capacity verdict (the JSON of "
-        "`ocpp-fleet capacity --json`) to FILE at the end of the run",
-        include_in_web_ui=False,
-    )
-    group.add_argument(
-        "--report",
-        env_var="LOCUST_REPORT",
-        default="",
-        metavar="DIR",
-        help="with --fleet-shape steps:... and SLOs: write the capacity report (report.html, "
-        "result.json, timeseries.json/.csv, as `ocpp-fleet capacity --report`) into DIR at "
-        "the end of the run",
-        include_in_web_ui=False,
-    )
-    group.add_argument(
-        "--metrics-port-per-worker",
-        env_var="LOCUST_METRICS_PORT_PER_WORKER",
-        action="store_true",
-        default=False,
-        help="a worker serves on the metrics port + its worker index (0, 1, ...): for "
-        "several workers on one host (--processes); off: every worker uses the port as is",
-        include_in_web_ui=False,
-    )
+    """Add the fleet's options to Locust's parser (an ``init_command_line_parser`` hook):
+    the run options' table (:mod:`emulator.run.options`) with Locust's keywords, each
+    option's environment variable (``LOCUST_SCENARIO``) and whether the web UI's form
+    shows it.  Directly on the parser: only its add_argument takes the web UI keywords
+    (include_in_web_ui, is_required); an argument group's does not."""
+
+    def locust_keywords(option: Option) -> dict[str, Any]:
+        keywords: dict[str, Any] = {"env_var": option.env, "include_in_web_ui": option.web_ui}
+        if option.kind == "value":
+            keywords["default"] = ""
+        if "locust" in option.required:
+            keywords["is_required"] = True
+        return keywords
+
+    add_to_parser(parser, "locust", locust_keywords)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FleetOptions:
-    scenario_path: Path
-    scenario: Scenario
-    csms_url: str
-    id_prefix: str | None
-    seed: int
-    ids_per_worker: int
-    source_addresses: tuple[str, ...]
+FleetOptions = RunSetup  # what a Locust fleet runs with: the one run setup
 
 
 def _get(parsed: Any, name: str) -> str:
@@ -221,55 +108,13 @@ def _get(parsed: Any, name: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def fleet_options(parsed: Any, *, host: str | None) -> FleetOptions:
-    """Read and check the options (``parsed``: Locust's ``environment.parsed_options``).
+def fleet_options(parsed: Any, *, host: str | None) -> RunSetup:
+    """Read and check the options (``parsed``: Locust's ``environment.parsed_options``)
+    into the run setup that ``ocpp-fleet run`` and ``capacity`` build too.
 
-    Raises OptionError, or the scenario's ScenarioError, with a message for the user.
-    """
-    path = _get(parsed, "scenario")
-    if not path:
-        raise OptionError("--scenario is required: a scenario TOML file (docs/scenarios.md)")
-    scenario = load_scenario(path)
-    start_time = _get(parsed, "start_time")
-    if start_time:
-        try:
-            scenario = scenario.with_start_time(start_time)
-        except ValueError as exc:
-            raise OptionError(f"--start-time: {exc}") from None
-    url = _get(parsed, "csms_url") or (host or "").strip()
-    if not url:
-        raise OptionError("no CSMS: give --csms-url ws://host:port/path (or Locust's --host)")
-    if not url.startswith(("ws://", "wss://")):
-        raise OptionError(f"--csms-url must start with ws:// or wss://, got {url!r}")
-    seed_text = _get(parsed, "seed")
-    if seed_text:
-        try:
-            seed = int(seed_text)
-        except ValueError:
-            raise OptionError(f"--seed: expected an integer, got {seed_text!r}") from None
-    else:
-        seed = scenario.seed if scenario.seed is not None else 1
-    ids_text = _get(parsed, "ids_per_worker") or str(DEFAULT_IDS_PER_WORKER)
-    try:
-        ids_per_worker = int(ids_text)
-    except ValueError:
-        ids_per_worker = 0
-    if ids_per_worker < 1:
-        raise OptionError(f"--ids-per-worker: expected a positive integer, got {ids_text!r}")
-    pool_text = _get(parsed, "source_addresses")
-    try:
-        pool = tuple(parse_address_pool(pool_text)) if pool_text else ()
-    except ValueError as exc:
-        raise OptionError(f"--source-addresses: {exc}") from None
-    return FleetOptions(
-        scenario_path=Path(path),
-        scenario=scenario,
-        csms_url=url,
-        id_prefix=_get(parsed, "id_prefix") or None,
-        seed=seed,
-        ids_per_worker=ids_per_worker,
-        source_addresses=pool,
-    )
+    Raises OptionError (:class:`~emulator.run.setup.SetupError`) with one line for the
+    user."""
+    return build_setup("locust", parsed, host=host)
 
 
 def own_options(parsed: Any) -> dict[str, Any]:
@@ -345,12 +190,6 @@ def worker_options(parsed: Any, own: Mapping[str, Any], *, worker_index: int) ->
     return WorkerOptions(view, f"{view.source_addresses} ({how})", shared=shared)
 
 
-@dataclass(frozen=True, slots=True)
-class MetricsAddress:
-    host: str
-    port: int  # 0: any free port
-
-
 def flag(parsed: Any, name: str) -> bool:
     """A boolean Locust option, also when it came from the environment as text."""
     value = getattr(parsed, name, False)
@@ -362,33 +201,23 @@ def flag(parsed: Any, name: str) -> bool:
 def metrics_address(
     parsed: Any, *, environ: Mapping[str, str], worker_index: int | None
 ) -> MetricsAddress | None:
-    """Where this Locust process serves /metrics, or None: not asked for.
-
-    The port is ``--metrics-port`` (or ``LOCUST_METRICS_PORT``), else
-    ``$OCPP_FLEET_METRICS_PORT``; the host likewise, else 127.0.0.1.  ``worker_index``
-    is None for a local run, the worker's index for a worker: with
-    ``--metrics-port-per-worker`` a worker adds it to the port (port 0 stays 0).
-    Raises OptionError for a port that is not one.
+    """Where this Locust process serves /metrics, or None: not asked for
+    (:func:`emulator.run.setup.read_metrics`: ``--metrics-port``, else
+    ``$OCPP_FLEET_METRICS_PORT``).  ``worker_index`` is None for a local run, the
+    worker's index for a worker: with ``--metrics-port-per-worker`` a worker adds it to
+    the port (port 0 stays 0).  Raises OptionError for a port that is not one.
     """
-    text, source = _get(parsed, "metrics_port"), "--metrics-port"
-    if not text:
-        text, source = environ.get(METRICS_PORT_ENV, "").strip(), f"${METRICS_PORT_ENV}"
-    if not text:
+    address = read_metrics(parsed, environ)
+    if address is None:
         return None
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise OptionError(f"{source}: expected a port number 0-65535, got {text!r}")
-    host = _get(parsed, "metrics_host") or environ.get(METRICS_HOST_ENV, "").strip() or "127.0.0.1"
+    port = address.port
     if port and worker_index is not None and flag(parsed, "metrics_port_per_worker"):
         port += worker_index
         if port > 65535:
             raise OptionError(
                 f"--metrics-port-per-worker: worker {worker_index} would serve on port {port}"
             )
-    return MetricsAddress(host=host, port=port)
+    return MetricsAddress(host=address.host, port=port)
 
 
 def shape_schedule(parsed: Any) -> Schedule | None:
@@ -418,11 +247,9 @@ class VerdictOutputs:
 
 
 def verdict_outputs(parsed: Any) -> VerdictOutputs:
-    json_path, report = _get(parsed, "verdict_json"), _get(parsed, "report")
-    return VerdictOutputs(
-        verdict_json=Path(json_path) if json_path else None,
-        report=Path(report) if report else None,
-    )
+    """``--verdict-json`` and ``--report``, checked writable (OptionError)."""
+    outputs = read_outputs("locust", parsed)
+    return VerdictOutputs(verdict_json=outputs.json, report=outputs.report)
 
 
 # --------------------------------------------------------------------------- SLOs
@@ -432,36 +259,12 @@ def command_line_slos(parsed: Any, *, environ: Mapping[str, str]) -> list[Slo]:
     """The rules of ``$LOCUST_SLO`` (separated by ``;``) and every ``--slo``.
 
     Raises OptionError naming the bad rule and where it was written."""
-    env_rules = [r for r in environ.get(SLO_ENV, "").split(";") if r.strip()]
-    given = getattr(parsed, "slo", None) or []
-    if isinstance(given, str):  # one value from a config file or a form
-        given = [r for r in given.split(";") if r.strip()]
-    rules = option_sources(f"${SLO_ENV}", env_rules) + option_sources("--slo", given)
-    try:
-        slos = parse_rules(rules)
-    except SloError as exc:
-        raise OptionError(str(exc)) from None
-    _refuse_ledger(slos)
-    return slos
+    return read_slos("locust", parsed, environ=environ)[1]
 
 
 def scenario_slos(scenario: Scenario, path: str | Path) -> list[Slo]:
     """The scenario's ``[slo]`` rules; OptionError names the file and ``slo.rules[i]``."""
-    try:
-        slos = parse_rules(scenario_sources(scenario.slo.rules, str(path)))
-    except SloError as exc:
-        raise OptionError(str(exc)) from None
-    _refuse_ledger(slos)
-    return slos
-
-
-def _refuse_ledger(slos: list[Slo]) -> None:
-    ledger = ledger_slo(slos)
-    if ledger is not None:
-        raise OptionError(
-            f"{ledger.source}: the ledger SLO cannot be judged under Locust: only "
-            "`ocpp-fleet run` against its embedded reference CSMS compares ledgers"
-        )
+    return read_slos("locust", None, environ={}, scenario=scenario, path=str(path))[0]
 
 
 class RequestRecorder:

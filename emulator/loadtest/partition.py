@@ -22,9 +22,15 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
-__all__ = ["SlotAllocator", "address_slice", "charger_number", "worker_range"]
+from emulator.run.setup import DEFAULT_IDS_PER_WORKER
 
-DEFAULT_IDS_PER_WORKER = 100_000
+__all__ = [
+    "DEFAULT_IDS_PER_WORKER",
+    "SlotAllocator",
+    "address_slice",
+    "charger_number",
+    "worker_range",
+]
 
 
 def worker_range(worker_index: int, ids_per_worker: int) -> range:

@@ -19,10 +19,11 @@ Durations take ``s``, ``m``, ``h`` suffixes (``90`` is 90 s).  A schedule return
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from emulator.run.setup import parse_duration as run_duration
 
 __all__ = [
     "BootStorm",
@@ -160,16 +161,14 @@ def _waves(t: float, *, start: float, end: float, every: float) -> int:
 
 # --------------------------------------------------------------------------- parsing
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 def parse_duration(text: str) -> float:
-    """``"90"``, ``"90s"``, ``"10m"``, ``"1.5h"``: seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ScheduleError(f"expected a duration like 90, 90s, 10m or 2h, got {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """``"90"``, ``"90s"``, ``"10m"``, ``"1.5h"``: seconds, as every duration option of
+    ocpp-fleet reads them (:func:`emulator.run.setup.parse_duration`)."""
+    try:
+        return run_duration(text)
+    except ValueError as exc:
+        raise ScheduleError(str(exc)) from None
 
 
 def _count(text: str) -> int:
