@@ -23,7 +23,6 @@ from emulator.loadtest.options import (
     RequestRecorder,
     command_line_slos,
     scenario_slos,
-    verdict_outputs,
 )
 from emulator.loadtest.schedules import Steps
 from emulator.loadtest.shapes import ScheduleShape
@@ -37,6 +36,7 @@ from emulator.loadtest.steps import (
 )
 from emulator.metrics.slo import Slo, Verdict, evaluate
 from emulator.metrics.stats import RunStats
+from emulator.run.setup import build_setup, slo_texts
 
 if TYPE_CHECKING:
     from emulator.capacity import Step
@@ -235,39 +235,26 @@ class StepsRun:
 
 
 def write_outputs(parsed: Any, verdict: CapacityVerdict, steps: StepsRun) -> list[str]:
-    """``--verdict-json`` and ``--report``; the paths written."""
-    outputs = verdict_outputs(parsed)
-    if not outputs:
+    """``--verdict-json`` and ``--report``; the paths written.  Raises OSError, or
+    OptionError when the options no longer make a run setup (they did at the start)."""
+    setup = build_setup("locust", parsed, host=getattr(parsed, "host", None))
+    outputs = setup.outputs
+    if outputs.json is None and outputs.report is None:
         return []
     import json
 
-    from emulator.fleet.scenario import load_scenario
     from emulator.report import ReportData, run_parameters, write_report
 
-    path = str(getattr(parsed, "scenario", "") or "")
-    name, seed, start_time = path, 1, ""
-    try:
-        scenario = load_scenario(path)
-    except (ScenarioError, OSError):
-        pass
-    else:
-        name = scenario.name
-        seed = scenario.seed if scenario.seed is not None else 1
-        start_time = scenario.sessions.start_time
-    start_text = str(getattr(parsed, "start_time", "") or "").strip()
-    start_time = start_text or start_time
-    seed_text = str(getattr(parsed, "seed", "") or "").strip()
-    if seed_text.lstrip("-").isdigit():
-        seed = int(seed_text)
-    result = verdict.to_json(scenario=name, seed=seed, start_time=start_time)
-    result["fleet_shape"] = str(getattr(parsed, "fleet_shape", "") or "")
+    scenario = setup.scenario
+    result = verdict.to_json(
+        scenario=scenario.name, seed=setup.seed, start_time=scenario.sessions.start_time
+    )
+    result["fleet_shape"] = setup.fleet_shape
     result["workers"] = len(steps.collector.workers)  # the fleet processes that sent windows
     written = []
-    if outputs.verdict_json is not None:
-        if outputs.verdict_json.parent != outputs.verdict_json:
-            outputs.verdict_json.parent.mkdir(parents=True, exist_ok=True)
-        outputs.verdict_json.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
-        written.append(str(outputs.verdict_json))
+    if outputs.json is not None:
+        outputs.json.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+        written.append(str(outputs.json))
     if outputs.report is not None:
         files = write_report(
             outputs.report,
@@ -278,17 +265,15 @@ def write_outputs(parsed: Any, verdict: CapacityVerdict, steps: StepsRun) -> lis
                 rows=steps.rows.rows,
                 interval=steps.rows.interval,
                 parameters=run_parameters(
-                    scenario=name,
-                    seed=seed,
-                    start_time=start_time,
-                    csms_url=str(
-                        getattr(parsed, "csms_url", "") or getattr(parsed, "host", "") or ""
-                    ),
-                    fleet_shape=result["fleet_shape"],
+                    scenario=scenario.name,
+                    seed=setup.seed,
+                    start_time=scenario.sessions.start_time,
+                    csms_url=setup.csms_url or "",
+                    fleet_shape=setup.fleet_shape,
                     sizes="/".join(str(n) for n in steps.schedule.sizes),
                     hold_s=steps.schedule.hold,
                     spawn_rate=steps.schedule.rate,
-                    slo=", ".join(slo.text for slo in steps.slos),
+                    slo=slo_texts(steps.slos),
                     runner="Locust",
                 ),
             ),
