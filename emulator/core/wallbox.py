@@ -50,7 +50,14 @@ from emulator.core.smart_charging import (
     SmartCharging,
     capabilities,
 )
-from emulator.core.status import Status, check_transition, status_payload
+from emulator.core.status import (
+    Status,
+    TransitionLog,
+    TransitionSink,
+    allowed,
+    check_transition,
+    status_payload,
+)
 from emulator.core.timers import PartTimer, Timer, earliest, serve, serve_parts
 from emulator.core.transaction import StopReason, Transaction
 from emulator.protocol.timefmt import format_timestamp
@@ -96,6 +103,7 @@ class Wallbox:
         "strict",
         "timeouts",
         "transactions",
+        "transitions",
     )
 
     def __init__(
@@ -110,11 +118,16 @@ class Wallbox:
         drain_interval: float = 0.1,
         reboot_seconds: float = REBOOT_SECONDS,
         strict: bool = False,
+        transitions: TransitionSink | None = None,
     ) -> None:
+        """``strict``: raise LocalProtocolError on a derived status change OCPP 1.6 §4.9
+        does not list (tests); otherwise it is sent and ``transitions`` is told (the
+        fleet's conformance record; None: this wallbox's own TransitionLog)."""
         self.charge_point_id = charge_point_id
         self.model = model
         self.rng = rng
-        self.strict = strict  # raise on a derived status change OCPP does not list (tests)
+        self.strict = strict
+        self.transitions = transitions
         self.boot_on_reconnect = boot_on_reconnect
         self.reboot_seconds = reboot_seconds
         self.config = Configuration(
@@ -433,11 +446,8 @@ class Wallbox:
         status = c.derive_status()
         if status == c.reported:
             return
-        try:
-            check_transition(c.id, c.reported, status)
-        except Exception:
-            if self.strict:
-                raise
+        if not allowed(c.id, c.reported, status):
+            self._forbidden_transition(c, status)
         c.reported = status
         self.emit(EventKind.STATUS_CHANGED, c.id, status)
         self.log(now, f"connector {c.id} {status} {c.error_code}")
@@ -449,6 +459,16 @@ class Wallbox:
                 if coalesce or not (self.online and self.accepted)
                 else None
             ),
+        )
+
+    def _forbidden_transition(self, c: Connector, status: Status) -> None:
+        """A derived change §4.9 has no cell for: raise (strict) or report it, then send it."""
+        if self.strict:
+            check_transition(c.id, c.reported, status)  # raises LocalProtocolError
+        if self.transitions is None:
+            self.transitions = TransitionLog()
+        self.transitions.forbidden_transition(
+            charger_id=self.charge_point_id, connector_id=c.id, old=c.reported, new=status
         )
 
     def status(self, connector_id: int = 1) -> Status:
