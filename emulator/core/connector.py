@@ -97,17 +97,6 @@ class Connector:
         if ev is not None:
             ev.delivered_wh += added
 
-    def add_deadlines(self, times: list[float]) -> None:
-        """Append this connector's timers: the next meter sample, the ConnectionTimeOut of
-        an authorized start, and when the MaxEnergyOnInvalidId cap is reached."""
-        if self.next_sample_at is not None:
-            times.append(self.next_sample_at)
-        if self.intent is not None:
-            times.append(self.intent.deadline)
-        ev_full_at = self.ev_full_at()
-        if ev_full_at is not None:
-            times.append(ev_full_at)
-
     def ev_full_at(self) -> float | None:
         """When MaxEnergyOnInvalidId is reached: the charger cuts off precisely there.
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from operator import attrgetter
+from typing import Any, Final
 
 import numpy as np
 
@@ -49,7 +50,15 @@ from emulator.core.smart_charging import (
     SmartCharging,
     capabilities,
 )
-from emulator.core.status import Status, check_transition, status_payload
+from emulator.core.status import (
+    Status,
+    TransitionLog,
+    TransitionSink,
+    allowed,
+    check_transition,
+    status_payload,
+)
+from emulator.core.timers import PartTimer, Timer, earliest, serve, serve_parts
 from emulator.core.transaction import StopReason, Transaction
 from emulator.protocol.timefmt import format_timestamp
 
@@ -94,6 +103,7 @@ class Wallbox:
         "strict",
         "timeouts",
         "transactions",
+        "transitions",
     )
 
     def __init__(
@@ -108,11 +118,16 @@ class Wallbox:
         drain_interval: float = 0.1,
         reboot_seconds: float = REBOOT_SECONDS,
         strict: bool = False,
+        transitions: TransitionSink | None = None,
     ) -> None:
+        """``strict``: raise LocalProtocolError on a derived status change OCPP 1.6 §4.9
+        does not list (tests); otherwise it is sent and ``transitions`` is told (the
+        fleet's conformance record; None: this wallbox's own TransitionLog)."""
         self.charge_point_id = charge_point_id
         self.model = model
         self.rng = rng
-        self.strict = strict  # raise on a derived status change OCPP does not list (tests)
+        self.strict = strict
+        self.transitions = transitions
         self.boot_on_reconnect = boot_on_reconnect
         self.reboot_seconds = reboot_seconds
         self.config = Configuration(
@@ -263,99 +278,106 @@ class Wallbox:
         return message.action
 
     # ------------------------------------------------------------------ time
+    # Every timer is declared once, in TIMERS (end of this module): when it is due and
+    # what it does then.  next_deadline() and tick() both read that list, so no timer can
+    # be waited for and never served (its deadline left in the past: the driver would
+    # spin) or served and never waited for.  tick() serves them in the list's order.
 
     def next_deadline(self) -> float | None:
-        """The earliest time ``tick`` has something to do."""
-        times: list[float] = []
-        if self.online:
-            flight = self.outbox.in_flight
-            if flight is not None:
-                times.append(flight.deadline)
-            else:
-                ready = self.outbox.next_ready_at(boot_only=not self.accepted)
-                if ready is not None:
-                    times.append(ready)
-            if self.accepted:
-                times.append(self.last_activity + self.config.heartbeat_interval)
-            if self.next_ping_at is not None:
-                times.append(self.next_ping_at)
-            if self.boot_retry_at is not None:
-                times.append(self.boot_retry_at)
-        for c in self.connectors:
-            c.add_deadlines(times)  # samples, ConnectionTimeOut, the MaxEnergyOnInvalidId cap
-        if self.next_aligned_at is not None:
-            times.append(self.next_aligned_at)
-        expiry = self.reservations.next_expiry()
-        if expiry is not None:
-            times.append(expiry)  # a reservation ends at its expiryDate (OCPP 1.6 §5.13)
-        if self.reboot_deadline is not None:
-            if self.outbox.transaction_backlog == 0:
-                # A reset restarts as soon as no transaction message waits (see tick): now.
-                times.append(min(self.reboot_deadline, self.last_activity))
-            else:
-                times.append(self.reboot_deadline)
-        if self.firmware.active:  # Firmware Management timers (section below)
-            firmware_at = self.firmware.next_deadline(busy=self._transaction_running())
-            if firmware_at is not None:
-                times.append(firmware_at)
-        limit_change_at = self.smart_charging.next_change_at  # a schedule period boundary
-        if limit_change_at is not None:
-            times.append(limit_change_at)
-        return min(times) if times else None
+        """The earliest time ``tick`` (or the link, for a queued CALL) has something to do."""
+        return earliest(TIMERS, self)
 
     def tick(self, now: float) -> None:
-        """Do whatever is due at ``now``."""
-        expired = self.outbox.expired(now) if self.online else None
+        """Do whatever is due at ``now``, in the order of TIMERS."""
+        serve(TIMERS, self, now)
+
+    def _response_due(self) -> float | None:
+        flight = self.outbox.in_flight
+        return flight.deadline if flight is not None and self.online else None
+
+    def _response_timeout(self, now: float) -> None:
+        expired = self.outbox.expired(now)
         if expired is not None:
             self.log(now, f"error: {expired.action} unanswered")
             self.outbox.failed(expired, "timeout", now)
             self.timeouts += 1
-        if self.online:
-            if self.boot_retry_at is not None and now >= self.boot_retry_at:
-                self.boot_retry_at = None
-                self.send_boot(now)
-            if self.accepted and now >= self.last_activity + self.config.heartbeat_interval:
-                # Re-arm even when a Heartbeat already waits behind an unanswered CALL:
-                # otherwise next_deadline() stays in the past and the driver spins.
-                if not self.outbox.has_queued("Heartbeat"):
-                    self.outbox.add("Heartbeat", {})
-                self.last_activity = now
-            if self.next_ping_at is not None and now >= self.next_ping_at:
-                interval = self.config.get_int("WebSocketPingInterval")
-                # The pong is due within one interval (at most PONG_TIMEOUT_MAX).
-                pong_timeout = (
-                    min(float(interval), PONG_TIMEOUT_MAX) if interval > 0 else PONG_TIMEOUT_MAX
-                )
-                self._effects.append(SendPing(pong_timeout))
-                self.next_ping_at = now + interval if interval else None
-        limit_change_at = self.smart_charging.next_change_at
-        if limit_change_at is not None and now >= limit_change_at:
-            self.smart_reevaluate(now)  # a charging schedule period starts or ends now
+
+    def _send_due(self) -> float | None:
+        if not self.online or self.outbox.in_flight is not None:
+            return None
+        return self.outbox.next_ready_at(boot_only=not self.accepted)
+
+    def _boot_retry(self, now: float) -> None:
+        self.boot_retry_at = None
+        self.send_boot(now)
+
+    def _heartbeat_due(self) -> float | None:
+        if self.online and self.accepted:
+            return self.last_activity + self.config.heartbeat_interval
+        return None
+
+    def _heartbeat(self, now: float) -> None:
+        # Re-arm even when a Heartbeat already waits behind an unanswered CALL: otherwise
+        # the heartbeat stays due in the past.
+        if not self.outbox.has_queued("Heartbeat"):
+            self.outbox.add("Heartbeat", {})
+        self.last_activity = now
+
+    def _ping(self, now: float) -> None:
+        interval = self.config.get_int("WebSocketPingInterval")
+        # The pong is due within one interval (at most PONG_TIMEOUT_MAX).
+        pong_timeout = min(float(interval), PONG_TIMEOUT_MAX) if interval > 0 else PONG_TIMEOUT_MAX
+        self._effects.append(SendPing(pong_timeout))
+        self.next_ping_at = now + interval if interval else None
+
+    def _connectors_due(self) -> float | None:
+        first: float | None = None
         for c in self.connectors:
-            if c.intent is not None and now >= c.intent.deadline:
-                c.intent = None  # ConnectionTimeOut: the cable never came
-                self.emit(EventKind.CONNECTION_TIMEOUT, c.id)
-                self.refresh(c, now)
-            ev_full_at = c.ev_full_at()
-            if ev_full_at is not None and now >= ev_full_at:
-                self._update_draw(c, now)
-            if c.next_sample_at is not None and now >= c.next_sample_at:
-                self._send_sampled(c, now)
-        if self.next_aligned_at is not None and now >= self.next_aligned_at:
-            self._send_aligned(now)
-            self.schedule_aligned(now)
+            for _name, due, _fire in CONNECTOR_TIMERS:
+                at = due(c)
+                if at is not None and (first is None or at < first):
+                    first = at
+        return first
+
+    def _connectors_tick(self, now: float) -> None:
+        serve_parts(CONNECTOR_TIMERS, self, self.connectors, now)
+
+    def _connection_timeout(self, c: Connector, now: float) -> None:
+        c.intent = None  # ConnectionTimeOut: the cable never came
+        self.emit(EventKind.CONNECTION_TIMEOUT, c.id)
+        self.refresh(c, now)
+
+    def _aligned(self, now: float) -> None:
+        self._send_aligned(now)
+        self.schedule_aligned(now)
+
+    def _expiry_due(self) -> float | None:
+        return self.reservations.next_expiry() if self.reservations else None
+
+    def _expire(self, now: float) -> None:
         if self.reservations.expire(now):
             self.reservations_changed(now)
-        if self.firmware.active:  # Firmware Management timers (section below)
-            self.firmware.tick(now, busy=self._transaction_running())
-        if self.reboot_deadline is not None and (
-            now >= self.reboot_deadline or self.outbox.transaction_backlog == 0
-        ):
-            if self.hard_reset_pending:
-                self.hard_reset_pending = False
-                self.hard_reset(now)
-            else:
-                self._reboot(now)
+
+    def _firmware_due(self) -> float | None:
+        if not self.firmware.active:  # the usual case: no upload or update under way
+            return None
+        return self.firmware.next_deadline(busy=self._transaction_running())
+
+    def _firmware_tick(self, now: float) -> None:
+        self.firmware.tick(now, busy=self._transaction_running())
+
+    def _reset_due(self) -> float | None:
+        if self.reboot_deadline is None or self.outbox.transaction_backlog:
+            return self.reboot_deadline
+        # A reset restarts as soon as no transaction message waits: now.
+        return min(self.reboot_deadline, self.last_activity)
+
+    def _reset(self, now: float) -> None:
+        if self.hard_reset_pending:
+            self.hard_reset_pending = False
+            self.hard_reset(now)
+        else:
+            self._reboot(now)
 
     # ------------------------------------------------------------------ boot
 
@@ -424,11 +446,8 @@ class Wallbox:
         status = c.derive_status()
         if status == c.reported:
             return
-        try:
-            check_transition(c.id, c.reported, status)
-        except Exception:
-            if self.strict:
-                raise
+        if not allowed(c.id, c.reported, status):
+            self._forbidden_transition(c, status)
         c.reported = status
         self.emit(EventKind.STATUS_CHANGED, c.id, status)
         self.log(now, f"connector {c.id} {status} {c.error_code}")
@@ -440,6 +459,16 @@ class Wallbox:
                 if coalesce or not (self.online and self.accepted)
                 else None
             ),
+        )
+
+    def _forbidden_transition(self, c: Connector, status: Status) -> None:
+        """A derived change §4.9 has no cell for: raise (strict) or report it, then send it."""
+        if self.strict:
+            check_transition(c.id, c.reported, status)  # raises LocalProtocolError
+        if self.transitions is None:
+            self.transitions = TransitionLog()
+        self.transitions.forbidden_transition(
+            charger_id=self.charge_point_id, connector_id=c.id, old=c.reported, new=status
         )
 
     def status(self, connector_id: int = 1) -> Status:
@@ -995,3 +1024,34 @@ def _note_drop(tx: Transaction, action: str) -> Callable[[str, float], None]:
         tx.dropped.append(f"{action}: {reason}")
 
     return failed
+
+
+CONNECTOR_TIMERS: Final[tuple[PartTimer[Wallbox, Connector], ...]] = (
+    PartTimer(
+        "ConnectionTimeOut",
+        lambda c: None if c.intent is None else c.intent.deadline,
+        Wallbox._connection_timeout,
+    ),
+    # The MaxEnergyOnInvalidId cap: the charger cuts off precisely there.
+    PartTimer("energy cap", Connector.ev_full_at, Wallbox._update_draw),
+    PartTimer("meter sample", attrgetter("next_sample_at"), Wallbox._send_sampled),
+)
+"""Each connector's timers, in the order ``tick`` serves them (connector by connector)."""
+
+TIMERS: Final[tuple[Timer[Wallbox], ...]] = (
+    Timer("response timeout", Wallbox._response_due, Wallbox._response_timeout),
+    Timer("next CALL", Wallbox._send_due, None),  # sent by the link (frames_to_send)
+    Timer("boot retry", lambda wb: wb.boot_retry_at if wb.online else None, Wallbox._boot_retry),
+    Timer("heartbeat", Wallbox._heartbeat_due, Wallbox._heartbeat),
+    Timer("websocket ping", lambda wb: wb.next_ping_at if wb.online else None, Wallbox._ping),
+    Timer(
+        "charging schedule", attrgetter("smart_charging.next_change_at"), Wallbox.smart_reevaluate
+    ),
+    Timer("connectors", Wallbox._connectors_due, Wallbox._connectors_tick),  # CONNECTOR_TIMERS
+    Timer("clock-aligned data", attrgetter("next_aligned_at"), Wallbox._aligned),
+    # A reservation ends at its expiryDate (OCPP 1.6 §5.13).
+    Timer("reservation expiry", Wallbox._expiry_due, Wallbox._expire),
+    Timer("firmware management", Wallbox._firmware_due, Wallbox._firmware_tick),
+    Timer("reset", Wallbox._reset_due, Wallbox._reset),
+)
+"""Every timer of a wallbox, in the order ``tick`` serves them (emulator.core.timers)."""

@@ -212,6 +212,7 @@ class Fleet:
             response_timeout=scenario.fleet.response_timeout,
             boot_on_reconnect=scenario.fleet.boot_on_reconnect,
             strict=self.strict,
+            transitions=self.conformance,
         )
         sessions = SessionBehaviour(
             wallbox=wallbox,

@@ -11,7 +11,12 @@ and (through its listeners) Prometheus:
   DEBUG;
 * **idTagInfo statuses** the CSMS answered per action (Authorize, StartTransaction,
   StopTransaction): a ConcurrentTx or Invalid is an answer, not an error, and would
-  otherwise only show as a shorter session.
+  otherwise only show as a shorter session;
+* **forbidden transitions**, the one deviation of the fleet's own side: connector-status
+  changes the wallboxes sent although OCPP 1.6 §4.9 does not list them (outside
+  ``--strict``), by kind (from, to), the first of each kind logged once as a WARNING
+  (:class:`emulator.core.status.TransitionLog`).  A CSMS may refuse or misread them, so a
+  load test shows them next to the CSMS's own deviations.
 
 One instance per fleet, shared by its drivers; everything is bounded (actions, codes and
 statuses come from the OCPP 1.6 schemas; at most :data:`MAX_KINDS` kinds of violation and
@@ -26,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
 from emulator.core.link import ID_TAG_ACTIONS
+from emulator.core.status import Status, TransitionLog, transition_kind
 
 __all__ = [
     "EXAMPLES",
@@ -53,6 +59,9 @@ class ConformanceListener(Protocol):
 
     def id_tag_status(self, action: str, status: str) -> None:
         """The CSMS answered ``action`` with idTagInfo.status ``status``."""
+
+    def forbidden_transition(self, old: str, new: str) -> None:
+        """A wallbox sent a connector-status change ``old`` -> ``new`` §4.9 does not list."""
 
 
 @dataclass(slots=True)
@@ -92,6 +101,7 @@ class CsmsConformance:
     def __init__(self) -> None:
         self.violations: dict[tuple[str, str, str], ViolationKind] = {}
         self.id_tag_statuses: Counter[tuple[str, str]] = Counter()
+        self.transitions = TransitionLog()  # the wallboxes' forbidden status changes
         self.listeners: list[ConformanceListener] = []
 
     # -- recording (called by the charger links) ------------------------------------------
@@ -144,6 +154,17 @@ class CsmsConformance:
         for listener in self.listeners:
             listener.id_tag_status(action, status)
 
+    def forbidden_transition(
+        self, *, charger_id: str, connector_id: int, old: Status | None, new: Status
+    ) -> None:
+        """A wallbox sent a status change OCPP 1.6 §4.9 does not list (its TransitionSink)."""
+        self.transitions.forbidden_transition(
+            charger_id=charger_id, connector_id=connector_id, old=old, new=new
+        )
+        kind = transition_kind(old, new)
+        for listener in self.listeners:
+            listener.forbidden_transition(*kind)
+
     @staticmethod
     def _warn(
         kind: ViolationKind, description: str, charger_id: str, accepted: bool, repairable: bool
@@ -189,6 +210,11 @@ class CsmsConformance:
             {status: n for (a, status), n in self.id_tag_statuses.items() if a == action}
         )
 
+    def sorted_transitions(self) -> list[tuple[str, str, int]]:
+        """Forbidden transitions as (from, to, count), most frequent first."""
+        counts = self.transitions.counts
+        return [(old, new, n) for (old, new), n in sorted(counts.items(), key=lambda i: -i[1])]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "schemaViolations": [kind.to_json() for kind in self.sorted_violations()],
@@ -196,4 +222,7 @@ class CsmsConformance:
                 action: dict(sorted(self.statuses_of(action).items()))
                 for action in sorted({a for a, _ in self.id_tag_statuses})
             },
+            "forbiddenTransitions": [
+                {"from": old, "to": new, "count": n} for old, new, n in self.sorted_transitions()
+            ],
         }

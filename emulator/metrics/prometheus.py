@@ -47,7 +47,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from emulator.core.csms_calls import PROFILE_OF_ACTION
-from emulator.core.status import Status
+from emulator.core.status import FORBIDDEN, Status
 from emulator.metrics.conformance import ID_TAG_ACTIONS, ID_TAG_STATUSES
 from emulator.metrics.fleetview import FleetCounts, FleetSource, Settled, tally
 from emulator.metrics.looplag import LoopLagMonitor
@@ -287,6 +287,13 @@ class PrometheusReporter:
             ["action", "status"],
             registry=registry,
         )
+        self.forbidden_transitions = Counter(
+            "ocpp_fleet_forbidden_transitions",
+            "Connector status changes the wallboxes sent although OCPP 1.6 §4.9 does not list "
+            "them (from -> to; outside --strict, which raises instead).",
+            ["from", "to"],
+            registry=registry,
+        )
         self.unexpected_answers = Counter(
             "ocpp_fleet_unexpected_answers",
             "CALLRESULTs or CALLERRORs from the CSMS whose unique id matches no CALL in flight.",
@@ -367,7 +374,7 @@ class PrometheusReporter:
         self._initialise_known_series()
 
     def _initialise_known_series(self) -> None:
-        """Create the children of label values known in advance, at 0: 463 counter series
+        """Create the children of label values known in advance, at 0: 482 counter series
         and 19 handling histograms (~770 samples a scrape), whatever the fleet size."""
         for action in CHARGER_ACTIONS:
             for reason in UNANSWERED:
@@ -388,6 +395,8 @@ class PrometheusReporter:
         for action in ID_TAG_ACTIONS:
             for status in ID_TAG_STATUSES:
                 self.id_tag_statuses.labels(action, status)
+        for old, new in FORBIDDEN:
+            self.forbidden_transitions.labels(old, new)
         for reason in KNOWN_CONNECT_FAILURES:
             self._connect_failures[reason] = self.connect_failures.labels(reason)
         for reason in KNOWN_DISCONNECTS:
@@ -435,6 +444,9 @@ class PrometheusReporter:
     def id_tag_status(self, action: str, status: str) -> None:
         label = status if status in ID_TAG_STATUSES else OTHER
         self.id_tag_statuses.labels(_action(action), label).inc()
+
+    def forbidden_transition(self, old: str, new: str) -> None:
+        self.forbidden_transitions.labels(old, new).inc()  # 10 x 9 values at most
 
     def connect_failed(self, reason: str) -> None:
         child = self._connect_failures.get(reason)

@@ -259,8 +259,9 @@ def conformance_dict(
     conformance: CsmsConformance, *, chargers: int, never_accepted: int
 ) -> dict[str, Any]:
     """What :func:`render_conformance` shows, for ``--json``: the CSMS's schema violations
-    (each with its first messages), idTagInfo statuses per action, and how many of the
-    ``chargers`` wallboxes the CSMS never accepted (BootNotification)."""
+    (each with its first messages), idTagInfo statuses per action, how many of the
+    ``chargers`` wallboxes the CSMS never accepted (BootNotification), and the wallboxes'
+    status changes OCPP 1.6 §4.9 does not list (``forbiddenTransitions``)."""
     return {
         **conformance.to_json(),
         "chargers": chargers,
@@ -272,7 +273,8 @@ def render_conformance(
     conformance: CsmsConformance, *, console: Console, chargers: int, never_accepted: int
 ) -> None:
     """The CSMS's deviations after the summary: wallboxes never accepted, schema violations
-    by message, action and code with their first messages, idTagInfo statuses."""
+    by message, action and code with their first messages, the wallboxes' forbidden status
+    changes, idTagInfo statuses."""
     if never_accepted:
         console.print(
             Text(
@@ -302,8 +304,26 @@ def render_conformance(
             )
             for example in kind.examples:
                 console.print(Text(f"    {example}", style="dim"), highlight=False, soft_wrap=True)
+    _render_transitions(conformance, console)
     for action in ("Authorize", "StartTransaction", "StopTransaction"):
         statuses = conformance.statuses_of(action)
         if statuses:
             parts = ", ".join(f"{status} {n:,}" for status, n in statuses.most_common())
             console.print(Text(f"{action} idTagInfo: {parts}"), highlight=False, soft_wrap=True)
+
+
+def _render_transitions(conformance: CsmsConformance, console: Console) -> None:
+    """The wallboxes' own deviation: status changes OCPP 1.6 §4.9 does not list."""
+    kinds = conformance.sorted_transitions()
+    if not kinds:
+        return
+    console.print(
+        Text(
+            f"connector status changes OCPP 1.6 does not list, sent anyway (--strict raises): "
+            f"{conformance.transitions.total:,}",
+            style="bold yellow",
+        ),
+        soft_wrap=True,
+    )
+    for old, new, n in kinds:
+        console.print(Text(f"  {old} -> {new}: {n:,}"), highlight=False, soft_wrap=True)

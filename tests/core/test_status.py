@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from itertools import product
 from typing import TYPE_CHECKING
 
 import pytest
 
-from emulator.core.status import CONNECTOR_ZERO_STATUSES, TRANSITIONS, Status, check_transition
+from emulator.core.status import (
+    CONNECTOR_ZERO_STATUSES,
+    FORBIDDEN,
+    TRANSITIONS,
+    Status,
+    TransitionLog,
+    allowed,
+    check_transition,
+)
 from emulator.protocol.errors import LocalProtocolError
 
 if TYPE_CHECKING:
@@ -284,3 +293,61 @@ def test_every_status_change_of_a_busy_day_is_an_ocpp_transition(csms: FakeCsms)
     assert seen <= {(a, b) for a in TRANSITIONS for b in TRANSITIONS[a]}
     assert len(seen) >= 10, seen
     assert tx.stop_reason is not None
+
+
+# ---------------------------------------------------------------- outside strict mode
+
+
+def _drive_from_charging_to_preparing(csms: FakeCsms) -> None:
+    """A change §4.9 has no cell for (C -> P): the connector last said Charging and the
+    facts now derive Preparing (what the strict test above provokes)."""
+    csms.wb.connectors[1].reported = Status.CHARGING
+    csms.plug_in()
+    csms.unplug()
+
+
+def test_a_lenient_wallbox_sends_a_forbidden_change_counts_it_and_warns_once_per_kind(
+    csms: FakeCsms, caplog: pytest.LogCaptureFixture
+) -> None:
+    csms.wb.strict = False
+    with caplog.at_level(logging.WARNING, logger="emulator.core.status"):
+        for _ in range(3):
+            _drive_from_charging_to_preparing(csms)
+        csms.plug_in()  # A -> P, allowed: not counted
+        csms.unplug()
+    log = csms.wb.transitions
+    assert isinstance(log, TransitionLog)
+    assert dict(log.counts) == {("Charging", "Preparing"): 3}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "connector 1 went Charging -> Preparing" in warnings[0]
+    assert "CP-TEST-0001" in warnings[0]
+    assert csms.statuses().count(P) == 4  # sent anyway: the facts are what they are
+
+
+def test_each_kind_of_forbidden_change_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = TransitionLog()
+    kinds = [(C, P), (C, P), (F, C), (C, P), (F, C)]
+    with caplog.at_level(logging.WARNING, logger="emulator.core.status"):
+        for old, new in kinds:
+            log.forbidden_transition(
+                charger_id="CP1", connector_id=1, old=Status(old), new=Status(new)
+            )
+    assert dict(log.counts) == {("Charging", "Preparing"): 3, ("Finishing", "Charging"): 2}
+    assert log.total == 5
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == [
+        "CP1: connector 1 went Charging -> Preparing",
+        "CP1: connector 1 went Finishing -> Charging",
+    ]
+
+
+def test_forbidden_lists_exactly_the_changes_outside_the_table() -> None:
+    outside = {
+        (old, new)
+        for old, new in product(Status, Status)
+        if old != new and new not in TRANSITIONS[old]
+    }
+    assert set(FORBIDDEN) == outside and len(FORBIDDEN) == len(outside) == 19
+    assert all(not allowed(1, old, new) for old, new in FORBIDDEN)

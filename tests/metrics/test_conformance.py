@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
+from emulator.core.metering import Ev
+from emulator.core.model import ChargerModel
+from emulator.core.status import Status
+from emulator.core.wallbox import Wallbox
 from emulator.metrics.conformance import EXAMPLES, CsmsConformance
 from emulator.metrics.prometheus import (
     CHARGER_ACTIONS,
@@ -163,3 +168,52 @@ def test_known_label_values_have_series_at_zero_before_any_event(
         if s.name.endswith("_total") and s.labels
     )
     assert series < 600, series
+
+
+def _lenient_wallbox(conformance: CsmsConformance) -> Wallbox:
+    return Wallbox(
+        charge_point_id="CP000007",
+        model=ChargerModel(),
+        rng=np.random.default_rng(7),
+        now=0.0,
+        transitions=conformance,
+    )
+
+
+def test_a_wallbox_forbidden_change_reaches_the_summary_json_and_prometheus(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    reporter = PrometheusReporter(registry=registry)
+    conformance = CsmsConformance()
+    conformance.listeners.append(reporter)
+    wb = _lenient_wallbox(conformance)
+    series = "ocpp_fleet_forbidden_transitions_total"
+    charging_to_preparing = {"from": "Charging", "to": "Preparing"}
+    assert registry.get_sample_value(series, charging_to_preparing) == 0  # exists from the start
+    with caplog.at_level(logging.WARNING, logger="emulator.core.status"):
+        for n in range(2):
+            wb.connectors[1].reported = Status.CHARGING  # as if a transaction had just run
+            wb.plug_in(float(n), ev=Ev(energy_wanted_wh=1e4, max_current=16, phases=3))
+            wb.unplug(float(n))
+    assert wb.status(1) is Status.AVAILABLE
+    assert [r.getMessage().split(",")[0] for r in caplog.records] == [
+        "CP000007: connector 1 went Charging -> Preparing"
+    ]
+    assert conformance.sorted_transitions() == [("Charging", "Preparing", 2)]
+    console = Console(record=True, width=200)
+    render_conformance(conformance, console=console, chargers=1, never_accepted=0)
+    text = console.export_text()
+    assert "connector status changes OCPP 1.6 does not list, sent anyway" in text
+    assert "  Charging -> Preparing: 2" in text
+    data = json.loads(json.dumps(conformance_dict(conformance, chargers=1, never_accepted=0)))
+    assert data["forbiddenTransitions"] == [{"from": "Charging", "to": "Preparing", "count": 2}]
+    assert registry.get_sample_value(series, charging_to_preparing) == 2
+    assert registry.get_sample_value(series, {"from": "Finishing", "to": "Charging"}) == 0
+
+
+def test_a_run_without_forbidden_changes_shows_none() -> None:
+    conformance = CsmsConformance()
+    console = Console(record=True, width=200)
+    render_conformance(conformance, console=console, chargers=1, never_accepted=0)
+    assert "does not list" not in console.export_text()
+    assert conformance_dict(conformance, chargers=1, never_accepted=0)["forbiddenTransitions"] == []
