@@ -130,6 +130,9 @@ def test_a_master_and_two_workers_give_the_capacity_verdict_of_the_steps_shape(
     assert "*:p95<1s" in [v["slo"] for v in verdict["violations"]]
     # The hold of step 1 is its steady traffic only: no boots, ~5 MeterValues a second.
     assert "BootNotification" not in passing["actions"]
+    # 20 wallboxes sampling every 4 s offer 5 calls/s whatever the machine's load (a late
+    # sample is sent late, not dropped); the band is for where the hold's edges fall, and
+    # 20 boots inside it would add 4 calls/s on average over a 5-s hold at least.
     assert 2.5 < passing["calls_per_second"] < 7.5, passing
     assert 3.0 <= passing["hold_s"] <= 17.0, passing
     assert passing["connected"] == 20
