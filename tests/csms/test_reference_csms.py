@@ -712,6 +712,6 @@ def test_delay_answers_late_without_holding_up_the_connection() -> None:
             assert await clear == {"status": "Accepted"}
             reply = await cp.recv()
             assert reply[:2] == [3, heartbeat_id]
-            assert loop.time() - sent_at >= 0.4
+            assert loop.time() - sent_at >= 0.4  # the delay: a lower bound, load only adds
 
     run(scenario)

@@ -145,10 +145,14 @@ def test_throughput_saturates_at_one_over_the_service_time() -> None:
             f" CALLs/charger/s, GetConfiguration {own_call * 1000:.1f} ms, {accepted} triggers"
         )
         assert answer["configurationKey"][0]["key"] == "HeartbeatInterval"
-        assert own_call < 0.15 and waiting_after >= 15, (own_call, waiting_after)
+        # Queued, the call would wait behind >= 25 CALLs (0.5 s); answered apart, it takes
+        # milliseconds: 0.3 s leaves a loaded machine room on both sides.
+        assert own_call < 0.3 and waiting_after >= 15, (own_call, waiting_after)
         assert served.calls.keys() == {"Heartbeat"}
         assert abs(served.throughput - CAPACITY) <= 0.1 * CAPACITY
         assert abs(answered - CAPACITY) <= 0.1 * CAPACITY
+        # The queue's clock is its completion deadlines (ServiceQueue catches up after a
+        # late wake-up), so throughput and busy time do not depend on the machine's load.
         assert served.utilisation > 0.95
         # ~40 CALLs ahead of each: the latency is the queue's, not the service time.
         assert statistics.median(latencies) > 15 * SERVICE
@@ -186,8 +190,11 @@ def test_a_quarter_of_the_capacity_is_served_without_queueing() -> None:
         # The busy time is the service time of exactly the CALLs served in the window.
         assert math.isclose(served.busy, served.served * SERVICE, abs_tol=2 * SERVICE)
         # No queueing: each answer is one service time (and a loopback hop) after its CALL.
-        assert SERVICE <= p50 < 1.6 * SERVICE, p50
-        assert p90 < 2.5 * SERVICE, p90
+        # The lower bound is the queue's deadline, never early; the upper ones leave a
+        # loaded machine 30 and 60 ms on a hop of ~1 ms, still well below the ~12 service
+        # times an answer would wait if the 25 chargers' CALLs queued together.
+        assert SERVICE <= p50 < 2.5 * SERVICE, p50
+        assert p90 < 4 * SERVICE, p90
 
     asyncio.run(main())
 
@@ -242,7 +249,9 @@ def test_answers_keep_arrival_order_none_is_lost_and_the_csms_calls_go_on() -> N
             f" with {25 - a_answered_by_then} of A's CALLs still queued,"
             f" 26 answers over {(b.answers[0][0] - a.answers[0][0]) * 1000:.0f} ms"
         )
-        assert handshake < 0.15 and own_call < 0.15
+        # Behind A's queue they would wait ~0.5 s; apart, milliseconds: 0.3 s leaves a
+        # loaded machine room on both sides.
+        assert handshake < 0.3 and own_call < 0.3
         assert a_answered_by_then < 20, "the call did not wait for the queue"
         assert all(frame[0] == 3 for _, frame in a.answers + b.answers), "CALLRESULTs"
         assert [frame[1] for _, frame in a.answers] == [f"a{n}" for n in range(1, 26)]
@@ -252,7 +261,8 @@ def test_answers_keep_arrival_order_none_is_lost_and_the_csms_calls_go_on() -> N
         times = [frame[2]["currentTime"] for _, frame in a.answers + b.answers]
         assert times == sorted(times) and len(set(times)) == 26
         assert b.answers[0][0] > a.answers[-1][0]
-        # One at a time: 26 services end 25 service times after the first one ends.
+        # One at a time: 26 services end 25 service times after the first one ends (a lower
+        # bound: completions are deadlines, never early, whatever the load).
         assert b.answers[0][0] - a.answers[0][0] >= 25 * SERVICE * 0.95
         assert served.total == served.served == 26 and served.waiting == 0
         assert served.calls == {"Heartbeat": 26}

@@ -179,6 +179,7 @@ def test_a_refused_upload_is_retried_after_retry_interval_then_fails(ftp_root: P
             assert record.diagnostics_history == ["Uploading", "UploadFailed"]
             failed = ftp.stats.failed_logins
             assert len(failed) == 3
+            # retryInterval 1 s: a lower bound only, which a loaded machine can only exceed.
             assert all(b - a >= 0.9 for a, b in itertools.pairwise(failed))
         assert not list((ftp_root / "uploads").iterdir())
 
@@ -233,7 +234,7 @@ def test_the_wallbox_keeps_serving_ocpp_while_a_slow_download_runs(ftp_root: Pat
         fast_install = with_firmware_options(
             scenario(mode="remote-only"), firmware_install_seconds=0.2
         )
-        with FtpServer(ftp_root, users=USERS, rate=32 * 1024) as ftp:  # 64 KiB in ~2 s
+        with FtpServer(ftp_root, users=USERS, rate=16 * 1024) as ftp:  # 64 KiB in ~4 s
             async with ReferenceCsms() as csms:
                 async with running_fleet(fast_install, csms.url) as (fleet, _):
                     wb = fleet.wallboxes[0]
@@ -251,10 +252,13 @@ def test_the_wallbox_keeps_serving_ocpp_while_a_slow_download_runs(ftp_root: Pat
                     )
                     record = csms.chargers[cp]
                     await csms.wait_until(lambda: record.firmware_status == "Downloading", 5)
+                    # The CSMS, the fleet and this test share one event loop: had the download
+                    # held it, no call would be answered before the whole file was sent.  Five
+                    # calls take ~0.5 s of the download's ~4 s, a margin a loaded machine
+                    # does not eat.
                     for _ in range(5):
-                        started = time.perf_counter()
                         await csms.call(cp, "GetConfiguration", {"key": ["HeartbeatInterval"]})
-                        assert time.perf_counter() - started < 0.5
+                        assert ftp.stats.files_sent == 0, "answered only after the download"
                         await asyncio.sleep(0.1)
                     assert record.firmware_status == "Downloading", "still downloading"
                     await csms.wait_until(lambda: record.firmware_status == "Installed", 20)
@@ -279,9 +283,9 @@ def test_stopping_the_fleet_cancels_and_awaits_running_transfers(ftp_root: Path)
                     location = ftp.url("fw", "s3cr3t-pw", "images/AC22-3P-1.10.0.bin")
                     await csms.call_all(*update_firmware(location, time.time()))
                     await csms.wait_until(lambda: fleet.transfers.active == 3, 5)
-                    started = time.perf_counter()
-            assert time.perf_counter() - started < 5, "the stop did not wait for the downloads"
+            # Cancelled, not waited for (each download needs ~8 s): none finished.
             assert fleet.transfers.active == 0 and fleet.transfers.completed == 0
+            assert ftp.stats.files_sent == 0
             assert all(not d._transfer_tasks and not d._abandoned for d in fleet.drivers)
             leftovers = [t for t in asyncio.all_tasks() if "-transfer-" in t.get_name()]
             assert leftovers == []

@@ -7,6 +7,7 @@ CSMS runs in the bridge's own event loop and misbehaves on purpose.
 from __future__ import annotations
 
 import json
+import statistics
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
@@ -51,10 +52,15 @@ def test_response_times_are_the_round_trips_in_milliseconds(probe: dict[str, Any
         for e in by_name(probe, "BootNotification")
         if e["exception"] is None and e["response_time"] >= delay_ms
     ]
+    # In milliseconds: at least the delay (a lower bound, load only adds), and nowhere near
+    # microseconds (x1000); the 2 s above it are for a loaded machine.
     assert len(delayed) == 1
-    assert delayed[0]["response_time"] < delay_ms + 500
-    quick = [e for e in by_name(probe, "StatusNotification")]
-    assert all(0 < e["response_time"] < delay_ms for e in quick)
+    assert delayed[0]["response_time"] < delay_ms + 2000
+    # The others were not delayed: their median (robust to a stall or two of a loaded
+    # machine) is below the delay; none is zero (measured, not defaulted).
+    quick = [e["response_time"] for e in by_name(probe, "StatusNotification")]
+    assert len(quick) >= 2 and all(t > 0 for t in quick), quick
+    assert statistics.median(quick) < delay_ms, quick
 
 
 def test_callerrors_schema_violations_and_timeouts_are_failures_with_their_code(
@@ -64,7 +70,9 @@ def test_callerrors_schema_violations_and_timeouts_are_failures_with_their_code(
     assert "CALLERROR InternalError" in failures
     assert any(text.startswith("schema violation") for text in failures)
     timeout = failures["timeout: no answer within response_timeout"]
-    assert 1000 <= timeout["response_time"] < 1500  # response_timeout = 1 s
+    # response_timeout = 1 s: never before (a lower bound), in ms (not s nor µs); the
+    # 1.5 s above it are for a loaded machine.
+    assert 1000 <= timeout["response_time"] < 2500
     assert {e["exception_type"] for e in failures.values()} == {"OcppFailure"}
 
 
@@ -77,7 +85,8 @@ def test_csms_initiated_calls_have_their_own_names_and_the_handling_time(
         "answered CALLERROR OccurenceConstraintViolation",
     ]
     assert probe["refused_with"] == "OccurenceConstraintViolation"
-    assert all(0 <= e["response_time"] < 100 for e in calls)
+    # The handling time: microseconds of work; 1 s bounds it with room for a loaded machine.
+    assert all(0 <= e["response_time"] < 1000 for e in calls)
 
 
 def test_a_stopped_users_wallbox_closes_and_its_charger_id_is_reused(

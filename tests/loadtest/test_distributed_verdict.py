@@ -130,6 +130,9 @@ def test_a_master_and_two_workers_give_the_capacity_verdict_of_the_steps_shape(
     assert "*:p95<1s" in [v["slo"] for v in verdict["violations"]]
     # The hold of step 1 is its steady traffic only: no boots, ~5 MeterValues a second.
     assert "BootNotification" not in passing["actions"]
+    # 20 wallboxes sampling every 4 s offer 5 calls/s whatever the machine's load (a late
+    # sample is sent late, not dropped); the band is for where the hold's edges fall, and
+    # 20 boots inside it would add 4 calls/s on average over a 5-s hold at least.
     assert 2.5 < passing["calls_per_second"] < 7.5, passing
     assert 3.0 <= passing["hold_s"] <= 17.0, passing
     assert passing["connected"] == 20
@@ -184,4 +187,8 @@ def test_a_master_with_a_bad_rule_stops_before_waiting_for_workers(tmp_path: Pat
     assert errors[0].endswith(
         'ocpp-fleet cannot start: --slo "errors<1xs": unknown unit "xs" (ms, s or %)'
     )
-    assert "Waiting for workers" not in out
+    # Nothing after the refusal: the master stopped there.  One that waited for its worker
+    # instead would never end (none is started) and locust() would raise its timeout;
+    # Locust's own "Waiting for workers" line is logged only after 5 s, at INFO, so its
+    # absence would prove nothing.
+    assert out.strip().splitlines()[-1] == errors[0]

@@ -6,7 +6,9 @@ import ast
 import asyncio
 import csv
 import itertools
+import math
 import random
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,12 +308,16 @@ def test_recorder_samples_on_a_cadence_and_takes_a_final_row_when_cancelled() ->
 
     series, stats = asyncio.run(main())
     rows = series.rows
-    assert 4 <= len(rows) <= 9, [(r.start_s, r.end_s) for r in rows]
+    spans = [(r.start_s, r.end_s) for r in rows]
+    # A row every 0.05 s over at least 0.33 s: 6 or 7.  At most one per interval of the
+    # time the rows cover (a loaded machine lengthens that, and the bound with it); at least
+    # 4, which a loaded machine breaks only by holding the loop for 0.1 s or more.
+    assert 4 <= len(rows) <= math.ceil((rows[-1].end_s - rows[0].start_s) / 0.05) + 1, spans
     assert all(not r.partial for r in rows[:-1]) and rows[-1].partial
     for earlier, later in itertools.pairwise(rows):
         assert later.start_s == earlier.end_s, "windows are contiguous"
-    for row in rows[1:-1]:
-        assert row.duration_s == pytest.approx(0.05, abs=0.04)
+    # The full rows last an interval: their median, so that a stall in one does not count.
+    assert statistics.median(r.duration_s for r in rows[1:-1]) == pytest.approx(0.05, abs=0.02)
     assert sum(r.calls for r in rows) == stats.actions[Direction.CP_TO_CSMS, "Heartbeat"].count
 
 

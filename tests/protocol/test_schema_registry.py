@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,17 @@ def refusal(registry: SchemaRegistry, action: str, payload: Any) -> RemoteProtoc
     return caught.value
 
 
-def test_every_ocpp_1_6_schema_shipped_by_ocpp_compiles() -> None:
+def test_every_action_of_the_tables_has_both_schemas_shipped_by_ocpp_and_they_compile() -> None:
+    """The tables (1.6 §4 and §5 with the security whitepaper's) are the source of truth:
+    the ``ocpp`` package ships exactly a request and a response schema for each of their 39
+    actions, so an upgrade that drops or adds one fails here, and every one compiles."""
+    expected = CHARGER_INITIATED | CSMS_INITIATED
+    assert len(expected) == 39  # 10 + 4 security from the charger, 19 + 7 from the CSMS
+    shipped = {entry.name for entry in files("ocpp.v16").joinpath("schemas").iterdir()}
+    assert shipped == {f"{a}{suffix}.json" for a in expected for suffix in ("", "Response")}
     registry = SchemaRegistry()
+    assert registry.known_actions() == expected
     registry.compile_all()
-    assert len(registry.known_actions()) >= 28  # 1.6 core + profiles (39 with security)
 
 
 def test_every_action_with_a_schema_is_sent_by_a_charger_or_a_csms(

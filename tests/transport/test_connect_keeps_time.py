@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import ssl
 import time
 from pathlib import Path
@@ -97,9 +98,10 @@ def test_samples_due_while_the_handshake_is_held_reach_the_csms_with_their_own_t
                     ]
 
                 await eventually(lambda: bool(during_hold()), 5.0, "samples taken during the hold")
-                # Taken while the upgrade was held (5-s sampling: one or two of them), sent
-                # once it completed, each with the time it was taken, not the send time.
-                assert 1 <= len(during_hold()) <= 2
+                # Taken while the upgrade was held (5-s sampling: one or two in 8 s), sent
+                # once it completed, each with the time it was taken, not the send time.  The
+                # bound is the hold as measured, which a loaded machine may lengthen.
+                assert 1 <= len(during_hold()) <= math.ceil((end - start) / 5.0), (start, end)
                 for arrival, taken, transaction_id in during_hold():
                     assert arrival >= end > taken
                     assert transaction_id == wb.transactions[0].transaction_id
@@ -129,7 +131,9 @@ def test_stopping_during_a_hanging_handshake_is_prompt_and_leaves_nothing_pendin
             fleet.stop()
             await asyncio.wait_for(run, timeout=HOLD + 5.0)
             took = asyncio.get_running_loop().time() - stopped
-            assert took < 2.0, f"the stop waited {took:.1f} s for the held handshakes"
+            # Waiting for the held handshakes would take 7.5 s more (8 s held, 0.5 s gone);
+            # cancelling them takes milliseconds, so 5 s cannot fail on a loaded machine.
+            assert took < 5.0, f"the stop waited {took:.1f} s for the held handshakes"
             assert all(d.finished and not d.connected for d in fleet.drivers)
             assert not stats.connects and not stats.connect_failures
             await asyncio.sleep(0)  # let a cancelled task run its last step, if any

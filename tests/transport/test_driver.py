@@ -119,16 +119,24 @@ async def test_failed_attempts_back_off_with_full_jitter_under_a_doubling_ceilin
     port = server.sockets[0].getsockname()[1]
     driver = make_driver(f"ws://127.0.0.1:{port}/ocpp", backoff_initial=0.05, backoff_max=0.4)
     async with server, running(driver):
-        await eventually(lambda: len(attempts) >= 8, 20.0, "eight connect attempts")
-    gaps = np.diff(attempts)
+        await eventually(lambda: len(attempts) >= 12, 20.0, "twelve connect attempts")
+    gaps = np.diff(attempts[:12])
     ceilings = np.minimum(0.4, 0.05 * 2.0 ** np.arange(len(gaps)))
-    # Each wait is uniform in [0, ceiling] (plus the refused attempt's own round trip).
-    assert np.all(gaps <= ceilings + 0.15), (gaps, ceilings)
-    assert len(set(np.round(gaps, 3))) > 1  # jittered, not a fixed schedule
+    # Each wait is a draw, uniform in [0, ceiling], from the driver's seeded generator
+    # (make_driver: default_rng(8)), which draws nothing else while it cannot connect.
+    jitter = np.random.default_rng(8)
+    draws = np.array([jitter.uniform(0.0, ceiling) for ceiling in ceilings])
+    # A gap is its draw plus the refused attempt's round trip: a lower bound, which a
+    # loaded machine can only exceed.
+    assert np.all(gaps >= draws - 0.01), (gaps, draws)
+    # A driver that waited its ceilings (no jitter) or doubled them without the cap would
+    # take at least sum(ceilings) = 3.55 s; the draws take 1.65 s, so this fails only if
+    # 11 refused attempts on loopback took 1.9 s beyond their waits.
+    assert gaps.sum() < ceilings.sum(), (gaps, draws, ceilings)
     stats = driver.reporter
     assert isinstance(stats, RunStats)
-    assert stats.connect_failures["http_503"] >= 8
-    assert driver.connect_failures >= 8 and not driver.ever_connected
+    assert stats.connect_failures["http_503"] >= 12
+    assert driver.connect_failures >= 12 and not driver.ever_connected
 
 
 class Metronome:
@@ -161,21 +169,23 @@ async def test_the_driver_waits_on_the_next_deadline_and_a_csms_call_ends_the_wa
         metronome = Metronome(0.3)
         driver.behaviour = metronome
         async with running(driver):
-            await eventually(lambda: len(metronome.ticks) >= 4, 10.0, "ticks")
-            # One deadline (the behaviour's, here), served on time, connected or not.
-            assert all(0.25 <= gap <= 0.8 for gap in np.diff(metronome.ticks))
+            await eventually(lambda: len(metronome.ticks) >= 6, 10.0, "ticks")
+            # One deadline (the behaviour's, here), served on time, connected or not: never
+            # early (a lower bound, which load cannot break), and not by a coarser poll
+            # (1 s would give gaps of 1 s).  The median of five gaps, so that a stall of the
+            # loop on a loaded machine in one or two of them does not fail the test.
+            gaps = np.diff(metronome.ticks[:6])
+            assert np.all(gaps >= 0.25) and 0.25 <= np.median(gaps) <= 0.8, gaps
             metronome.period = 3600.0
             await eventually(lambda: metronome.next_at > time.time() + 60, 5.0, "a far deadline")
             assert csms.connection is not None
-            sent = time.monotonic()
             await csms.connection.send('[2,"q1","GetConfiguration",{"key":["HeartbeatInterval"]}]')
+            # The wait for a deadline an hour away is a wait on recv too: the CALL is
+            # answered as it arrives, not when the wait ends (in an hour, the heartbeat's in
+            # 300 s); 5 s is the bound, far from both and from a loaded machine's delays.
             await eventually(
                 lambda: any(f[0] == 3 and f[1] == "q1" for _, f in csms.received), 5.0, "answer"
             )
-            answered = next(t for t, f in csms.received if f[0] == 3 and f[1] == "q1")
-            # The wait for a deadline an hour away is a wait on recv too: the CALL is
-            # answered as it arrives.
-            assert answered - sent < 0.5
     assert csms.close_codes == [1001]
 
 
@@ -190,7 +200,7 @@ async def test_a_reboot_closes_with_1001_and_connects_again_after_its_delay() ->
             driver.wake()
             await eventually(lambda: len(csms.connected_at) == 2, 10.0, "back after the outage")
             assert csms.close_codes == [1001]
-            assert csms.connected_at[1] - lost >= 0.95
+            assert csms.connected_at[1] - lost >= 0.95  # the 1 s outage: a lower bound only
             await eventually(lambda: len(csms.times_of("BootNotification")) == 2, 10.0, "boot")
     stats = driver.reporter
     assert isinstance(stats, RunStats)
@@ -211,6 +221,9 @@ async def test_stop_ends_any_wait_at_once(phase: str) -> None:
         stopped = time.monotonic()
         driver.stop()
         await asyncio.wait_for(task, 10)
+        # The waits stopped are 600 s (the backoff) and 300 s (the heartbeat); stopping
+        # takes milliseconds here (a close handshake on loopback, or none), so 2 s leaves
+        # a loaded machine two orders of magnitude.
         assert time.monotonic() - stopped < 2.0
         assert driver.finished
     if phase == "online":
