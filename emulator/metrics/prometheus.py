@@ -47,6 +47,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from emulator.core.csms_calls import PROFILE_OF_ACTION
+from emulator.core.outcome import Outcome, OutcomeKind
 from emulator.core.status import Status
 from emulator.metrics.conformance import ID_TAG_ACTIONS, ID_TAG_STATUSES
 from emulator.metrics.fleetview import FleetCounts, FleetSource, Settled, tally
@@ -112,8 +113,10 @@ SCHEMA_CODES: frozenset[str] = frozenset(
         ErrorCode.PROTOCOL_ERROR,
     }
 )
-OUTCOMES = ("ok", "callerror", "schema")  # answered round trips (a latency)
-UNANSWERED = ("timeout", "disconnected")  # how long we waited is not a latency
+# Outcome kinds as label values: answered round trips (a latency), and those whose
+# duration is only how long we waited.
+OUTCOMES: tuple[str, ...] = tuple(k.value for k in OutcomeKind if k.answered)
+UNANSWERED: tuple[str, ...] = tuple(k.value for k in OutcomeKind if not k.answered)
 MAX_REASONS = 32  # distinct connect-failure / disconnect reasons before "(other)"
 _MAX_CACHED = 4096  # raw label tuples remembered per metric (the hot-path cache)
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -347,7 +350,9 @@ class PrometheusReporter:
             buckets=LAG_BUCKETS,
         )
         # Hot-path caches: raw arguments -> pre-bound children.
-        self._round_trips: dict[tuple[str, str], tuple[_Observer | None, _Incrementer | None]] = {}
+        self._round_trips: dict[
+            tuple[str, Outcome], tuple[_Observer | None, _Incrementer | None]
+        ] = {}
         self._csms_calls: dict[
             tuple[str, str | None],
             tuple[_Observer | None, _Incrementer | None, _Incrementer | None],
@@ -395,7 +400,7 @@ class PrometheusReporter:
 
     # -- Reporter ----------------------------------------------------------------------
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
         bound = self._round_trips.get((action, outcome))
         if bound is None:
             bound = self._bind_round_trip(action, outcome)
@@ -485,24 +490,20 @@ class PrometheusReporter:
     # -- binding (once per distinct argument tuple) --------------------------------------
 
     def _bind_round_trip(
-        self, action: str, outcome: str
+        self, action: str, outcome: Outcome
     ) -> tuple[_Observer | None, _Incrementer | None]:
         label = _action(action)
-        kind, _, code = outcome.partition(":")
+        kind = outcome.kind
         histogram: _Observer | None = None
         counter: _Incrementer | None = None
-        if kind == "ok" and not code:
-            histogram = self.call_duration.labels(label, "ok")
-        elif kind == "callerror":
-            histogram = self.call_duration.labels(label, "callerror")
-            counter = self.callerrors.labels("csms", label, _code(code))
-        elif kind == "schema":
-            histogram = self.call_duration.labels(label, "schema")
-            counter = self.schema_violations.labels("callresult", label, _code(code or None))
-        elif kind in UNANSWERED and not code:
-            counter = self.calls_unanswered.labels(label, kind)
-        else:  # an outcome this reporter does not know: still timed, never dropped
-            histogram = self.call_duration.labels(label, OTHER)
+        if outcome.answered:
+            histogram = self.call_duration.labels(label, kind.value)
+        else:
+            counter = self.calls_unanswered.labels(label, kind.value)
+        if kind is OutcomeKind.CALLERROR:
+            counter = self.callerrors.labels("csms", label, _code(outcome.code))
+        elif kind is OutcomeKind.SCHEMA:
+            counter = self.schema_violations.labels("callresult", label, _code(outcome.code))
         bound = (histogram, counter)
         if len(self._round_trips) < _MAX_CACHED:
             self._round_trips[action, outcome] = bound

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.core.transaction import Transaction
 from emulator.metrics import MultiReporter, NullReporter, Reporter, RunStats
 from emulator.metrics.looplag import LoopLagMonitor
@@ -62,10 +63,10 @@ def test_every_reporter_fits_the_protocol(reporter: PrometheusReporter) -> None:
 def test_answered_round_trips_are_timed_by_action_and_outcome(
     registry: CollectorRegistry, reporter: PrometheusReporter
 ) -> None:
-    reporter.round_trip("Heartbeat", 0.004, "ok")
-    reporter.round_trip("Heartbeat", 0.030, "ok")
-    reporter.round_trip("Heartbeat", 0.002, "callerror:InternalError")
-    reporter.round_trip("MeterValues", 0.003, "schema:FormationViolation")
+    reporter.round_trip("Heartbeat", 0.004, OK)
+    reporter.round_trip("Heartbeat", 0.030, OK)
+    reporter.round_trip("Heartbeat", 0.002, Outcome.callerror("InternalError"))
+    reporter.round_trip("MeterValues", 0.003, Outcome.schema("FormationViolation"))
     count = "ocpp_fleet_call_duration_seconds_count"
     assert value(registry, count, action="Heartbeat", outcome="ok") == 2
     assert value(registry, count, action="Heartbeat", outcome="callerror") == 1
@@ -98,8 +99,8 @@ def test_answered_round_trips_are_timed_by_action_and_outcome(
 def test_unanswered_calls_are_counted_not_timed(
     registry: CollectorRegistry, reporter: PrometheusReporter
 ) -> None:
-    reporter.round_trip("StatusNotification", 30.0, "timeout")
-    reporter.round_trip("StatusNotification", 2.0, "disconnected")
+    reporter.round_trip("StatusNotification", 30.0, TIMEOUT)
+    reporter.round_trip("StatusNotification", 2.0, DISCONNECTED)
     unanswered = "ocpp_fleet_calls_unanswered_total"
     assert value(registry, unanswered, action="StatusNotification", reason="timeout") == 1
     assert value(registry, unanswered, action="StatusNotification", reason="disconnected") == 1
@@ -118,7 +119,7 @@ def test_labels_stay_bounded_whatever_the_csms_sends(
 ) -> None:
     for i in range(50):
         reporter.csms_call(f"MadeUpAction{i}", 0.001, f"MadeUpCode{i}")
-        reporter.round_trip("Heartbeat", 0.01, f"callerror:Nonsense{i}")
+        reporter.round_trip("Heartbeat", 0.01, Outcome.callerror(f"Nonsense{i}"))
         reporter.connect_failed(f"os_error_{i}")
         reporter.disconnected(f"closed {4000 + i}")
     errors = "ocpp_fleet_callerrors_total"
@@ -224,10 +225,10 @@ def test_connections_pings_messages_and_lateness(
 
 
 def test_label_children_are_bound_once(reporter: PrometheusReporter) -> None:
-    reporter.round_trip("Heartbeat", 0.01, "ok")
-    bound = reporter._round_trips["Heartbeat", "ok"]
-    reporter.round_trip("Heartbeat", 0.02, "ok")
-    assert reporter._round_trips["Heartbeat", "ok"] is bound
+    reporter.round_trip("Heartbeat", 0.01, OK)
+    bound = reporter._round_trips["Heartbeat", OK]
+    reporter.round_trip("Heartbeat", 0.02, OK)
+    assert reporter._round_trips["Heartbeat", OK] is bound
 
 
 # -- FleetCollector ------------------------------------------------------------------
@@ -419,9 +420,9 @@ def _exercised_registry() -> CollectorRegistry:
     """Every metric with at least one sample, so its labels show."""
     registry = new_registry(process=False)
     reporter = PrometheusReporter(registry=registry)
-    reporter.round_trip("Heartbeat", 0.01, "ok")
-    reporter.round_trip("Heartbeat", 0.01, "callerror:InternalError")
-    reporter.round_trip("Heartbeat", 0.01, "timeout")
+    reporter.round_trip("Heartbeat", 0.01, OK)
+    reporter.round_trip("Heartbeat", 0.01, Outcome.callerror("InternalError"))
+    reporter.round_trip("Heartbeat", 0.01, TIMEOUT)
     reporter.csms_call("Reset", 0.001, "TypeConstraintViolation")
     reporter.csms_call("(unexpected error)", 0.0, "UnexpectedUniqueId")
     reporter.connected(0.01)
