@@ -556,7 +556,7 @@ class FleetBridge:
         side = self.thread.run(lambda: self._make_side(options, detailed), timeout=timeout)
         self._side = side
         if self.collector is not None:
-            self.collector.add(side.fleet)
+            self.collector.add(side.fleet, loop=self.thread.loop)  # read on its loop
         self.thread.call(lambda: asyncio.ensure_future(side.serve()))
         _wait_until(lambda: self._serving or not self.thread.running, timeout, "the fleet")
 

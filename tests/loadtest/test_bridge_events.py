@@ -262,3 +262,52 @@ def test_a_removed_wallbox_keeps_what_it_counted_in_the_snapshots() -> None:
     assert (after.transactions_started, after.transactions_stopped) == (3, 2)
     assert after.in_flight == 0
     assert after.to_wire()["in_flight"] == 0
+
+
+def test_every_message_of_the_loop_has_one_handler_and_prometheus_gets_what_it_reports() -> None:
+    from typing import get_args
+
+    from emulator.loadtest.bridge import (
+        _FEEDS,
+        _HANDLERS,
+        EngineFailed,
+        HealthChanged,
+        Message,
+        Released,
+        Serving,
+    )
+
+    kinds = set(get_args(Message))
+    assert len(kinds) == 12
+    assert set(_HANDLERS) == kinds
+    assert set(_FEEDS) == kinds - {Released, Serving, EngineFailed, HealthChanged}
+
+
+def test_the_snapshot_a_worker_sends_keeps_its_wire_form() -> None:
+    """The master reads these dicts from workers (emulator.loadtest.view): same keys, in
+    the same order, as before the snapshot was typed."""
+    from emulator.loadtest.bridge import FleetSnapshot
+    from emulator.loadtest.view import COUNT_FIELDS
+
+    wire = FleetSnapshot(chargers=3, statuses=(("Available", 2), ("Charging", 1))).to_wire()
+    assert list(wire) == [
+        "chargers",
+        "chargers_peak",
+        "connected",
+        "booted",
+        "charging",
+        "transactions_running",
+        "transactions_started",
+        "transactions_stopped",
+        "queue_depth",
+        "transaction_backlog",
+        "statuses",
+        "connects",
+        "reconnects",
+        "messages_sent",
+        "messages_received",
+        "health",
+    ]
+    assert set(COUNT_FIELDS) <= set(wire)
+    assert wire["statuses"] == {"Available": 2, "Charging": 1}
+    assert FleetSnapshot(in_flight=4).to_wire()["in_flight"] == 4
