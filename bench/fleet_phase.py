@@ -14,6 +14,7 @@ import msgspec
 import uvloop
 from common import baseline_rss, cpu, emit, log, phase_parser, raise_fd_limit, rss
 
+from emulator.core.outcome import TIMEOUT
 from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import load_scenario
 from emulator.metrics.stats import Direction, RunStats
@@ -120,7 +121,7 @@ async def main(args: argparse.Namespace) -> None:
             "lateness_max": figures["lateness_max"],
             "loop_lag_p99": figures["loop_lag_p99"],
             "connect_failures": sum(stats.connect_failures.values()),
-            "timeouts": sum(a.outcomes["timeout"] for a in stats.actions.values()),
+            "timeouts": sum(a.outcomes[TIMEOUT] for a in stats.actions.values()),
             "timeseries_rows": len(series.rows),
             "timeseries_cpu": series.cpu_seconds,
         }

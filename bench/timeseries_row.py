@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import machine
 
+from emulator.core.outcome import OK, TIMEOUT
 from emulator.metrics.stats import RunStats
 from emulator.metrics.timeseries import TimeSeries
 
@@ -35,7 +36,7 @@ def main() -> None:
     rng = random.Random(5)
     actions = [f"Action{i:02d}" for i in range(20)]
     for _ in range(100_000):
-        stats.round_trip(rng.choice(actions), rng.lognormvariate(-4.0, 1.0), "ok")
+        stats.round_trip(rng.choice(actions), rng.lognormvariate(-4.0, 1.0), OK)
     series = TimeSeries(stats, interval=10.0)
     rows, records = [], []
     for _ in range(ROWS):
@@ -43,7 +44,7 @@ def main() -> None:
             (
                 rng.choice(actions),
                 rng.lognormvariate(-4.0, 1.0),
-                "ok" if rng.random() < 0.98 else "timeout",
+                OK if rng.random() < 0.98 else TIMEOUT,
             )
             for _ in range(PER_ROW)
         ]

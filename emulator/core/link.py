@@ -37,6 +37,7 @@ from typing import Any, Final, Protocol
 from emulator.core.csms_calls import answer_call, answer_schema_violation
 from emulator.core.effects import Effect
 from emulator.core.outbox import InFlight
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.core.wallbox import Wallbox
 from emulator.protocol.codec import (
     Call,
@@ -62,12 +63,14 @@ ID_TAG_ACTIONS: Final = ("Authorize", "StartTransaction", "StopTransaction")
 class RoundTrip:
     """A CALL of the charger ended after ``seconds``.
 
-    ``outcome``: ``"ok"``, ``"callerror:<ErrorCode>"``, ``"schema:<ErrorCode>"`` (the
-    answer broke the schema and was refused), ``"timeout"`` or ``"disconnected"``."""
+    ``outcome``: :data:`~emulator.core.outcome.OK`, a CALLERROR's
+    (``Outcome.callerror(code)``), an answer that broke the schema and was refused
+    (``Outcome.schema(code)``), :data:`~emulator.core.outcome.TIMEOUT` or
+    :data:`~emulator.core.outcome.DISCONNECTED`."""
 
     action: str
     seconds: float
-    outcome: str
+    outcome: Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,7 @@ class ChargerLink:
     def disconnected(self, now: float) -> None:
         """The connection closed: the CALL in flight settles as "disconnected", answers
         not yet sent are gone with it, and the wallbox goes offline."""
-        self._settle_sent("disconnected", now)
+        self._settle_sent(DISCONNECTED, now)
         self._answers = None
         self.wallbox.disconnected(now)
 
@@ -248,7 +251,7 @@ class ChargerLink:
             self._settle(CsmsCallAnswered("(malformed)", exc.code))
         elif exc.unique_id is not None and sent is not None and sent.unique_id == exc.unique_id:
             # An answer to our CALL that OCPP-J cannot read: refused like a schema break.
-            self._settle_sent(f"schema:{exc.code}", now)
+            self._settle_sent(Outcome.schema(exc.code), now)
             self.wallbox.handle_error(exc.unique_id, "FormationViolation", now)
         else:
             # OCPP-J 1.6 has no way to answer a frame without a readable CALL id.
@@ -300,7 +303,7 @@ class ChargerLink:
         except RemoteProtocolError as exc:
             repaired = self._lenient(action, payload, exc, "callresult")
             if repaired is None:
-                self._settle_sent(f"schema:{exc.code}", now)
+                self._settle_sent(Outcome.schema(exc.code), now)
                 self.wallbox.handle_error(frame.unique_id, str(exc.code), now)
                 return
             payload = repaired
@@ -310,7 +313,7 @@ class ChargerLink:
                 self.conformance.id_tag_status(action, info["status"])
         if action == "BootNotification" and payload["status"] == "Accepted":
             self.ever_accepted = True
-        self._settle_sent("ok", now)
+        self._settle_sent(OK, now)
         try:
             self.wallbox.handle_result(frame.unique_id, payload, now)
         except Exception:  # a bug of ours must not kill the wallbox
@@ -321,7 +324,7 @@ class ChargerLink:
         if sent is None or sent.unique_id != frame.unique_id:
             self._settle(CsmsCallAnswered("(unexpected error)", "UnexpectedUniqueId"))
             return
-        self._settle_sent(f"callerror:{frame.code}", now)
+        self._settle_sent(Outcome.callerror(frame.code), now)
         self.wallbox.handle_error(frame.unique_id, frame.code, now)
 
     def _lenient(
@@ -365,7 +368,7 @@ class ChargerLink:
         else:
             self._settled.append(item)
 
-    def _settle_sent(self, outcome: str, now: float) -> None:
+    def _settle_sent(self, outcome: Outcome, now: float) -> None:
         sent = self._sent
         if sent is not None:
             self._sent = None
@@ -376,4 +379,4 @@ class ChargerLink:
         waiting (its response timeout), or a reset took it away."""
         sent = self._sent
         if sent is not None and self.wallbox.outbox.in_flight is not sent:
-            self._settle_sent("timeout", now)
+            self._settle_sent(TIMEOUT, now)

@@ -11,12 +11,19 @@ The two sides share nothing but three thread-safe channels:
 
 * gevent → loop: ``loop.call_soon_threadsafe`` (add or remove a wallbox, stop);
 * loop → gevent: a ``collections.deque`` (``append``/``popleft`` are atomic under the
-  GIL) of plain tuples, drained every ``drain_interval`` by a greenlet that fires
-  Locust's ``events.request`` (only the gevent side may fire events);
-* a snapshot dict of fleet counts, replaced (never mutated) by the loop every
-  ``snapshot_interval`` and read by the web UI and the worker reports.  A fleet configured
-  ``detailed`` (while SLOs are judged, see :mod:`.steps`) adds the CALLs in flight to it,
-  and publishes copies of its generator-health histograms beside it
+  GIL) of small immutable messages, one type per kind: the measurements of
+  :mod:`.requests` (round trips, CSMS calls, connects, pings) and the bridge's own
+  (:class:`Released`, :class:`HealthChanged`, :class:`Serving`, :class:`EngineFailed`;
+  with Prometheus on also :class:`Disconnected`, :class:`Late`, :class:`LoopLag`).  A
+  greenlet drains it every ``drain_interval`` and dispatches each message by its type
+  through two tables: what the bridge does with it (fire Locust's ``events.request``,
+  only the gevent side may; release a slot; note a verdict) and what Prometheus gets;
+* a :class:`FleetSnapshot` of the fleet's counts, a frozen value made on the loop every
+  ``snapshot_interval`` and published by swapping one reference (never mutated), read by
+  the web UI and the worker reports (:attr:`FleetBridge.published`, and its wire form
+  :attr:`FleetBridge.snapshot`, the dict a worker sends to the master).  A fleet
+  configured ``detailed`` (while SLOs are judged, see :mod:`.steps`) adds the CALLs in
+  flight to it, and publishes copies of its generator-health histograms beside it
   (:attr:`FleetBridge.generator`, also replaced, never mutated).
 
 Nothing crosses through gevent's thread pool, and the loop thread never blocks on a
@@ -26,12 +33,12 @@ waits for the loop by polling with ``gevent.sleep``.
 With Prometheus metrics on (``--metrics-port``), the same drain greenlet also feeds a
 :class:`~emulator.metrics.prometheus.PrometheusReporter`: prometheus_client's locks are
 gevent's in a patched process, so the loop thread must never touch them.  The loop then
-queues two more kinds of tuple (a disconnect's reason, each deadline's lateness, see
+queues two more kinds of message (a disconnect's reason, each deadline's lateness, see
 :class:`MetricsBridgeReporter`) and the loop-lag samples; frame counts stay plain
 counters on the loop side, whose increase the drain hands over.  The scrape (a greenlet
-of prometheus_client's server) reads the fleet's wallboxes through a
-:class:`~emulator.metrics.prometheus.FleetCollector`, which tolerates the loop changing
-them meanwhile.
+of prometheus_client's server) reads the fleet through a
+:class:`~emulator.metrics.prometheus.FleetCollector`, which asks the fleet's loop for a
+reading and never touches a wallbox itself.
 """
 
 from __future__ import annotations
@@ -41,12 +48,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import gevent
 import gevent.monkey
 import numpy as np
 
+from emulator.core.outcome import Outcome
 from emulator.fleet.health import GeneratorHealth, HealthSnapshot
 from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet
@@ -56,6 +65,17 @@ from emulator.loadtest.partition import (
     SlotAllocator,
     charger_number,
     worker_range,
+)
+from emulator.loadtest.requests import (
+    Connected,
+    ConnectFailed,
+    CsmsCallDone,
+    Measurement,
+    OcppFailure,
+    PingAnswered,
+    RoundTripDone,
+    report,
+    to_locust,
 )
 from emulator.metrics.fleetview import FleetCounts, tally
 from emulator.metrics.looplag import LoopLagMonitor
@@ -67,32 +87,23 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BridgeReporter",
+    "Disconnected",
+    "EngineFailed",
     "FleetBridge",
+    "FleetSnapshot",
     "GeneratorCopies",
+    "HealthChanged",
+    "Late",
+    "LoopLag",
     "LoopThread",
+    "Message",
     "MetricsBridgeReporter",
-    "OcppFailure",
-    "csms_call_name",
+    "Released",
+    "Serving",
 ]
 
 log = logging.getLogger(__name__)
 
-REQUEST_TYPE = "OCPP"
-WEBSOCKET = "WebSocket"
-
-# Items on the loop → gevent deque: (kind, name, seconds, detail).
-_ROUND_TRIP = 0
-_CSMS_CALL = 1
-_CONNECT = 2
-_PING = 3
-_RELEASED = 4
-_HEALTH = 5
-_SERVING = 6
-_ERROR = 7
-# Only with Prometheus metrics on (MetricsBridgeReporter, the loop-lag monitor).
-_DISCONNECTED = 8
-_LATE = 9
-_LAG = 10
 # Loop-lag samples for ocpp_fleet_loop_lag_seconds, as often as `ocpp-fleet run` takes them.
 LOOP_LAG_INTERVAL = 0.25
 
@@ -102,41 +113,120 @@ generator-health histograms (seconds), made on the loop.  The generation changes
 test's fleet, whose histograms start empty."""
 
 
-def csms_call_name(action: str) -> str:
-    """Locust name of a CSMS-initiated call (DataTransfer goes both ways)."""
-    return f"{action} (CSMS call)"
+# -- the loop's messages to the gevent side (besides the measurements of .requests) ----
 
 
-class OcppFailure(Exception):
-    """A failed OCPP exchange as Locust records it; ``str()`` is the failure's label."""
+class Released(NamedTuple):
+    """A wallbox left the fleet (or could not join it): its user's slot is free."""
+
+    number: int
 
 
-_FAILURE_TEXT = {
-    "timeout": "timeout: no answer within response_timeout",
-    "disconnected": "disconnected before the answer",
-}
+class HealthChanged(NamedTuple):
+    """The generator's overloaded verdict flipped."""
+
+    health: HealthSnapshot
 
 
-def _round_trip_failure(outcome: str) -> str:
-    if outcome.startswith("callerror:"):
-        return f"CALLERROR {outcome[10:]}"
-    if outcome == "schema":
-        return "schema violation"
-    if outcome.startswith("schema:"):
-        return f"schema violation ({outcome[7:]})"
-    return _FAILURE_TEXT.get(outcome, outcome)
+class Serving(NamedTuple):
+    """The fleet engine started (True) or stopped (False) serving."""
+
+    serving: bool
+
+
+class EngineFailed(NamedTuple):
+    """Something failed on the loop; ``message`` is logged and shown on the Fleet tab."""
+
+    message: str
+
+
+class Disconnected(NamedTuple):
+    """An open connection closed (Prometheus only)."""
+
+    reason: str
+
+
+class Late(NamedTuple):
+    """A wallbox deadline fired ``seconds`` late (Prometheus only)."""
+
+    seconds: float
+
+
+class LoopLag(NamedTuple):
+    """A loop-lag sample (Prometheus only)."""
+
+    seconds: float
+
+
+Message = (
+    Measurement | Released | HealthChanged | Serving | EngineFailed | Disconnected | Late | LoopLag
+)
+"""What the loop queues for the gevent side."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetSnapshot:
+    """The fleet's counts as the loop last published them (immutable).
+
+    Counts of the wallboxes now, plus what those that left counted (transactions,
+    undelivered transaction messages); the reporter's connection and frame counters; the
+    generator's health; with a ``detailed`` fleet, the CALLs in flight."""
+
+    chargers: int = 0
+    chargers_peak: int = 0
+    connected: int = 0
+    booted: int = 0
+    charging: int = 0
+    transactions_running: int = 0
+    transactions_started: int = 0
+    transactions_stopped: int = 0
+    queue_depth: int = 0
+    transaction_backlog: int = 0
+    statuses: tuple[tuple[str, int], ...] = ()  # connectors by status, in status order
+    connects: int = 0
+    reconnects: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    health: HealthSnapshot | None = None
+    in_flight: int | None = None  # only from a detailed fleet
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON form a worker sends to the master (and :mod:`.view` sums): one key per
+        field, ``statuses`` a dict, ``health`` :meth:`HealthSnapshot.as_dict`,
+        ``in_flight`` only from a detailed fleet."""
+        wire: dict[str, Any] = {
+            "chargers": self.chargers,
+            "chargers_peak": self.chargers_peak,
+            "connected": self.connected,
+            "booted": self.booted,
+            "charging": self.charging,
+            "transactions_running": self.transactions_running,
+            "transactions_started": self.transactions_started,
+            "transactions_stopped": self.transactions_stopped,
+            "queue_depth": self.queue_depth,
+            "transaction_backlog": self.transaction_backlog,
+            "statuses": dict(self.statuses),
+            "connects": self.connects,
+            "reconnects": self.reconnects,
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+            "health": {} if self.health is None else self.health.as_dict(),
+        }
+        if self.in_flight is not None:
+            wire["in_flight"] = self.in_flight
+        return wire
 
 
 class BridgeReporter:
     """The Reporter the fleet uses under Locust: loop side, O(1), never blocks.
 
-    Every timed event becomes one tuple on the deque; counters stay on the loop side and
-    reach the gevent side in the snapshots.
+    Every timed event becomes one message on the deque; counters stay on the loop side
+    and reach the gevent side in the snapshots.
     """
 
     __slots__ = ("_awaiting", "_put", "connects", "disconnects", "received", "reconnects", "sent")
 
-    def __init__(self, put: Callable[[tuple[int, str, float, Any]], None]) -> None:
+    def __init__(self, put: Callable[[Message], None]) -> None:
         self._put = put
         self.connects = 0
         self.disconnects = 0
@@ -145,21 +235,21 @@ class BridgeReporter:
         self.received = 0
         self._awaiting = 0
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
-        self._put((_ROUND_TRIP, action, seconds, outcome))
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
+        self._put(RoundTripDone(action, seconds, outcome))
 
     def csms_call(self, action: str, seconds: float, error: str | None) -> None:
-        self._put((_CSMS_CALL, action, seconds, error))
+        self._put(CsmsCallDone(action, seconds, error))
 
     def connected(self, seconds: float) -> None:
         self.connects += 1
         if self._awaiting:
             self._awaiting -= 1
             self.reconnects += 1
-        self._put((_CONNECT, "connect", seconds, None))
+        self._put(Connected(seconds))
 
     def connect_failed(self, reason: str) -> None:
-        self._put((_CONNECT, "connect", 0.0, reason))
+        self._put(ConnectFailed(reason))
 
     def disconnected(self, reason: str) -> None:
         self.disconnects += 1
@@ -167,7 +257,7 @@ class BridgeReporter:
             self._awaiting += 1
 
     def ping_rtt(self, seconds: float) -> None:
-        self._put((_PING, "ping", seconds, None))
+        self._put(PingAnswered(seconds))
 
     def message_sent(self) -> None:
         self.sent += 1
@@ -181,20 +271,20 @@ class BridgeReporter:
 
 class MetricsBridgeReporter(BridgeReporter):
     """The bridge's reporter when Prometheus metrics are on: also queues what only they
-    need, a disconnect's reason and each fired deadline's lateness (one tuple each).
+    need, a disconnect's reason and each fired deadline's lateness (one message each).
 
     Frame counts stay loop-side counters (:attr:`sent`, :attr:`received`): the drain
-    hands their increase to Prometheus, so a frame costs no tuple.
+    hands their increase to Prometheus, so a frame costs no message.
     """
 
     __slots__ = ()
 
     def disconnected(self, reason: str) -> None:
         BridgeReporter.disconnected(self, reason)
-        self._put((_DISCONNECTED, "", 0.0, reason))
+        self._put(Disconnected(reason))
 
     def lateness(self, seconds: float) -> None:
-        self._put((_LATE, "", seconds, None))
+        self._put(Late(seconds))
 
 
 class LoopThread:
@@ -284,8 +374,8 @@ class _LoopSide:
         self,
         *,
         options: FleetOptions,
-        put: Callable[[tuple[int, str, float, Any]], None],
-        publish: Callable[[dict[str, Any]], None],
+        put: Callable[[Message], None],
+        publish: Callable[[FleetSnapshot], None],
         snapshot_interval: float,
         metrics: bool = False,
         detailed: bool = False,
@@ -301,7 +391,7 @@ class _LoopSide:
         self.put = put
         self.publish = publish
         self.snapshot_interval = snapshot_interval
-        self.health = GeneratorHealth(on_change=lambda s: put((_HEALTH, "", 0.0, s)))
+        self.health = GeneratorHealth(on_change=lambda s: put(HealthChanged(s)))
         self.fleet = Fleet(
             scenario=options.scenario,
             csms_url=options.csms_url or "",
@@ -325,64 +415,61 @@ class _LoopSide:
         if self.metrics:
             put = self.put
             monitor = LoopLagMonitor(
-                record=lambda lag: put((_LAG, "", lag, None)), interval=LOOP_LAG_INTERVAL
+                record=lambda lag: put(LoopLag(lag)), interval=LOOP_LAG_INTERVAL
             )
             helpers.append(asyncio.ensure_future(monitor.run()))
-        self.put((_SERVING, "", 0.0, True))
+        self.put(Serving(True))
         try:
             await self.fleet.serve()
         except Exception as exc:  # reported on the gevent side, never lost
-            self.put((_ERROR, "", 0.0, f"fleet engine failed: {exc!r}"))
+            self.put(EngineFailed(f"fleet engine failed: {exc!r}"))
             log.exception("fleet engine failed")
         finally:
             for helper in helpers:
                 helper.cancel()
             self.publish(self.snapshot())
-            self.put((_SERVING, "", 0.0, False))
+            self.put(Serving(False))
 
     def add(self, number: int, slot: int) -> None:
         try:
             self.fleet.add_wallbox(number, self.models.model_at(slot))
         except Exception as exc:
-            self.put((_ERROR, "", 0.0, f"cannot add charger {number}: {exc}"))
-            self.put((_RELEASED, "", 0.0, number))
+            self.put(EngineFailed(f"cannot add charger {number}: {exc}"))
+            self.put(Released(number))
 
     def _removed(self, number: int, driver: WallboxDriver) -> None:
         tally(driver, self.retired)
-        self.put((_RELEASED, "", 0.0, number))
+        self.put(Released(number))
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> FleetSnapshot:
         counts = self.fleet.counts()
         retired = self.retired
         health: HealthSnapshot = self.health.snapshot()
         r = self.reporter
         self.peak = max(self.peak, counts.chargers)
-        detail: dict[str, Any] = {}
-        if self.detailed:
-            detail["in_flight"] = counts.in_flight
-            if self.publish_generator is not None:
-                self.publish_generator(
-                    (self.generation, self.health.lateness.copy(), self.health.loop_lag.copy())
-                )
-        return {
-            "chargers": counts.chargers,
-            "chargers_peak": self.peak,
-            "connected": counts.connected,
-            "booted": counts.booted,
-            "charging": counts.charging,
-            "transactions_running": counts.transactions_running,
-            "transactions_started": counts.transactions_started + retired.transactions_started,
-            "transactions_stopped": counts.transactions_stopped + retired.transactions_stopped,
-            "queue_depth": counts.queue_depth,
-            "transaction_backlog": counts.transaction_backlog + retired.transaction_backlog,
-            "statuses": dict(counts.statuses),
-            "connects": r.connects,
-            "reconnects": r.reconnects,
-            "messages_sent": r.sent,
-            "messages_received": r.received,
-            "health": health.as_dict(),
-            **detail,
-        }
+        if self.detailed and self.publish_generator is not None:
+            self.publish_generator(
+                (self.generation, self.health.lateness.copy(), self.health.loop_lag.copy())
+            )
+        return FleetSnapshot(
+            chargers=counts.chargers,
+            chargers_peak=self.peak,
+            connected=counts.connected,
+            booted=counts.booted,
+            charging=counts.charging,
+            transactions_running=counts.transactions_running,
+            transactions_started=counts.transactions_started + retired.transactions_started,
+            transactions_stopped=counts.transactions_stopped + retired.transactions_stopped,
+            queue_depth=counts.queue_depth,
+            transaction_backlog=counts.transaction_backlog + retired.transaction_backlog,
+            statuses=tuple(counts.statuses.items()),
+            connects=r.connects,
+            reconnects=r.reconnects,
+            messages_sent=r.sent,
+            messages_received=r.received,
+            health=health,
+            in_flight=counts.in_flight if self.detailed else None,
+        )
 
     async def _snapshots(self) -> None:
         while True:
@@ -419,7 +506,7 @@ class FleetBridge:
         self.on_health = on_health
         self.drain_interval = drain_interval
         self.snapshot_interval = snapshot_interval
-        self._queue: deque[tuple[int, str, float, Any]] = deque()
+        self._queue: deque[Message] = deque()
         self.thread = LoopThread()
         self._drainer: gevent.Greenlet | None = None
         self._side: _LoopSide | None = None
@@ -428,7 +515,8 @@ class FleetBridge:
         self._first_number = 1
         self._worker_index = 0
         self.options: FleetOptions | None = None
-        self.snapshot: dict[str, Any] = {}
+        # The loop's last snapshot and its wire form: one reference, swapped atomically.
+        self._published: tuple[FleetSnapshot, dict[str, Any]] | None = None
         self.errors: deque[str] = deque(maxlen=20)
         self.generator: GeneratorCopies | None = None  # published by a detailed fleet
         self._generation = 0
@@ -468,7 +556,7 @@ class FleetBridge:
         side = self.thread.run(lambda: self._make_side(options, detailed), timeout=timeout)
         self._side = side
         if self.collector is not None:
-            self.collector.add(side.fleet)
+            self.collector.add(side.fleet, loop=self.thread.loop)  # read on its loop
         self.thread.call(lambda: asyncio.ensure_future(side.serve()))
         _wait_until(lambda: self._serving or not self.thread.running, timeout, "the fleet")
 
@@ -484,8 +572,24 @@ class FleetBridge:
             publish_generator=self._publish_generator,
         )
 
-    def _publish(self, snapshot: dict[str, Any]) -> None:
-        self.snapshot = snapshot  # replaced, never mutated: safe to read from gevent
+    def _publish(self, snapshot: FleetSnapshot) -> None:
+        # On the loop: the wire form is made here once, and both replace the previous
+        # pair in one assignment (never mutated), so gevent reads a consistent pair.
+        self._published = (snapshot, snapshot.to_wire())
+
+    @property
+    def published(self) -> FleetSnapshot | None:
+        """The fleet's counts as the loop last published them (None before the first)."""
+        latest = self._published
+        return None if latest is None else latest[0]
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """:attr:`published` in its wire form (:meth:`FleetSnapshot.to_wire`), what a
+        worker sends to the master; ``{}`` before the first.  The same dict until the
+        next publication."""
+        latest = self._published
+        return {} if latest is None else latest[1]
 
     def _publish_generator(self, copies: GeneratorCopies) -> None:
         self.generator = copies  # replaced, never mutated: safe to read from gevent
@@ -533,7 +637,7 @@ class FleetBridge:
             if problem:
                 log.warning(
                     "gave up waiting for the wallboxes to stop (%s connected 2 s ago): %s",
-                    self.snapshot.get("connected", "?"),
+                    "?" if self.published is None else self.published.connected,
                     problem,
                 )
         self.drain()
@@ -584,89 +688,61 @@ class FleetBridge:
         return failure
 
     def drain(self) -> int:
-        """Fire every queued measurement as a Locust request event (and hand it to the
-        Prometheus reporter, if any); returns how many events were fired."""
-        queue, fire, fired, prometheus = self._queue, self._fire, 0, self.prometheus
+        """Dispatch every queued message by its type: fire the measurements as Locust
+        request events (and hand them to the Prometheus reporter, if any), act on the
+        rest; returns how many events were fired."""
+        queue, prometheus, fired = self._queue, self.prometheus, 0
+        handlers = _HANDLERS
         while queue:
-            kind, name, seconds, detail = queue.popleft()
+            message = queue.popleft()
             if prometheus is not None:
-                self._feed(prometheus, kind, name, seconds, detail)
-            if kind == _ROUND_TRIP:
-                fire(
-                    request_type=REQUEST_TYPE,
-                    name=name,
-                    response_time=seconds * 1000.0,
-                    response_length=0,
-                    exception=None
-                    if detail == "ok"
-                    else self._failure(_round_trip_failure(detail)),
-                    context={},
-                )
-                fired += 1
-            elif kind == _CSMS_CALL:
-                fire(
-                    request_type=REQUEST_TYPE,
-                    name=csms_call_name(name),
-                    response_time=seconds * 1000.0,
-                    response_length=0,
-                    exception=None
-                    if detail is None
-                    else self._failure(f"answered CALLERROR {detail}"),
-                    context={},
-                )
-                fired += 1
-            elif kind in (_CONNECT, _PING):
-                fire(
-                    request_type=WEBSOCKET,
-                    name=name,
-                    response_time=seconds * 1000.0,
-                    response_length=0,
-                    exception=None
-                    if detail is None
-                    else self._failure(f"connect failed: {detail}"),
-                    context={},
-                )
-                fired += 1
-            elif kind == _RELEASED:
-                if self._slots is not None:
-                    self._slots.release(detail - self._first_number)
-            elif kind == _HEALTH:
-                self.health = detail
-                if detail.overloaded:
-                    self.overloaded_ever = True
-                if self.on_health is not None:
-                    self.on_health(detail)
-            elif kind == _SERVING:
-                self._serving = bool(detail)
-            elif kind == _ERROR:
-                self.errors.append(detail)
-                log.error("%s", detail)
+                feed = _FEEDS.get(type(message))
+                if feed is not None:
+                    feed(prometheus, message)
+            fired += handlers[type(message)](self, message)
         if prometheus is not None:
             self._count_messages(prometheus)
         return fired
 
-    @staticmethod
-    def _feed(
-        prometheus: PrometheusReporter, kind: int, name: str, seconds: float, detail: Any
-    ) -> None:
-        """One queued measurement to Prometheus: what ``ocpp-fleet run`` reports directly."""
-        if kind == _ROUND_TRIP:
-            prometheus.round_trip(name, seconds, detail)
-        elif kind == _LATE:
-            prometheus.lateness(seconds)
-        elif kind == _CSMS_CALL:
-            prometheus.csms_call(name, seconds, detail)
-        elif kind == _CONNECT:
-            if detail is None:
-                prometheus.connected(seconds)
-            else:
-                prometheus.connect_failed(detail)
-        elif kind == _PING:
-            prometheus.ping_rtt(seconds)
-        elif kind == _DISCONNECTED:
-            prometheus.disconnected(detail)
-        elif kind == _LAG:
-            prometheus.loop_lag(seconds)
+    # What the drain does with each message (returns how many events it fired).
+
+    def _fire_request(self, measurement: Measurement) -> int:
+        request = to_locust(measurement)
+        failure = request.failure
+        self._fire(
+            request_type=request.request_type,
+            name=request.name,
+            response_time=request.response_time,
+            response_length=0,
+            exception=None if failure is None else self._failure(failure),
+            context={},
+        )
+        return 1
+
+    def _on_released(self, message: Released) -> int:
+        if self._slots is not None:
+            self._slots.release(message.number - self._first_number)
+        return 0
+
+    def _on_health(self, message: HealthChanged) -> int:
+        self.health = health = message.health
+        if health.overloaded:
+            self.overloaded_ever = True
+        if self.on_health is not None:
+            self.on_health(health)
+        return 0
+
+    def _on_serving(self, message: Serving) -> int:
+        self._serving = message.serving
+        return 0
+
+    def _on_error(self, message: EngineFailed) -> int:
+        self.errors.append(message.message)
+        log.error("%s", message.message)
+        return 0
+
+    def _for_prometheus_only(self, message: Message) -> int:
+        return 0
 
     def _count_messages(self, prometheus: PrometheusReporter) -> None:
         """Hand the increase of the loop side's frame counters to Prometheus.
@@ -685,3 +761,32 @@ class FleetBridge:
         sent, received = reporter.sent, reporter.received
         prometheus.count_messages(sent - self._counted_sent, received - self._counted_received)
         self._counted_sent, self._counted_received = sent, received
+
+
+_HANDLERS: Final[dict[type, Callable[[FleetBridge, Any], int]]] = {
+    RoundTripDone: FleetBridge._fire_request,
+    CsmsCallDone: FleetBridge._fire_request,
+    Connected: FleetBridge._fire_request,
+    ConnectFailed: FleetBridge._fire_request,
+    PingAnswered: FleetBridge._fire_request,
+    Released: FleetBridge._on_released,
+    HealthChanged: FleetBridge._on_health,
+    Serving: FleetBridge._on_serving,
+    EngineFailed: FleetBridge._on_error,
+    Disconnected: FleetBridge._for_prometheus_only,
+    Late: FleetBridge._for_prometheus_only,
+    LoopLag: FleetBridge._for_prometheus_only,
+}
+"""The drain's dispatch: message type -> what the gevent side does with it."""
+
+_FEEDS: Final[dict[type, Callable[[PrometheusReporter, Any], None]]] = {
+    RoundTripDone: report,
+    CsmsCallDone: report,
+    Connected: report,
+    ConnectFailed: report,
+    PingAnswered: report,
+    Disconnected: lambda p, m: p.disconnected(m.reason),
+    Late: lambda p, m: p.lateness(m.seconds),
+    LoopLag: lambda p, m: p.loop_lag(m.seconds),
+}
+"""What Prometheus gets of each message: what ``ocpp-fleet run`` reports directly."""

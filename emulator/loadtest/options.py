@@ -29,7 +29,6 @@ from emulator.fleet.scenario import Scenario, load_scenario
 from emulator.loadtest.partition import address_slice
 from emulator.loadtest.schedules import Schedule, parse_schedule
 from emulator.metrics.slo import Slo
-from emulator.metrics.stats import RunStats
 from emulator.run.options import Option, add_to_parser
 from emulator.run.setup import (
     METRICS_HOST_ENV,
@@ -54,7 +53,6 @@ __all__ = [
     "FleetOptions",
     "MetricsAddress",
     "OptionError",
-    "RequestRecorder",
     "WorkerOptions",
     "add_arguments",
     "command_line_slos",
@@ -265,66 +263,3 @@ def command_line_slos(parsed: Any, *, environ: Mapping[str, str]) -> list[Slo]:
 def scenario_slos(scenario: Scenario, path: str | Path) -> list[Slo]:
     """The scenario's ``[slo]`` rules; OptionError names the file and ``slo.rules[i]``."""
     return read_slos("locust", None, environ={}, scenario=scenario, path=str(path))[0]
-
-
-class RequestRecorder:
-    """Rebuilds a :class:`RunStats` from the fleet's Locust request events, for SLOs.
-
-    A listener of ``events.request`` (only while a local run judges SLOs): the bridge
-    fires every measurement as a request whose name, type and failure text are those of
-    docs/loadtest.md ("What Locust records"), which this reads back into what
-    ``ocpp-fleet run``'s reporter gets directly: outcomes, latencies, connects.
-    """
-
-    __slots__ = ("stats",)
-
-    def __init__(self, stats: RunStats | None = None) -> None:
-        self.stats = stats  # None: not judging now, events pass by
-
-    def __call__(
-        self,
-        request_type: str = "",
-        name: str = "",
-        response_time: float = 0.0,
-        exception: BaseException | None = None,
-        **_: Any,
-    ) -> None:
-        stats = self.stats
-        if stats is None:
-            return
-        seconds = (response_time or 0.0) / 1000.0
-        failure = None if exception is None else str(exception)
-        if request_type == _OCPP:
-            if name.endswith(_CSMS_CALL_SUFFIX):
-                error = None if failure is None else failure.removeprefix("answered CALLERROR ")
-                stats.csms_call(name[: -len(_CSMS_CALL_SUFFIX)], seconds, error)
-            else:
-                stats.round_trip(name, seconds, _outcome(failure))
-        elif request_type == _WEBSOCKET and name == "connect":
-            if failure is None:
-                stats.connected(seconds)
-            else:
-                stats.connect_failed(failure.removeprefix("connect failed: "))
-
-
-# The bridge's request names and failure texts (emulator.loadtest.bridge, docs/loadtest.md).
-_OCPP = "OCPP"
-_WEBSOCKET = "WebSocket"
-_CSMS_CALL_SUFFIX = " (CSMS call)"
-
-
-def _outcome(failure: str | None) -> str:
-    """A round trip's failure text back to its outcome (``"callerror:<code>"``, ...)."""
-    if failure is None:
-        return "ok"
-    if failure.startswith("CALLERROR "):
-        return f"callerror:{failure[len('CALLERROR ') :]}"
-    if failure == "schema violation":
-        return "schema"
-    if failure.startswith("schema violation (") and failure.endswith(")"):
-        return f"schema:{failure[len('schema violation (') : -1]}"
-    if failure.startswith("timeout"):
-        return "timeout"
-    if failure.startswith("disconnected"):
-        return "disconnected"
-    return failure

@@ -57,12 +57,11 @@ from locust.runners import MasterRunner, WorkerRunner
 from emulator.fleet.health import HealthSnapshot
 from emulator.fleet.scenario import ScenarioError
 from emulator.fleet.stopping import STOP_CAP, STOP_STALL
-from emulator.loadtest.bridge import WEBSOCKET, FleetBridge, OcppFailure
+from emulator.loadtest.bridge import FleetBridge
 from emulator.loadtest.options import (
     WINDOWS_OPTION,
     WORKERS_OPTION,
     OptionError,
-    RequestRecorder,
     add_arguments,
     flag,
     fleet_options,
@@ -84,6 +83,7 @@ from emulator.loadtest.overload import (
     spawn_rate_warning,
     timeout_warning,
 )
+from emulator.loadtest.requests import WEBSOCKET, OcppFailure, RequestRecorder
 from emulator.loadtest.schedules import ScheduleError
 from emulator.loadtest.shapes import DROP_MESSAGE, ScheduleShape
 from emulator.loadtest.spawn_messages import cache_default_args

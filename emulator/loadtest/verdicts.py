@@ -20,10 +20,10 @@ from locust.env import Environment
 from emulator.fleet.scenario import ScenarioError
 from emulator.loadtest.options import (
     OptionError,
-    RequestRecorder,
     command_line_slos,
     scenario_slos,
 )
+from emulator.loadtest.requests import RequestRecorder
 from emulator.loadtest.schedules import Steps
 from emulator.loadtest.shapes import ScheduleShape
 from emulator.loadtest.steps import (

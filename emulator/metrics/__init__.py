@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from emulator.core.outcome import Outcome
 from emulator.metrics.stats import RunStats
 from emulator.transport.reporter import NullReporter, Reporter
 
@@ -42,7 +43,7 @@ class MultiReporter:
     def __init__(self, *, reporters: Iterable[Reporter]) -> None:
         self.reporters: tuple[Reporter, ...] = tuple(reporters)
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
         for reporter in self.reporters:
             reporter.round_trip(action, seconds, outcome)
 

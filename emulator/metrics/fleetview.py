@@ -8,9 +8,10 @@ that same reading:
   (:func:`count`, through ``Fleet.counts``);
 * the time-series rows and the capacity search, which poll often and read only the
   cheap part (:func:`gauges`, through ``Fleet.gauges``);
-* the Prometheus collector (:class:`~emulator.metrics.prometheus.FleetCollector`), which
-  tallies each wallbox on its own, so that a read racing the fleet's event loop can be
-  done again, and keeps what a wallbox counted once it has left;
+* the Prometheus collector (:class:`~emulator.metrics.prometheus.FleetCollector`),
+  through a :class:`FleetReader` that reads the fleet on the fleet's own loop (no read
+  races the loop) into an immutable :class:`FleetReading`, and keeps what a wallbox
+  counted once it has left;
 * the Locust bridge, which keeps the transactions of the wallboxes whose users stopped.
 
 What is counted comes through two small protocols: :class:`Observed` (a wallbox with
@@ -21,6 +22,7 @@ computed on demand, never per message.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -28,17 +30,21 @@ from typing import TYPE_CHECKING, Protocol
 from emulator.core.status import Status
 
 if TYPE_CHECKING:
+    from emulator.core.connector import Connector
     from emulator.core.wallbox import Wallbox
 
 __all__ = [
     "NOTHING_SETTLED",
     "FleetCounts",
     "FleetGauges",
+    "FleetReader",
+    "FleetReading",
     "FleetSource",
     "Observed",
     "Settled",
     "count",
     "gauges",
+    "register_wh",
     "tally",
 ]
 
@@ -243,3 +249,144 @@ def gauges(observed: Iterable[Observed]) -> FleetGauges:
     return FleetGauges(
         counts.chargers, counts.connected, counts.charging, counts.queue_depth, counts.in_flight
     )
+
+
+# -- one fleet read on its own loop, for the Prometheus collector ----------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetReading:
+    """A fleet's wallboxes as :class:`FleetReader` read them on the fleet's loop
+    (immutable: published to the scrape's thread by swapping one reference).
+
+    ``transactions_started``/``stopped`` and ``energy_wh`` are counters: they include
+    what wallboxes that left the fleet counted; ``energy_wh`` runs from when the reader
+    first saw each wallbox (its lifetime register is not "delivered")."""
+
+    scenario: str
+    counts: FleetCounts  # never changed once read (statuses by name)
+    energy_wh: float = 0.0
+    power_w: float = 0.0
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What a reader remembers about one wallbox between readings."""
+
+    wallbox: weakref.ref[Wallbox]
+    baseline_wh: float  # its energy registers when first seen: energy counts from there
+    # Its leading settled transactions (:data:`Settled`): a reading then looks only at
+    # the unsettled tail, O(wallboxes) instead of O(every transaction of a soak).
+    settled: Settled = NOTHING_SETTLED
+    # Its last counts, kept when it leaves the fleet so the counters never go down.
+    started: int = 0
+    stopped: int = 0
+    energy_wh: float = 0.0
+
+
+class FleetReader:
+    """Reads one fleet into a :class:`FleetReading`, on the thread that runs the fleet.
+
+    Only the fleet's own loop changes its wallboxes, so a reading made there never races
+    it; :meth:`publish` (scheduled with ``loop.call_soon_threadsafe`` by a reader on
+    another thread) replaces :attr:`latest`, which other threads only read.  It keeps
+    per wallbox where its energy started and what it counted, so that counters stay
+    monotonic as wallboxes come and go.
+    """
+
+    __slots__ = (
+        "_retired_energy_wh",
+        "_retired_started",
+        "_retired_stopped",
+        "_seen",
+        "fleet",
+        "latest",
+    )
+
+    def __init__(self, fleet: FleetSource) -> None:
+        self.fleet = fleet
+        self.latest: FleetReading | None = None
+        self._seen: dict[int, _Seen] = {}  # id(wallbox) -> what we know of it
+        # What the wallboxes that left counted.
+        self._retired_started = self._retired_stopped = 0
+        self._retired_energy_wh = 0.0
+
+    def publish(self) -> None:
+        """Read the fleet and publish the reading (call on the fleet's loop)."""
+        self.latest = self.read()
+
+    def read(self) -> FleetReading:
+        """The fleet now (call where the fleet's wallboxes do not change meanwhile)."""
+        fleet = self.fleet
+        now = fleet.clock()
+        counts = FleetCounts()
+        energy_wh = power_w = 0.0
+        present: set[int] = set()
+        for driver in fleet.drivers:
+            wb = driver.wallbox
+            seen = self._entry(wb, now)
+            present.add(id(wb))
+            power, energy = _power_and_energy(wb, now)
+            started, stopped = counts.transactions_started, counts.transactions_stopped
+            seen.settled = tally(driver, counts, settled=seen.settled)
+            seen.started = counts.transactions_started - started
+            seen.stopped = counts.transactions_stopped - stopped
+            seen.energy_wh = max(seen.energy_wh, energy - seen.baseline_wh)
+            power_w += power
+            energy_wh += seen.energy_wh
+        for key in [k for k in self._seen if k not in present]:
+            self._retire(self._seen.pop(key))
+        counts.transactions_started += self._retired_started
+        counts.transactions_stopped += self._retired_stopped
+        counts.statuses = {str(status): n for status, n in sorted(counts.statuses.items())}
+        return FleetReading(
+            scenario=fleet.scenario.name,
+            counts=counts,
+            energy_wh=energy_wh + self._retired_energy_wh,
+            power_w=power_w,
+        )
+
+    def _entry(self, wallbox: Wallbox, now: float) -> _Seen:
+        key = id(wallbox)
+        seen = self._seen.get(key)
+        if seen is not None and seen.wallbox() is wallbox:
+            return seen
+        if seen is not None:  # the id of a wallbox that is gone, reused: retire that one
+            self._retire(seen)
+        baseline = sum(register_wh(c, now) for c in wallbox.connectors[1:])
+        seen = self._seen[key] = _Seen(weakref.ref(wallbox), baseline)
+        return seen
+
+    def _retire(self, gone: _Seen) -> None:
+        self._retired_started += gone.started
+        self._retired_stopped += gone.stopped
+        self._retired_energy_wh += gone.energy_wh
+
+
+def _power_and_energy(wallbox: Wallbox, now: float) -> tuple[float, float]:
+    """The wallbox's active power now (W) and its energy registers projected to now (Wh)."""
+    power_w = energy_wh = 0.0
+    for c in wallbox.connectors[1:]:
+        ev = c.ev
+        power = c.meter.power_w(ev.phases if ev is not None else None)
+        power_w += power
+        energy_wh += register_wh(c, now, power)
+    return power_w, energy_wh
+
+
+def register_wh(connector: Connector, now: float, power: float | None = None) -> float:
+    """A connector's energy register projected to ``now``, without touching the meter.
+
+    The meter integrates lazily (at events and samples); a reading must not advance it
+    (the EV's delivered energy is credited in the same step), so it projects the
+    current draw over the time since the meter's last update instead.
+    """
+    meter = connector.meter
+    if power is None:
+        ev = connector.ev
+        power = meter.power_w(ev.phases if ev is not None else None)
+    energy: float = meter.energy_wh
+    elapsed = now - meter.last_update
+    if power and elapsed > 0:
+        energy += power * elapsed / 3600.0
+    return energy

@@ -11,8 +11,9 @@ in (tests get a fresh one; nothing touches the global ``REGISTRY``):
   actions or error codes cannot grow the number of series.
 * :class:`FleetCollector` computes fleet-wide gauges (connected, booted, connectors
   by status, transactions, energy, power, queue depth) when Prometheus scrapes, from
-  the fleets it watches (any :class:`~emulator.metrics.fleetview.FleetSource`), each
-  wallbox counted as everywhere else (:func:`emulator.metrics.fleetview.tally`).
+  the fleets it watches (any :class:`~emulator.metrics.fleetview.FleetSource`): each
+  fleet is read on its own loop into an immutable reading, each wallbox counted as
+  everywhere else (:func:`emulator.metrics.fleetview.tally`).
   Never one series per wallbox: a charger id is never a label.
 
 :func:`serve_metrics` starts prometheus_client's HTTP server on a port; nothing is
@@ -25,8 +26,10 @@ Every metric, with its type, labels and help text, is listed in ``docs/metrics.m
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
-import weakref
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -47,17 +50,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from emulator.core.csms_calls import PROFILE_OF_ACTION
+from emulator.core.outcome import Outcome, OutcomeKind
 from emulator.core.status import FORBIDDEN, Status
 from emulator.metrics.conformance import ID_TAG_ACTIONS, ID_TAG_STATUSES
-from emulator.metrics.fleetview import FleetCounts, FleetSource, Settled, tally
+from emulator.metrics.fleetview import FleetCounts, FleetReader, FleetReading, FleetSource
 from emulator.metrics.looplag import LoopLagMonitor
 from emulator.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
-
-    from emulator.core.connector import Connector
-    from emulator.core.wallbox import Wallbox
 
 __all__ = [
     "CALL_BUCKETS",
@@ -112,8 +113,10 @@ SCHEMA_CODES: frozenset[str] = frozenset(
         ErrorCode.PROTOCOL_ERROR,
     }
 )
-OUTCOMES = ("ok", "callerror", "schema")  # answered round trips (a latency)
-UNANSWERED = ("timeout", "disconnected")  # how long we waited is not a latency
+# Outcome kinds as label values: answered round trips (a latency), and those whose
+# duration is only how long we waited.
+OUTCOMES: tuple[str, ...] = tuple(k.value for k in OutcomeKind if k.answered)
+UNANSWERED: tuple[str, ...] = tuple(k.value for k in OutcomeKind if not k.answered)
 MAX_REASONS = 32  # distinct connect-failure / disconnect reasons before "(other)"
 _MAX_CACHED = 4096  # raw label tuples remembered per metric (the hot-path cache)
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -354,7 +357,9 @@ class PrometheusReporter:
             buckets=LAG_BUCKETS,
         )
         # Hot-path caches: raw arguments -> pre-bound children.
-        self._round_trips: dict[tuple[str, str], tuple[_Observer | None, _Incrementer | None]] = {}
+        self._round_trips: dict[
+            tuple[str, Outcome], tuple[_Observer | None, _Incrementer | None]
+        ] = {}
         self._csms_calls: dict[
             tuple[str, str | None],
             tuple[_Observer | None, _Incrementer | None, _Incrementer | None],
@@ -404,7 +409,7 @@ class PrometheusReporter:
 
     # -- Reporter ----------------------------------------------------------------------
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
         bound = self._round_trips.get((action, outcome))
         if bound is None:
             bound = self._bind_round_trip(action, outcome)
@@ -497,24 +502,20 @@ class PrometheusReporter:
     # -- binding (once per distinct argument tuple) --------------------------------------
 
     def _bind_round_trip(
-        self, action: str, outcome: str
+        self, action: str, outcome: Outcome
     ) -> tuple[_Observer | None, _Incrementer | None]:
         label = _action(action)
-        kind, _, code = outcome.partition(":")
+        kind = outcome.kind
         histogram: _Observer | None = None
         counter: _Incrementer | None = None
-        if kind == "ok" and not code:
-            histogram = self.call_duration.labels(label, "ok")
-        elif kind == "callerror":
-            histogram = self.call_duration.labels(label, "callerror")
-            counter = self.callerrors.labels("csms", label, _code(code))
-        elif kind == "schema":
-            histogram = self.call_duration.labels(label, "schema")
-            counter = self.schema_violations.labels("callresult", label, _code(code or None))
-        elif kind in UNANSWERED and not code:
-            counter = self.calls_unanswered.labels(label, kind)
-        else:  # an outcome this reporter does not know: still timed, never dropped
-            histogram = self.call_duration.labels(label, OTHER)
+        if outcome.answered:
+            histogram = self.call_duration.labels(label, kind.value)
+        else:
+            counter = self.calls_unanswered.labels(label, kind.value)
+        if kind is OutcomeKind.CALLERROR:
+            counter = self.callerrors.labels("csms", label, _code(outcome.code))
+        elif kind is OutcomeKind.SCHEMA:
+            counter = self.schema_violations.labels("callresult", label, _code(outcome.code))
         bound = (histogram, counter)
         if len(self._round_trips) < _MAX_CACHED:
             self._round_trips[action, outcome] = bound
@@ -566,7 +567,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class _Totals:
-    # The wallboxes' counts; transactions_started/stopped are counters here (what every
+    # The fleets' counts; transactions_started/stopped are counters here (what every
     # wallbox counted when last read, those that left included).
     counts: FleetCounts = field(
         default_factory=lambda: FleetCounts(statuses=dict.fromkeys(STATUSES, 0))
@@ -575,72 +576,82 @@ class _Totals:
     power_w: float = 0.0
     scenarios: set[str] = field(default_factory=set)
 
+    def add(self, reading: FleetReading) -> None:
+        self.counts.add(reading.counts)
+        self.energy_wh += reading.energy_wh
+        self.power_w += reading.power_w
+        self.scenarios.add(reading.scenario)
+
 
 @dataclass(slots=True)
-class _Seen:
-    """What the collector remembers about one wallbox between scrapes."""
+class _Watched:
+    """A fleet the collector watches: its reader and the loop that runs it (None: no
+    loop runs it yet, or the caller runs it; read in place)."""
 
-    wallbox: weakref.ref[Wallbox]
-    baseline_wh: float  # its energy registers when first seen: energy counts from there
-    # Its leading settled transactions (fleetview.Settled): a scrape then looks only at
-    # the unsettled tail, O(wallboxes) instead of O(every transaction of a soak).
-    settled: Settled = (0, 0)
-    # Its last counts, kept when it leaves the fleet so the counters never go down.
-    started: int = 0
-    stopped: int = 0
-    energy_wh: float = 0.0
+    fleet: FleetSource
+    reader: FleetReader
+    loop: asyncio.AbstractEventLoop | None
 
 
-# What a read racing the fleet's loop can raise: "dictionary (or deque, set) changed size
-# / mutated during iteration" is a RuntimeError; a list shortened meanwhile, IndexError.
-_RACES = (RuntimeError, LookupError)
-_READ_ATTEMPTS = 3
+# How long a scrape waits for a fleet's loop to make a fresh reading before it serves the
+# last one: a loop that lags more than this is overloaded, and the scrape must not hang.
+READING_WAIT = 1.0
+_POLL = 0.002
 
 
 class FleetCollector(Collector):
     """Fleet-wide gauges and counters, computed when Prometheus scrapes.
 
     Watches any number of fleets (:meth:`add`, :meth:`remove`) and sums them; wallboxes
-    may join and leave a fleet at any time (a Locust worker adds one per user).  A
-    scrape runs in the HTTP server's thread (a greenlet in a Locust process) and only
-    reads wallbox state, from a copy of each fleet's driver list: it never blocks nor
-    waits for the event loop.  The loop may change a wallbox while it is read; a read
-    that trips over that (a container that changed size during iteration, a list that
-    got shorter) is retried, and a wallbox that keeps changing counts with its last
-    reading in that scrape.  The counters (transactions, energy) stay monotonic when
-    wallboxes or fleets go away: what they counted is kept.
+    may join and leave a fleet at any time (a Locust worker adds one per user).  A scrape
+    runs in the HTTP server's thread (a greenlet in a Locust process) and never touches a
+    wallbox: it asks each fleet's loop for a reading (``loop.call_soon_threadsafe`` of
+    :meth:`FleetReader.publish`) and reads the immutable
+    :class:`~emulator.metrics.fleetview.FleetReading` the loop publishes, waiting at most
+    :data:`READING_WAIT` (polling, so that it never blocks on a primitive the loop thread
+    would have to touch); a loop that does not answer in time serves its last reading.
+    On request rather than on a period: a reading walks every wallbox (tens of
+    milliseconds for 10,000), which a scrape every 15 s pays once while a 1-s period
+    would pay fifteen times over, whether anyone scrapes or not.  The counters
+    (transactions, energy) stay monotonic when wallboxes or fleets go away: what they
+    counted is kept.
     """
 
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
         self._lock = threading.Lock()
-        self._fleets: list[FleetSource] = []
-        self._seen: dict[int, _Seen] = {}  # id(wallbox) -> what we know of it
+        self._watched: list[_Watched] = []
         self._retired_started = 0
         self._retired_stopped = 0
         self._retired_energy_wh = 0.0
-        self._high_energy_wh = 0.0  # monotonic clamp against float noise and racing reads
+        self._high_energy_wh = 0.0  # monotonic clamp against float noise
         self._high_started = 0
         self._high_stopped = 0
         if registry is not None:
             registry.register(self)
 
-    def add(self, fleet: FleetSource) -> None:
-        """Start watching ``fleet``; its energy counts from now."""
+    def add(self, fleet: FleetSource, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start watching ``fleet``, run by ``loop`` (default: the loop running the caller,
+        if any); its energy counts from its first reading, made now."""
+        if loop is None:
+            with contextlib.suppress(RuntimeError):
+                loop = asyncio.get_running_loop()
         with self._lock:
-            if any(f is fleet for f in self._fleets):
+            if any(w.fleet is fleet for w in self._watched):
                 return
-            self._fleets.append(fleet)
-            now = fleet.clock()
-            for driver in list(fleet.drivers):
-                self._entry(driver.wallbox, now)
+            watched = _Watched(fleet, FleetReader(fleet), loop)
+            self._watched.append(watched)
+            _reading(watched)
 
     def remove(self, fleet: FleetSource) -> None:
         """Stop watching ``fleet``; its transactions and energy stay in the counters."""
         with self._lock:
-            if any(f is fleet for f in self._fleets):
-                self._add_fleet(fleet, _Totals(), set())  # their last counts, as of now
-            self._fleets = [f for f in self._fleets if f is not fleet]
-            # Its wallboxes are retired at the next collect, like any that left.
+            for watched in [w for w in self._watched if w.fleet is fleet]:
+                last = _reading(watched)  # its last counts, as of now
+                if last is not None:
+                    self._retired_started += last.counts.transactions_started
+                    self._retired_stopped += last.counts.transactions_stopped
+                    self._retired_energy_wh += last.energy_wh
+            self._watched = [w for w in self._watched if w.fleet is not fleet]
 
     def describe(self) -> Iterable[Metric]:
         return list(self._families(_Totals()))
@@ -648,19 +659,15 @@ class FleetCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             totals = _Totals()
-            present: set[int] = set()
-            for fleet in self._fleets:
-                self._add_fleet(fleet, totals, present)
-            for key in [k for k in self._seen if k not in present]:
-                gone = self._seen.pop(key)
-                self._retired_started += gone.started
-                self._retired_stopped += gone.stopped
-                self._retired_energy_wh += gone.energy_wh
+            for watched in self._watched:
+                reading = _reading(watched)
+                if reading is not None:
+                    totals.add(reading)
             counts = totals.counts
             counts.transactions_started += self._retired_started
             counts.transactions_stopped += self._retired_stopped
             totals.energy_wh += self._retired_energy_wh
-            # Counters never go down, whatever a racing read or float rounding says.
+            # Counters never go down, whatever float rounding says.
             self._high_energy_wh = totals.energy_wh = max(self._high_energy_wh, totals.energy_wh)
             self._high_started = counts.transactions_started = max(
                 self._high_started, counts.transactions_started
@@ -669,61 +676,6 @@ class FleetCollector(Collector):
                 self._high_stopped, counts.transactions_stopped
             )
         return list(self._families(totals))
-
-    def _entry(self, wallbox: Wallbox, now: float) -> _Seen:
-        key = id(wallbox)
-        seen = self._seen.get(key)
-        if seen is not None and seen.wallbox() is wallbox:
-            return seen
-        # First the reading that may race the loop (and raise), then the bookkeeping.
-        baseline = sum(_register_wh(c, now) for c in wallbox.connectors[1:])
-        if seen is not None:  # the id of a wallbox that is gone, reused: retire that one
-            self._retired_started += seen.started
-            self._retired_stopped += seen.stopped
-            self._retired_energy_wh += seen.energy_wh
-        seen = self._seen[key] = _Seen(weakref.ref(wallbox), baseline)
-        return seen
-
-    def _add_fleet(self, fleet: FleetSource, t: _Totals, present: set[int]) -> None:
-        now = fleet.clock()
-        t.scenarios.add(fleet.scenario.name)
-        totals = t.counts
-        for driver in list(fleet.drivers):  # a copy: the loop may add or remove meanwhile
-            wb = driver.wallbox
-            present.add(id(wb))
-            seen: _Seen | None = None
-            read = False
-            for _ in range(_READ_ATTEMPTS):
-                try:
-                    seen = self._entry(wb, now)
-                    power_w = energy = 0.0
-                    for c in wb.connectors[1:]:
-                        ev = c.ev
-                        power = c.meter.power_w(ev.phases if ev is not None else None)
-                        power_w += power
-                        energy += _register_wh(c, now, power)
-                    # Last: tally adds the wallbox to the totals only once all of it is
-                    # read, so a read that trips over the loop leaves them as they were.
-                    started, stopped = totals.transactions_started, totals.transactions_stopped
-                    settled = tally(driver, totals, settled=seen.settled)
-                except _RACES:  # the loop changed this wallbox while we read it: again
-                    continue
-                read = True
-                t.power_w += power_w
-                seen.energy_wh = max(seen.energy_wh, energy - seen.baseline_wh)
-                seen.settled = settled
-                seen.started = totals.transactions_started - started
-                seen.stopped = totals.transactions_stopped - stopped
-                break
-            if not read:
-                # It kept changing (or could not be read at all): a charger that adds no
-                # gauges to this scrape, and its counters as last read.
-                totals.chargers += 1
-                if seen is not None:
-                    totals.transactions_started += seen.started
-                    totals.transactions_stopped += seen.stopped
-            if seen is not None:
-                t.energy_wh += seen.energy_wh
 
     @staticmethod
     def _families(t: _Totals) -> Iterator[Metric]:
@@ -801,22 +753,29 @@ class FleetCollector(Collector):
         yield info
 
 
-def _register_wh(connector: Connector, now: float, power: float | None = None) -> float:
-    """A connector's energy register projected to ``now``, without touching the meter.
+def _reading(watched: _Watched) -> FleetReading | None:
+    """A fresh reading of a watched fleet, made on its loop; its last one if the loop
+    does not answer within READING_WAIT; None if it was never read."""
+    reader, loop = watched.reader, watched.loop
+    if loop is None or not loop.is_running() or _running_loop() is loop:
+        reader.publish()  # nothing else changes the fleet meanwhile: read it here
+        return reader.latest
+    before = reader.latest
+    try:
+        loop.call_soon_threadsafe(reader.publish)
+    except RuntimeError:  # the loop closed meanwhile
+        return before
+    deadline = time.monotonic() + READING_WAIT
+    while reader.latest is before and time.monotonic() < deadline:
+        time.sleep(_POLL)  # a greenlet's sleep in a Locust process (patched)
+    return reader.latest
 
-    The meter integrates lazily (at events and samples); a scrape must not advance it
-    (the EV's delivered energy is credited in the same step), so it projects the
-    current draw over the time since the meter's last update instead.
-    """
-    meter = connector.meter
-    if power is None:
-        ev = connector.ev
-        power = meter.power_w(ev.phases if ev is not None else None)
-    energy: float = meter.energy_wh
-    elapsed = now - meter.last_update
-    if power and elapsed > 0:
-        energy += power * elapsed / 3600.0
-    return energy
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 @cache

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from emulator.core.outcome import TIMEOUT, OutcomeKind
 from emulator.metrics.stats import ActionStats, Direction, Histogram, RunStats
 from emulator.protocol.schemas import CHARGER_INITIATED, CSMS_INITIATED
 
@@ -72,8 +73,7 @@ _ACTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 # A CP→CSMS call that failed: refused (CALLERROR), an answer that broke the schema, or
 # no answer at all.  A call cut off by a disconnect is neither the CSMS's answer nor its
 # silence: it counts as a call, not as an error.
-_ERROR_PREFIXES = ("callerror:", "schema")
-TIMEOUT = "timeout"
+_ERRORS: Final = frozenset({OutcomeKind.CALLERROR, OutcomeKind.SCHEMA, OutcomeKind.TIMEOUT})
 
 
 class SloError(ValueError):
@@ -420,11 +420,7 @@ def _calls(slo: Slo, calls: ActionStats) -> SloResult:
     if slo.measure == "timeouts":
         bad = calls.outcomes[TIMEOUT]
     else:
-        bad = sum(
-            n
-            for outcome, n in calls.outcomes.items()
-            if outcome == TIMEOUT or outcome.startswith(_ERROR_PREFIXES)
-        )
+        bad = sum(n for outcome, n in calls.outcomes.items() if outcome.kind in _ERRORS)
     what = "timeout" if slo.measure == "timeouts" else "error"
     detail = f"{_plural(bad, what)} in {_calls_text(calls.count)}"
     if slo.unit == "%":

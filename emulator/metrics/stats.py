@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["ActionStats", "Direction", "Histogram", "RunStats"]
+from emulator.core.outcome import OK, Outcome
+
+__all__ = ["ActionStats", "Direction", "Histogram", "RunStats", "outcome_keys"]
 
 
 # Bucket layout (module constants: read in the hot path without attribute lookups).
@@ -219,27 +221,21 @@ class Direction(StrEnum):
         return "CP→CSMS" if self is Direction.CP_TO_CSMS else "CSMS→CP"
 
 
-OK = "ok"
-# Outcomes of calls that got an answer, so their duration is a latency; a "timeout" or
-# "disconnected" call's duration is only how long we waited.
-_ANSWERED_PREFIXES = ("callerror:", "schema")
-
-
 @dataclass(slots=True, kw_only=True)
 class ActionStats:
     """One OCPP action in one direction.
 
-    ``outcomes`` counts every call by outcome: ``"ok"``, ``"callerror:<code>"``,
-    ``"schema[:<code>]"``, ``"timeout"``, ``"disconnected"``.  ``latency`` holds the calls
-    that got an answer (ok, callerror, schema): for CP→CSMS the round trip, for CSMS→CP
-    the charger's handling time.  A timed-out or disconnected call's duration is only
-    how long we waited, so it is counted but not timed.
+    ``outcomes`` counts every call by :class:`~emulator.core.outcome.Outcome`.
+    ``latency`` holds the calls that got an answer (:attr:`Outcome.answered`): for
+    CP→CSMS the round trip, for CSMS→CP the charger's handling time.  A timed-out or
+    disconnected call's duration is only how long we waited, so it is counted but not
+    timed.
     """
 
     direction: Direction
     action: str
     latency: Histogram = field(default_factory=Histogram)
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
 
     @property
     def count(self) -> int:
@@ -300,11 +296,11 @@ class RunStats:
 
     # -- Reporter --------------------------------------------------------------------
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
         self._record(Direction.CP_TO_CSMS, action, seconds, outcome)
 
     def csms_call(self, action: str, seconds: float, error: str | None) -> None:
-        outcome = OK if error is None else f"callerror:{error}"
+        outcome = OK if error is None else Outcome.callerror(error)
         self._record(Direction.CSMS_TO_CP, action, seconds, outcome)
 
     def connected(self, seconds: float) -> None:
@@ -394,17 +390,17 @@ class RunStats:
         msgpack-able form, for another process to merge (see :meth:`from_wire`)::
 
             {"t": seconds,                                 # elapsed
-             "a": [[d, action, {outcome: n}, histogram]],  # d: 0 CP->CSMS, 1 CSMS->CP
+             "a": [[d, action, {outcome key: n}, histogram]],  # d: 0 CP->CSMS, 1 CSMS->CP
              "cl": histogram, "pl": histogram, "sl": histogram,  # connect, ping, lateness
              "c": connects, "r": reconnects, "cf": {reason: n}, "d": {reason: n},
              "ms": sent, "mr": received, "k": {counter: n}}
 
         Histograms as :meth:`Histogram.to_wire`; empty histograms, zero counts and empty
-        counters are left out.  Not carried: the start and stop times (the receiver
+        counters are left out; an outcome is its :attr:`Outcome.key`.  Not carried: the start and stop times (the receiver
         places the window on its own clock) and the pending-reconnect bookkeeping."""
         data: dict[str, Any] = {"t": self.elapsed}
         actions = [
-            [_DIRECTION_CODES[d], action, dict(stats.outcomes), stats.latency.to_wire()]
+            [_DIRECTION_CODES[d], action, outcome_keys(stats.outcomes), stats.latency.to_wire()]
             for (d, action), stats in self.actions.items()
             if stats.count
         ]
@@ -457,7 +453,9 @@ class RunStats:
                 direction=direction,
                 action=str(action),
                 latency=Histogram.from_wire(latency),
-                outcomes=Counter({str(k): int(n) for k, n in dict(outcomes).items()}),
+                outcomes=Counter(
+                    {Outcome.parse(str(k)): int(n) for k, n in dict(outcomes).items()}
+                ),
             )
         stats.connect_latency = Histogram.from_wire(data.get("cl") or {})
         stats.ping_rtt_latency = Histogram.from_wire(data.get("pl") or {})
@@ -492,19 +490,24 @@ class RunStats:
         # Workers run side by side: the merged run lasted as long as the longest one.
         self.started -= max(0.0, other.elapsed - self.elapsed)
 
-    def _record(self, direction: Direction, action: str, seconds: float, outcome: str) -> None:
+    def _record(self, direction: Direction, action: str, seconds: float, outcome: Outcome) -> None:
         stats = self.actions.get((direction, action))
         if stats is None:
             stats = self.actions[direction, action] = ActionStats(
                 direction=direction, action=action
             )
         stats.outcomes[outcome] += 1
-        if outcome == OK or outcome.startswith(_ANSWERED_PREFIXES):
+        if outcome.answered:
             stats.latency.record(seconds)
 
 
 _DIRECTION_CODES = {Direction.CP_TO_CSMS: 0, Direction.CSMS_TO_CP: 1}
 _DIRECTIONS_BY_CODE = {code: direction for direction, code in _DIRECTION_CODES.items()}
+
+
+def outcome_keys(outcomes: Mapping[Outcome, int]) -> dict[str, int]:
+    """Counts by outcome in their serialized form: ``{Outcome.key: n}``, in the order given."""
+    return {outcome.key: n for outcome, n in outcomes.items()}
 
 
 def _counter(data: Any) -> Counter[str]:

@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from emulator.core.outcome import Outcome
 from emulator.metrics.conformance import CsmsConformance
-from emulator.metrics.stats import ActionStats, Direction, Histogram, RunStats
+from emulator.metrics.stats import ActionStats, Direction, Histogram, RunStats, outcome_keys
 
 __all__ = ["conformance_dict", "render_conformance", "render_summary", "summary_dict"]
 
@@ -37,7 +38,7 @@ def summary_dict(stats: RunStats, *, chargers: int | None = None) -> dict[str, A
                 "direction": a.direction.value,
                 "count": a.count,
                 "errors": a.errors,
-                "outcomes": dict(sorted(a.outcomes.items())),
+                "outcomes": dict(sorted(outcome_keys(a.outcomes).items())),
                 "latency_ms": _latency_dict(a.latency),
                 **(
                     {"per_charger_hour": round(_per_charger_hour(a.count, chargers, elapsed), 3)}
@@ -51,7 +52,7 @@ def summary_dict(stats: RunStats, *, chargers: int | None = None) -> dict[str, A
             direction.value: {
                 "count": total.count,
                 "errors": total.errors,
-                "outcomes": dict(sorted(total.outcomes.items())),
+                "outcomes": dict(sorted(outcome_keys(total.outcomes).items())),
                 "latency_ms": _latency_dict(total.latency),
             }
             for direction in Direction
@@ -202,9 +203,9 @@ def _percentiles(histogram: Histogram) -> list[float]:
     return histogram.percentiles(_QUANTILES)
 
 
-def _breakdown(outcomes: Counter[str], *, limit: int | None) -> str:
+def _breakdown(outcomes: Counter[Outcome], *, limit: int | None) -> str:
     """The most frequent error outcomes, e.g. ``"timeout 3, NotImplemented 1"``."""
-    errors = [(n, o.removeprefix("callerror:")) for o, n in outcomes.items() if o != "ok"]
+    errors = [(n, o.label) for o, n in outcomes.items() if o.failed]
     errors.sort(key=lambda item: (-item[0], item[1]))
     shown = ", ".join(f"{name} {n:,}" for n, name in errors[:limit])
     more = len(errors) - limit if limit is not None else 0

@@ -6,9 +6,9 @@ seconds the recorder copies the run's histograms once and subtracts the previous
 A row holds, for that window:
 
 * per OCPP action and direction: the number of calls, p50/p95/p99 latency in ms (None
-  when no call was answered) and the failures by outcome (``"callerror:<code>"``,
-  ``"timeout"``, ``"schema[:<code>]"``, ``"disconnected"``: the non-``"ok"`` outcome keys
-  of :class:`~emulator.metrics.stats.ActionStats`);
+  when no call was answered) and the failures by outcome, in its serialized form
+  (:attr:`emulator.core.outcome.Outcome.key` of every failed outcome:
+  ``callerror:<code>``, ``timeout``, ``schema:<code>``, ``disconnected``);
 * connects, disconnects, connect failures by reason, messages sent and received;
 * from the fleet, read at the end of the window (a ``fleet`` callable returning
   :class:`FleetGauges`, e.g. ``Fleet.counts``): chargers, connected, charging, queue depth;
@@ -258,7 +258,7 @@ def _action_row(stats: ActionStats) -> ActionRow:
         p50_ms=p50,
         p95_ms=p95,
         p99_ms=p99,
-        failures={o: n for o, n in sorted(stats.outcomes.items()) if o != "ok" and n > 0},
+        failures=dict(sorted((o.key, n) for o, n in stats.outcomes.items() if o.failed and n > 0)),
     )
 
 

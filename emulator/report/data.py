@@ -159,8 +159,8 @@ def run_step(
             "errors": stats.errors,
         }
         for outcome, n in stats.outcomes.items():
-            if outcome != "ok" and n:
-                failures[outcome] = failures.get(outcome, 0) + n
+            if outcome.failed and n:
+                failures[outcome.key] = failures.get(outcome.key, 0) + n
     judged = [dict(j) for j in slo]
     elapsed = window.elapsed
     step: StepResult = {

@@ -15,19 +15,21 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from emulator.core.outcome import Outcome
+
 
 @runtime_checkable
 class Reporter(Protocol):
     """Receives measurements from the transport layer, once per event."""
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
         """A charger-initiated CALL ended.
 
         ``seconds`` runs from sending the CALL to receiving its answer (or to giving
-        up); ``outcome`` is ``"ok"``, ``"callerror:<ErrorCode>"``, ``"schema"`` or
-        ``"schema:<ErrorCode>"`` when the answer failed validation, ``"timeout"``, or
-        ``"disconnected"`` when the connection closed first.  Keep outcomes few and
-        fixed: they are metric labels.
+        up); ``outcome`` (:class:`~emulator.core.outcome.Outcome`, interned) is OK, a
+        CALLERROR with its code, an answer refused by the schema with the violation's
+        code, TIMEOUT, or DISCONNECTED when the connection closed first.  Its kind and
+        code are metric labels: map codes to a bounded set.
         """
 
     def csms_call(self, action: str, seconds: float, error: str | None) -> None:
@@ -68,7 +70,7 @@ class Reporter(Protocol):
 class NullReporter:
     """Discards everything (tests, or a run that wants no statistics)."""
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
         pass
 
     def csms_call(self, action: str, seconds: float, error: str | None) -> None:

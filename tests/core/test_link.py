@@ -12,6 +12,7 @@ import pytest
 
 from emulator.core.link import ChargerLink, CsmsCallAnswered, RoundTrip
 from emulator.core.model import ChargerModel
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.core.wallbox import Wallbox
 from emulator.metrics.conformance import CsmsConformance
 from emulator.protocol.codec import encode_error, encode_result
@@ -58,7 +59,7 @@ def test_a_round_trip_settles_with_its_time_from_send_to_answer() -> None:
     (boot,) = frames(link, T0)
     assert boot[0] == 2 and boot[2] == "BootNotification"
     link.receive_text(encode_result(boot[1], BOOTED), T0 + 0.25)
-    assert link.take_settled() == [RoundTrip("BootNotification", 0.25, "ok")]
+    assert link.take_settled() == [RoundTrip("BootNotification", 0.25, OK)]
     assert link.ever_accepted and link.wallbox.accepted
     assert link.take_settled() == []
 
@@ -77,13 +78,19 @@ def test_ids_on_the_wire_are_uuid4_strings_or_a_counter() -> None:
 @pytest.mark.parametrize(
     ("answer", "outcome"),
     [
-        (lambda uid: encode_error(uid, "InternalError", "boom"), "callerror:InternalError"),
-        (lambda uid: encode_result(uid, {"currentTime": 42}), "schema:TypeConstraintViolation"),
-        (lambda uid: f'[3,"{uid}"]', "schema:FormationViolation"),
+        (
+            lambda uid: encode_error(uid, "InternalError", "boom"),
+            Outcome.callerror("InternalError"),
+        ),
+        (
+            lambda uid: encode_result(uid, {"currentTime": 42}),
+            Outcome.schema("TypeConstraintViolation"),
+        ),
+        (lambda uid: f'[3,"{uid}"]', Outcome.schema("FormationViolation")),
     ],
 )
 def test_an_answer_the_charger_cannot_use_settles_with_its_reason(
-    answer: Any, outcome: str
+    answer: Any, outcome: Outcome
 ) -> None:
     link = new_link()
     booted(link)
@@ -103,7 +110,7 @@ def test_an_unanswered_call_times_out_and_a_late_answer_is_unexpected() -> None:
     (beat,) = frames(link, T0 + 60)
     assert link.next_deadline() == T0 + 90  # the response timeout
     link.tick(T0 + 90)
-    assert link.take_settled() == [RoundTrip("Heartbeat", 30.0, "timeout")]
+    assert link.take_settled() == [RoundTrip("Heartbeat", 30.0, TIMEOUT)]
     link.receive_text(encode_result(beat[1], {"currentTime": "2026-01-01T00:01:00Z"}), T0 + 95)
     assert link.take_settled() == [CsmsCallAnswered("(unexpected result)", "UnexpectedUniqueId")]
 
@@ -114,7 +121,7 @@ def test_a_call_in_flight_when_the_connection_drops_settles_as_disconnected() ->
     link.tick(T0 + 60)
     frames(link, T0 + 60)
     link.disconnected(T0 + 62)
-    assert link.take_settled() == [RoundTrip("Heartbeat", 2.0, "disconnected")]
+    assert link.take_settled() == [RoundTrip("Heartbeat", 2.0, DISCONNECTED)]
     assert not link.online and frames(link, T0 + 63) == []
 
 
@@ -156,7 +163,7 @@ def test_a_naive_current_time_is_read_as_utc_and_counted_unless_strict() -> None
         naive = {**BOOTED, "currentTime": "2026-01-01T00:00:00"}
         link.receive_text(encode_result(boot[1], naive), T0 + 0.1)
         (settled,) = link.take_settled()
-        assert settled.outcome == ("ok" if lenient else "schema:PropertyConstraintViolation")
+        assert settled.outcome == (OK if lenient else Outcome.schema("PropertyConstraintViolation"))
         assert link.wallbox.accepted is lenient
         (kind,) = conformance.violations.values()
         assert (kind.accepted, kind.refused) == ((1, 0) if lenient else (0, 1))

@@ -252,7 +252,7 @@ def _ids_run(ids: str) -> TinyCsms:
             finally:
                 fleet.stop()
                 await asyncio.wait_for(task, timeout=30.0)
-            outcomes = {o for a in stats.actions.values() for o in a.outcomes}
+            outcomes = {o.key for a in stats.actions.values() for o in a.outcomes}
             assert outcomes == {"ok"}, stats.actions  # every answer matched its CALL
             assert all(d.ever_accepted for d in fleet.drivers)
             return csms

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from emulator.core.outcome import TIMEOUT, Outcome
 from emulator.csms import ReferenceCsms
 from emulator.csms.misbehaviour import AnswerCallError, AnswerGarbage, DropConnection, Silence
 from emulator.fleet.ledger import compare, fleet_ledger
@@ -90,7 +91,7 @@ def test_callerror_on_start_transaction_is_retried_and_recorded_once() -> None:
             assert (
                 stats.actions[
                     next(k for k in stats.actions if k[1] == "StartTransaction")
-                ].outcomes["callerror:InternalError"]
+                ].outcomes[Outcome.callerror("InternalError")]
                 == 2
             )
             _ledger_matches(csms, fleet.wallboxes)
@@ -143,7 +144,7 @@ def test_garbage_and_schema_violating_answers_are_counted_and_retried() -> None:
                     20.0,
                     "an acknowledged start",
                 )
-            outcomes = {o for a in stats.actions.values() for o in a.outcomes}
+            outcomes = {o.key for a in stats.actions.values() for o in a.outcomes}
             assert "schema:TypeConstraintViolation" in outcomes
             assert (
                 "timeout" in outcomes
@@ -173,7 +174,7 @@ def test_a_csms_that_never_answers_times_out_and_the_wallbox_goes_on() -> None:
                 answer = await csms.call(cp, "DataTransfer", {"vendorId": "nobody"}, timeout=5.0)
                 assert answer == {"status": "UnknownVendorId"}
                 await eventually(
-                    lambda: any(a.outcomes.get("timeout") for a in stats.actions.values()),
+                    lambda: any(a.outcomes.get(TIMEOUT) for a in stats.actions.values()),
                     5.0,
                     "a timeout",
                 )

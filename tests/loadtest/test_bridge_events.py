@@ -188,6 +188,7 @@ def test_the_collector_reads_the_running_fleet_and_lets_it_go_when_it_stops(
 def test_the_drain_gives_prometheus_what_a_direct_reporter_gets() -> None:
     """Every Reporter call, through the loop side's tuples and the drain, lands in
     Prometheus exactly as `ocpp-fleet run` (which calls the reporter directly) has it."""
+    from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
     from emulator.loadtest.bridge import FleetBridge, MetricsBridgeReporter
     from emulator.metrics.prometheus import PrometheusReporter, new_registry
 
@@ -199,12 +200,12 @@ def test_the_drain_gives_prometheus_what_a_direct_reporter_gets() -> None:
     loop_side = MetricsBridgeReporter(bridge._queue.append)
     for reporter in (direct, loop_side):
         reporter.connected(0.010)
-        reporter.round_trip("BootNotification", 0.020, "ok")
-        reporter.round_trip("Heartbeat", 0.030, "callerror:InternalError")
-        reporter.round_trip("MeterValues", 0.004, "schema:FormationViolation")
-        reporter.round_trip("MeterValues", 30.0, "timeout")
-        reporter.round_trip("StatusNotification", 1.0, "disconnected")
-        reporter.round_trip("MadeUp", 0.001, "ok")
+        reporter.round_trip("BootNotification", 0.020, OK)
+        reporter.round_trip("Heartbeat", 0.030, Outcome.callerror("InternalError"))
+        reporter.round_trip("MeterValues", 0.004, Outcome.schema("FormationViolation"))
+        reporter.round_trip("MeterValues", 30.0, TIMEOUT)
+        reporter.round_trip("StatusNotification", 1.0, DISCONNECTED)
+        reporter.round_trip("MadeUp", 0.001, OK)
         reporter.csms_call("Reset", 0.0002, None)
         reporter.csms_call("GetConfiguration", 0.0003, "OccurenceConstraintViolation")
         reporter.csms_call("(malformed)", 0.0, "FormationViolation")
@@ -264,8 +265,58 @@ def test_a_removed_wallbox_keeps_what_it_counted_in_the_snapshots() -> None:
     before = side.snapshot()
     side.fleet.remove_wallbox(1)
     after = side.snapshot()
-    assert (before["chargers"], after["chargers"], after["chargers_peak"]) == (2, 1, 2)
+    assert (before.chargers, after.chargers, after.chargers_peak) == (2, 1, 2)
     kept = ("transactions_started", "transactions_stopped", "transaction_backlog")
-    assert [after[key] for key in kept] == [before[key] for key in kept]
-    assert (after["transactions_started"], after["transactions_stopped"]) == (3, 2)
-    assert after["in_flight"] == 0
+    assert [after.to_wire()[key] for key in kept] == [before.to_wire()[key] for key in kept]
+    assert (after.transactions_started, after.transactions_stopped) == (3, 2)
+    assert after.in_flight == 0
+    assert after.to_wire()["in_flight"] == 0
+
+
+def test_every_message_of_the_loop_has_one_handler_and_prometheus_gets_what_it_reports() -> None:
+    from typing import get_args
+
+    from emulator.loadtest.bridge import (
+        _FEEDS,
+        _HANDLERS,
+        EngineFailed,
+        HealthChanged,
+        Message,
+        Released,
+        Serving,
+    )
+
+    kinds = set(get_args(Message))
+    assert len(kinds) == 12
+    assert set(_HANDLERS) == kinds
+    assert set(_FEEDS) == kinds - {Released, Serving, EngineFailed, HealthChanged}
+
+
+def test_the_snapshot_a_worker_sends_keeps_its_wire_form() -> None:
+    """The master reads these dicts from workers (emulator.loadtest.view): same keys, in
+    the same order, as before the snapshot was typed."""
+    from emulator.loadtest.bridge import FleetSnapshot
+    from emulator.loadtest.view import COUNT_FIELDS
+
+    wire = FleetSnapshot(chargers=3, statuses=(("Available", 2), ("Charging", 1))).to_wire()
+    assert list(wire) == [
+        "chargers",
+        "chargers_peak",
+        "connected",
+        "booted",
+        "charging",
+        "transactions_running",
+        "transactions_started",
+        "transactions_stopped",
+        "queue_depth",
+        "transaction_backlog",
+        "statuses",
+        "connects",
+        "reconnects",
+        "messages_sent",
+        "messages_received",
+        "health",
+    ]
+    assert set(COUNT_FIELDS) <= set(wire)
+    assert wire["statuses"] == {"Available": 2, "Charging": 1}
+    assert FleetSnapshot(in_flight=4).to_wire()["in_flight"] == 4

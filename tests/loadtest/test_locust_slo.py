@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.csms import ReferenceCsms
 from emulator.csms.misbehaviour import AnswerCallError
-from emulator.loadtest.options import OptionError, RequestRecorder, command_line_slos
+from emulator.loadtest.options import OptionError, command_line_slos
+from emulator.loadtest.requests import RequestRecorder
 from emulator.metrics.stats import RunStats
 from tests.loadtest.support import locust, scenario_text, write_scenario
 
@@ -229,12 +231,12 @@ def test_the_request_events_rebuild_what_the_fleet_measured() -> None:
         reporter.connected(0.010)
         reporter.connect_failed("refused")
         reporter.connect_failed("http_401")
-        reporter.round_trip("BootNotification", 0.020, "ok")
-        reporter.round_trip("Heartbeat", 0.030, "callerror:InternalError")
-        reporter.round_trip("MeterValues", 0.004, "schema:FormationViolation")
-        reporter.round_trip("MeterValues", 0.005, "schema")
-        reporter.round_trip("MeterValues", 30.0, "timeout")
-        reporter.round_trip("StatusNotification", 1.0, "disconnected")
+        reporter.round_trip("BootNotification", 0.020, OK)
+        reporter.round_trip("Heartbeat", 0.030, Outcome.callerror("InternalError"))
+        reporter.round_trip("MeterValues", 0.004, Outcome.schema("FormationViolation"))
+        reporter.round_trip("MeterValues", 0.005, Outcome.schema())
+        reporter.round_trip("MeterValues", 30.0, TIMEOUT)
+        reporter.round_trip("StatusNotification", 1.0, DISCONNECTED)
         reporter.csms_call("Reset", 0.0002, None)
         reporter.csms_call("GetConfiguration", 0.0003, "OccurenceConstraintViolation")
         reporter.ping_rtt(0.002)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from emulator.core.outcome import OK, TIMEOUT
 from emulator.loadtest.steps import (
     FleetState,
     RowRecorder,
@@ -42,9 +43,9 @@ def window(
     stats = RunStats(clock=clock)
     before = stats.snapshot()
     for latency in meter_values:
-        stats.round_trip("MeterValues", latency, "ok")
+        stats.round_trip("MeterValues", latency, OK)
     for _ in range(boots):
-        stats.round_trip("BootNotification", 0.01, "ok")
+        stats.round_trip("BootNotification", 0.01, OK)
     clock.now += seconds
     data: dict[str, Any] = {"v": 1, "stats": stats.snapshot().since(before).to_wire()}
     if lateness is not None:
@@ -231,13 +232,13 @@ def test_the_cutter_cuts_what_was_measured_between_cuts_and_the_generators_share
     copies: list[Any] = [None]
     cutter = WindowCutter(stats, lambda: copies[0])
     lateness, lag = Histogram(), Histogram()
-    stats.round_trip("Heartbeat", 0.01, "ok")
+    stats.round_trip("Heartbeat", 0.01, OK)
     lateness.record(0.002)
     copies[0] = (1, lateness.copy(), lag.copy())
     clock.now += 1.0
     first = cutter.cut()
-    stats.round_trip("Heartbeat", 0.02, "ok")
-    stats.round_trip("Heartbeat", 0.03, "timeout")
+    stats.round_trip("Heartbeat", 0.02, OK)
+    stats.round_trip("Heartbeat", 0.03, TIMEOUT)
     lateness.record(0.004)
     copies[0] = (1, lateness.copy(), lag.copy())
     clock.now += 2.0

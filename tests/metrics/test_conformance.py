@@ -13,6 +13,7 @@ from rich.console import Console
 
 from emulator.core.metering import Ev
 from emulator.core.model import ChargerModel
+from emulator.core.outcome import Outcome
 from emulator.core.status import Status
 from emulator.core.wallbox import Wallbox
 from emulator.metrics.conformance import EXAMPLES, CsmsConformance
@@ -97,7 +98,7 @@ def test_prometheus_counts_statuses_and_lenient_violations_once(
     conformance.id_tag_status("StartTransaction", "ConcurrentTx")
     _violation(conformance, "CP000001", accepted=True)  # used anyway: counted here
     _violation(conformance, "CP000002", accepted=False)  # refused: counted by the outcome
-    reporter.round_trip("BootNotification", 0.01, "schema:PropertyConstraintViolation")
+    reporter.round_trip("BootNotification", 0.01, Outcome.schema("PropertyConstraintViolation"))
     statuses = "ocpp_fleet_id_tag_statuses_total"
     assert (
         registry.get_sample_value(

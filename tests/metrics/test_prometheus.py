@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.core.transaction import Transaction
 from emulator.metrics import MultiReporter, NullReporter, Reporter, RunStats
 from emulator.metrics.looplag import LoopLagMonitor
@@ -62,10 +63,10 @@ def test_every_reporter_fits_the_protocol(reporter: PrometheusReporter) -> None:
 def test_answered_round_trips_are_timed_by_action_and_outcome(
     registry: CollectorRegistry, reporter: PrometheusReporter
 ) -> None:
-    reporter.round_trip("Heartbeat", 0.004, "ok")
-    reporter.round_trip("Heartbeat", 0.030, "ok")
-    reporter.round_trip("Heartbeat", 0.002, "callerror:InternalError")
-    reporter.round_trip("MeterValues", 0.003, "schema:FormationViolation")
+    reporter.round_trip("Heartbeat", 0.004, OK)
+    reporter.round_trip("Heartbeat", 0.030, OK)
+    reporter.round_trip("Heartbeat", 0.002, Outcome.callerror("InternalError"))
+    reporter.round_trip("MeterValues", 0.003, Outcome.schema("FormationViolation"))
     count = "ocpp_fleet_call_duration_seconds_count"
     assert value(registry, count, action="Heartbeat", outcome="ok") == 2
     assert value(registry, count, action="Heartbeat", outcome="callerror") == 1
@@ -98,8 +99,8 @@ def test_answered_round_trips_are_timed_by_action_and_outcome(
 def test_unanswered_calls_are_counted_not_timed(
     registry: CollectorRegistry, reporter: PrometheusReporter
 ) -> None:
-    reporter.round_trip("StatusNotification", 30.0, "timeout")
-    reporter.round_trip("StatusNotification", 2.0, "disconnected")
+    reporter.round_trip("StatusNotification", 30.0, TIMEOUT)
+    reporter.round_trip("StatusNotification", 2.0, DISCONNECTED)
     unanswered = "ocpp_fleet_calls_unanswered_total"
     assert value(registry, unanswered, action="StatusNotification", reason="timeout") == 1
     assert value(registry, unanswered, action="StatusNotification", reason="disconnected") == 1
@@ -118,7 +119,7 @@ def test_labels_stay_bounded_whatever_the_csms_sends(
 ) -> None:
     for i in range(50):
         reporter.csms_call(f"MadeUpAction{i}", 0.001, f"MadeUpCode{i}")
-        reporter.round_trip("Heartbeat", 0.01, f"callerror:Nonsense{i}")
+        reporter.round_trip("Heartbeat", 0.01, Outcome.callerror(f"Nonsense{i}"))
         reporter.connect_failed(f"os_error_{i}")
         reporter.disconnected(f"closed {4000 + i}")
     errors = "ocpp_fleet_callerrors_total"
@@ -224,10 +225,10 @@ def test_connections_pings_messages_and_lateness(
 
 
 def test_label_children_are_bound_once(reporter: PrometheusReporter) -> None:
-    reporter.round_trip("Heartbeat", 0.01, "ok")
-    bound = reporter._round_trips["Heartbeat", "ok"]
-    reporter.round_trip("Heartbeat", 0.02, "ok")
-    assert reporter._round_trips["Heartbeat", "ok"] is bound
+    reporter.round_trip("Heartbeat", 0.01, OK)
+    bound = reporter._round_trips["Heartbeat", OK]
+    reporter.round_trip("Heartbeat", 0.02, OK)
+    assert reporter._round_trips["Heartbeat", OK] is bound
 
 
 # -- FleetCollector ------------------------------------------------------------------
@@ -308,74 +309,94 @@ def test_wallboxes_joining_and_leaving_keep_the_counters_right(registry: Collect
     assert value(registry, "ocpp_fleet_transactions_stopped_total") == 1
 
 
-class _FlakyOutbox:
-    """An outbox whose depth raises as a deque changed by another thread would."""
+@pytest.fixture
+def fleet_loop() -> Any:
+    """An asyncio loop running in a thread of its own, as the fleet's loop runs beside
+    prometheus_client's server thread in `ocpp-fleet run`."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
 
-    def __init__(self, outbox: Any, failures: int) -> None:
-        self.outbox = outbox
-        self.failures = failures
+
+def on_loop(loop: asyncio.AbstractEventLoop, fn: Any) -> Any:
+    """Run ``fn()`` on ``loop`` and return its result (from another thread)."""
+
+    async def call() -> Any:
+        return fn()
+
+    return asyncio.run_coroutine_threadsafe(call(), loop).result(10)
+
+
+class _WatchedSource:
+    """A fleet whose wallbox list notes the threads that read it."""
+
+    def __init__(self, fleet: Any) -> None:
+        self.fleet = fleet
+        self.readers: set[int] = set()
 
     @property
-    def depth(self) -> int:
-        if self.failures:
-            self.failures -= 1
-            raise RuntimeError("deque mutated during iteration")
-        return int(self.outbox.depth)
+    def drivers(self) -> Any:
+        self.readers.add(threading.get_ident())
+        return self.fleet.drivers
 
     @property
-    def transaction_backlog(self) -> int:
-        return int(self.outbox.transaction_backlog)
+    def scenario(self) -> Any:
+        return self.fleet.scenario
 
-    @property
-    def in_flight(self) -> Any:
-        return self.outbox.in_flight
+    def clock(self) -> float:
+        return float(self.fleet.clock())
 
 
-def test_a_wallbox_the_loop_changes_during_a_scrape_is_read_again(
-    registry: CollectorRegistry,
+def test_a_scrape_reads_the_fleet_on_its_loop_never_on_its_own_thread(
+    registry: CollectorRegistry, fleet_loop: asyncio.AbstractEventLoop
 ) -> None:
+    source = _WatchedSource(make_fleet(2, FakeClock()))
+    collector = FleetCollector(registry=registry)
+    collector.add(source, loop=fleet_loop)
+    loop_thread = on_loop(fleet_loop, threading.get_ident)
+    source.fleet.drivers[0].wallbox.transactions.append(_stopped_transaction())
+    assert value(registry, "ocpp_fleet_transactions_stopped_total") == 1  # a fresh reading
+    assert value(registry, "ocpp_fleet_chargers") == 2
+    assert source.readers == {loop_thread}
+
+
+def test_a_loop_that_does_not_answer_in_time_serves_its_last_reading(
+    registry: CollectorRegistry,
+    fleet_loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import emulator.metrics.prometheus as prometheus
+
+    monkeypatch.setattr(prometheus, "READING_WAIT", 0.05)
     fleet = make_fleet(2, FakeClock())
     collector = FleetCollector(registry=registry)
-    collector.add(fleet)
-    wallbox = fleet.drivers[0].wallbox
-    wallbox.transactions.append(_stopped_transaction())
-    wallbox.outbox = _FlakyOutbox(wallbox.outbox, failures=2)  # type: ignore[assignment]
-    assert value(registry, "ocpp_fleet_transactions_started_total") == 1
-    assert value(registry, "ocpp_fleet_connectors", status="Available") == 2
-
-
-def test_a_wallbox_that_keeps_changing_counts_with_its_last_reading(
-    registry: CollectorRegistry,
-) -> None:
-    fleet = make_fleet(2, FakeClock())
-    collector = FleetCollector(registry=registry)
-    collector.add(fleet)
-    wallbox = fleet.drivers[0].wallbox
-    wallbox.transactions.append(_stopped_transaction())
-    assert value(registry, "ocpp_fleet_transactions_stopped_total") == 1
-    wallbox.transactions.append(_stopped_transaction())
-    wallbox.outbox = _FlakyOutbox(wallbox.outbox, failures=10**6)  # type: ignore[assignment]
-    collected = {m.name: m for m in collector.collect()}  # never raises into the scrape
-    assert collected["ocpp_fleet_chargers"].samples[0].value == 2
-    assert collected["ocpp_fleet_transactions_stopped"].samples[0].value == 1  # last reading
-    available = [
-        s for s in collected["ocpp_fleet_connectors"].samples if s.labels["status"] == "Available"
-    ]
-    assert available[0].value == 1  # no gauges from a wallbox that could not be read
+    collector.add(fleet, loop=fleet_loop)
+    release = threading.Event()
+    fleet_loop.call_soon_threadsafe(release.wait, 10)  # the loop is busy
+    try:
+        fleet.add_wallbox(3, fleet.drivers[0].wallbox.model)
+        assert value(registry, "ocpp_fleet_chargers") == 2  # the reading of before
+    finally:
+        release.set()
+    assert value(registry, "ocpp_fleet_chargers") == 3
 
 
 def test_scrapes_from_another_thread_while_the_fleet_changes_never_fail(
-    registry: CollectorRegistry,
+    registry: CollectorRegistry, fleet_loop: asyncio.AbstractEventLoop
 ) -> None:
-    """`ocpp-fleet run` scrapes in prometheus_client's thread while the loop thread adds
-    and removes wallboxes and their transactions: no scrape fails, counters never drop."""
+    """`ocpp-fleet run` scrapes in prometheus_client's thread while the loop adds and
+    removes wallboxes and their transactions: no scrape fails, counters never drop."""
     fleet = make_fleet(20, FakeClock())
     collector = FleetCollector(registry=registry)
-    collector.add(fleet)
+    collector.add(fleet, loop=fleet_loop)
     model = fleet.drivers[0].wallbox.model
     stop = threading.Event()
 
-    def churn() -> None:
+    async def churn() -> None:
         number = 1000
         while not stop.is_set():
             number += 1
@@ -384,18 +405,15 @@ def test_scrapes_from_another_thread_while_the_fleet_changes_never_fail(
                 driver.wallbox.transactions.append(_stopped_transaction())
             if len(fleet.drivers) > 40:
                 fleet.remove_wallbox(number - 20)
+            await asyncio.sleep(0)
 
-    thread = threading.Thread(target=churn, daemon=True)
-    thread.start()
+    churning = asyncio.run_coroutine_threadsafe(churn(), fleet_loop)
     try:
-        started = []
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            started.append(value(registry, "ocpp_fleet_transactions_started_total"))
+        started = [value(registry, "ocpp_fleet_transactions_started_total") for _ in range(50)]
     finally:
         stop.set()
-        thread.join(5)
-    assert started == sorted(started) and started[-1] > 0
+        churning.result(10)
+    assert started == sorted(started) and started[-1] > started[0]
 
 
 def _stopped_transaction() -> Transaction:
@@ -419,9 +437,9 @@ def _exercised_registry() -> CollectorRegistry:
     """Every metric with at least one sample, so its labels show."""
     registry = new_registry(process=False)
     reporter = PrometheusReporter(registry=registry)
-    reporter.round_trip("Heartbeat", 0.01, "ok")
-    reporter.round_trip("Heartbeat", 0.01, "callerror:InternalError")
-    reporter.round_trip("Heartbeat", 0.01, "timeout")
+    reporter.round_trip("Heartbeat", 0.01, OK)
+    reporter.round_trip("Heartbeat", 0.01, Outcome.callerror("InternalError"))
+    reporter.round_trip("Heartbeat", 0.01, TIMEOUT)
     reporter.csms_call("Reset", 0.001, "TypeConstraintViolation")
     reporter.csms_call("(unexpected error)", 0.0, "UnexpectedUniqueId")
     reporter.connected(0.01)

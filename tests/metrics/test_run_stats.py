@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.metrics import MultiReporter, NullReporter, Reporter, RunStats
-from emulator.metrics.stats import Direction
+from emulator.metrics.stats import Direction, outcome_keys
 
 
 class FakeClock:
@@ -21,16 +22,16 @@ def test_run_stats_null_and_multi_reporters_are_reporters() -> None:
 
 def test_round_trips_are_kept_per_action_and_outcome() -> None:
     stats = RunStats()
-    stats.round_trip("Heartbeat", 0.010, "ok")
-    stats.round_trip("Heartbeat", 0.020, "ok")
-    stats.round_trip("Heartbeat", 0.005, "callerror:InternalError")
-    stats.round_trip("Heartbeat", 30.0, "timeout")
-    stats.round_trip("Heartbeat", 2.0, "disconnected")
-    stats.round_trip("MeterValues", 0.004, "schema:FormationViolation")
+    stats.round_trip("Heartbeat", 0.010, OK)
+    stats.round_trip("Heartbeat", 0.020, OK)
+    stats.round_trip("Heartbeat", 0.005, Outcome.callerror("InternalError"))
+    stats.round_trip("Heartbeat", 30.0, TIMEOUT)
+    stats.round_trip("Heartbeat", 2.0, DISCONNECTED)
+    stats.round_trip("MeterValues", 0.004, Outcome.schema("FormationViolation"))
     heartbeat = stats.actions[Direction.CP_TO_CSMS, "Heartbeat"]
     assert heartbeat.count == 5
     assert heartbeat.errors == 3
-    assert heartbeat.outcomes == {
+    assert outcome_keys(heartbeat.outcomes) == {
         "ok": 2,
         "callerror:InternalError": 1,
         "timeout": 1,
@@ -40,7 +41,7 @@ def test_round_trips_are_kept_per_action_and_outcome() -> None:
     assert heartbeat.latency.count == 3
     assert heartbeat.latency.max == 0.020
     meter_values = stats.actions[Direction.CP_TO_CSMS, "MeterValues"]
-    assert meter_values.outcomes == {"schema:FormationViolation": 1}
+    assert outcome_keys(meter_values.outcomes) == {"schema:FormationViolation": 1}
     assert meter_values.latency.count == 1
 
 
@@ -48,9 +49,9 @@ def test_csms_calls_are_kept_apart_from_charger_calls_of_the_same_name() -> None
     stats = RunStats()
     stats.csms_call("DataTransfer", 0.001, None)
     stats.csms_call("DataTransfer", 0.002, "NotImplemented")
-    stats.round_trip("DataTransfer", 0.05, "ok")
+    stats.round_trip("DataTransfer", 0.05, OK)
     handled = stats.actions[Direction.CSMS_TO_CP, "DataTransfer"]
-    assert handled.outcomes == {"ok": 1, "callerror:NotImplemented": 1}
+    assert outcome_keys(handled.outcomes) == {"ok": 1, "callerror:NotImplemented": 1}
     assert handled.latency.count == 2
     assert stats.actions[Direction.CP_TO_CSMS, "DataTransfer"].count == 1
 
@@ -96,8 +97,8 @@ def test_elapsed_runs_until_stop() -> None:
 def test_merging_run_stats_adds_everything_up() -> None:
     clock = FakeClock()
     a, b = RunStats(clock=clock), RunStats(clock=clock)
-    a.round_trip("Heartbeat", 0.01, "ok")
-    b.round_trip("Heartbeat", 0.02, "timeout")
+    a.round_trip("Heartbeat", 0.01, OK)
+    b.round_trip("Heartbeat", 0.02, TIMEOUT)
     b.csms_call("Reset", 0.001, None)
     a.connected(0.1)
     b.disconnected("reset")
@@ -110,7 +111,10 @@ def test_merging_run_stats_adds_everything_up() -> None:
     clock.now += 10
     a.stop()
     a.merge(b)
-    assert a.actions[Direction.CP_TO_CSMS, "Heartbeat"].outcomes == {"ok": 1, "timeout": 1}
+    assert outcome_keys(a.actions[Direction.CP_TO_CSMS, "Heartbeat"].outcomes) == {
+        "ok": 1,
+        "timeout": 1,
+    }
     assert a.actions[Direction.CSMS_TO_CP, "Reset"].count == 1
     assert (a.connects, a.reconnects, a.messages_sent) == (2, 1, 2)
     assert a.connect_failures == {"timeout": 1}
@@ -123,7 +127,7 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
         self.calls.append(("round_trip", action, seconds, outcome))
 
     def csms_call(self, action: str, seconds: float, error: str | None) -> None:
@@ -151,7 +155,7 @@ class Recorder:
 def test_multi_reporter_passes_every_event_to_each_reporter() -> None:
     first, second = Recorder(), Recorder()
     multi = MultiReporter(reporters=[first, second, NullReporter()])
-    multi.round_trip("Authorize", 0.1, "ok")
+    multi.round_trip("Authorize", 0.1, OK)
     multi.csms_call("Reset", 0.2, "NotSupported")
     multi.connected(0.3)
     multi.connect_failed("refused")
@@ -160,7 +164,7 @@ def test_multi_reporter_passes_every_event_to_each_reporter() -> None:
     multi.message_sent()
     multi.message_received()
     expected = [
-        ("round_trip", "Authorize", 0.1, "ok"),
+        ("round_trip", "Authorize", 0.1, OK),
         ("csms_call", "Reset", 0.2, "NotSupported"),
         ("connected", 0.3),
         ("connect_failed", "refused"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.metrics.slo import (
     Slo,
     SloError,
@@ -203,16 +204,16 @@ def sample_run() -> RunStats:
     clock = Clock()
     stats = RunStats(clock=clock)
     for _ in range(90):
-        stats.round_trip("StartTransaction", 0.010, "ok")
+        stats.round_trip("StartTransaction", 0.010, OK)
     for _ in range(7):
-        stats.round_trip("StartTransaction", 0.100, "ok")
+        stats.round_trip("StartTransaction", 0.100, OK)
     for _ in range(2):
-        stats.round_trip("StartTransaction", 0.100, "callerror:InternalError")
-    stats.round_trip("StartTransaction", 1.0, "schema:FormationViolation")
-    stats.round_trip("StartTransaction", 30.0, "timeout")
-    stats.round_trip("StartTransaction", 2.0, "disconnected")
+        stats.round_trip("StartTransaction", 0.100, Outcome.callerror("InternalError"))
+    stats.round_trip("StartTransaction", 1.0, Outcome.schema("FormationViolation"))
+    stats.round_trip("StartTransaction", 30.0, TIMEOUT)
+    stats.round_trip("StartTransaction", 2.0, DISCONNECTED)
     for _ in range(50):
-        stats.round_trip("Heartbeat", 0.002, "ok")
+        stats.round_trip("Heartbeat", 0.002, OK)
     stats.csms_call("RemoteStartTransaction", 9.0, None)  # not a charger call: never judged
     for _ in range(99):
         stats.connected(0.01)
@@ -297,7 +298,7 @@ def test_an_action_without_calls_fails_with_no_calls() -> None:
 
 def test_a_latency_of_calls_that_all_went_unanswered_fails() -> None:
     stats = RunStats()
-    stats.round_trip("Authorize", 30.0, "timeout")
+    stats.round_trip("Authorize", 30.0, TIMEOUT)
     result = judge("Authorize:p99<10s", stats).results[0]
     assert not result.passed and result.value is None
     assert result.value_text == "no answers"
@@ -365,8 +366,8 @@ def test_the_plain_text_table_has_a_row_per_slo_and_the_verdict_last() -> None:
 
 def test_values_print_with_three_significant_digits() -> None:
     stats = RunStats()
-    stats.round_trip("Heartbeat", 0.0004123, "ok")
-    stats.round_trip("MeterValues", 1.23456, "ok")
+    stats.round_trip("Heartbeat", 0.0004123, OK)
+    stats.round_trip("MeterValues", 1.23456, OK)
     assert judge("Heartbeat:max<1s", stats).results[0].value_text == "0.000412 s"
     assert judge("MeterValues:max<1ms", stats).results[0].value_text == "1,235 ms"
     assert judge("Heartbeat:max<1ms", stats).results[0].value_text == "0.412 ms"

@@ -5,6 +5,7 @@ import json
 
 from rich.console import Console
 
+from emulator.core.outcome import OK, TIMEOUT, Outcome
 from emulator.metrics import RunStats
 from emulator.metrics.summary import render_summary, summary_dict
 
@@ -21,11 +22,11 @@ def sample_run() -> RunStats:
     clock = FakeClock()
     stats = RunStats(clock=clock)
     for ms in range(1, 101):  # 1..100 ms
-        stats.round_trip("Heartbeat", ms / 1000, "ok")
-    stats.round_trip("Heartbeat", 30.0, "timeout")
-    stats.round_trip("Authorize", 0.004, "callerror:InternalError")
-    stats.round_trip("Authorize", 0.004, "callerror:InternalError")
-    stats.round_trip("Authorize", 0.006, "ok")
+        stats.round_trip("Heartbeat", ms / 1000, OK)
+    stats.round_trip("Heartbeat", 30.0, TIMEOUT)
+    stats.round_trip("Authorize", 0.004, Outcome.callerror("InternalError"))
+    stats.round_trip("Authorize", 0.004, Outcome.callerror("InternalError"))
+    stats.round_trip("Authorize", 0.006, OK)
     stats.csms_call("RemoteStartTransaction", 0.0005, None)
     stats.csms_call("DataTransfer", 0.0001, "NotImplemented")
     for _ in range(4):
@@ -83,7 +84,12 @@ def test_summary_totals_each_direction() -> None:
 
 def test_a_long_breakdown_is_cut_to_the_three_most_frequent() -> None:
     stats = RunStats()
-    for outcome, n in [("timeout", 4), ("callerror:A", 3), ("callerror:B", 2), ("schema", 1)]:
+    for outcome, n in [
+        (TIMEOUT, 4),
+        (Outcome.callerror("A"), 3),
+        (Outcome.callerror("B"), 2),
+        (Outcome.schema(), 1),
+    ]:
         for _ in range(n):
             stats.round_trip("MeterValues", 0.01, outcome)
     assert cells(line_of(rendered(stats), "MeterValues"))[7] == "timeout 4, A 3, B 2, +1 more"

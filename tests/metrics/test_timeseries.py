@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.metrics.stats import Direction, RunStats
 from emulator.metrics.timeseries import (
     ActionRow,
@@ -71,11 +72,11 @@ def test_rows_hold_each_window_only_with_percentiles_failures_and_gauges() -> No
     clock = FakeClock()
     stats, series = make_series(clock)
     for ms in range(1, 101):
-        stats.round_trip("Heartbeat", ms / 1000, "ok")
-    stats.round_trip("StartTransaction", 0.004, "callerror:InternalError")
-    stats.round_trip("StartTransaction", 0.006, "callerror:InternalError")
-    stats.round_trip("StartTransaction", 30.0, "timeout")
-    stats.round_trip("MeterValues", 0.003, "schema:FormationViolation")
+        stats.round_trip("Heartbeat", ms / 1000, OK)
+    stats.round_trip("StartTransaction", 0.004, Outcome.callerror("InternalError"))
+    stats.round_trip("StartTransaction", 0.006, Outcome.callerror("InternalError"))
+    stats.round_trip("StartTransaction", 30.0, TIMEOUT)
+    stats.round_trip("MeterValues", 0.003, Outcome.schema("FormationViolation"))
     stats.csms_call("RemoteStartTransaction", 0.0005, None)
     stats.csms_call("DataTransfer", 0.0001, "NotImplemented")
     for _ in range(3):
@@ -89,13 +90,13 @@ def test_rows_hold_each_window_only_with_percentiles_failures_and_gauges() -> No
     first = series.sample()
 
     for _ in range(10):
-        stats.round_trip("Heartbeat", 0.200, "ok")
+        stats.round_trip("Heartbeat", 0.200, OK)
     stats.message_received()
     clock.now = 20.0
     second = series.sample()
 
-    stats.round_trip("Heartbeat", 0.005, "ok")
-    stats.round_trip("Heartbeat", 2.0, "disconnected")
+    stats.round_trip("Heartbeat", 0.005, OK)
+    stats.round_trip("Heartbeat", 2.0, DISCONNECTED)
     clock.now = 23.5
     last = series.finish()
     assert series.finish() is None, "nothing new: no empty row"
@@ -164,7 +165,7 @@ def test_rows_hold_each_window_only_with_percentiles_failures_and_gauges() -> No
 def test_a_window_without_answers_has_no_percentiles() -> None:
     clock = FakeClock()
     stats, series = make_series(clock)
-    stats.round_trip("Authorize", 30.0, "timeout")
+    stats.round_trip("Authorize", 30.0, TIMEOUT)
     clock.now = 10.0
     row = series.sample()
     assert row is not None
@@ -296,7 +297,7 @@ def test_recorder_samples_on_a_cadence_and_takes_a_final_row_when_cancelled() ->
         async def traffic() -> None:
             async with series.running():
                 for _ in range(1000):  # bounded: ~10 s at most, cancelled long before
-                    stats.round_trip("Heartbeat", 0.001, "ok")
+                    stats.round_trip("Heartbeat", 0.001, OK)
                     await asyncio.sleep(0.01)
 
         task = asyncio.create_task(traffic())
@@ -333,7 +334,7 @@ def test_a_row_of_twenty_actions_counts_exactly_what_was_recorded_since_the_last
         for name, calls in recorded.items():
             for i in range(calls):
                 timeouts += i % 50 == 0
-                stats.round_trip(name, 0.01 * (1 + i % 7), "timeout" if i % 50 == 0 else "ok")
+                stats.round_trip(name, 0.01 * (1 + i % 7), TIMEOUT if i % 50 == 0 else OK)
         row = series.sample()
         assert row is not None
         assert {a.action: a.count for a in row.actions} == recorded

@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from emulator.metrics.stats import Direction, Histogram, RunStats
+from emulator.core.outcome import OK, TIMEOUT, Outcome
+from emulator.metrics.stats import Direction, Histogram, RunStats, outcome_keys
 
 # A bucket spans 1/64 of its octave: a value is within 1/64 of its bucket's edges.
 BUCKET = 1 / 64
@@ -115,10 +116,10 @@ def test_windows_add_up_to_the_run() -> None:
 def test_a_snapshot_is_a_frozen_copy_that_ends_when_it_was_taken() -> None:
     clock = Clock()
     stats = RunStats(clock=clock)
-    stats.round_trip("Heartbeat", 0.005, "ok")
+    stats.round_trip("Heartbeat", 0.005, OK)
     clock.now += 10
     snap = stats.snapshot()
-    stats.round_trip("Heartbeat", 0.005, "ok")
+    stats.round_trip("Heartbeat", 0.005, OK)
     stats.connected(0.01)
     clock.now += 5
     assert snap.elapsed == pytest.approx(10.0)
@@ -134,18 +135,18 @@ def test_a_window_holds_the_counts_and_outcomes_between_two_snapshots() -> None:
     # Before the window: the ramp.
     for _ in range(10):
         stats.connected(0.050)
-        stats.round_trip("BootNotification", 0.100, "ok")
+        stats.round_trip("BootNotification", 0.100, OK)
         stats.message_sent()
     stats.connect_failed("refused")
-    stats.round_trip("Heartbeat", 0.002, "ok")
+    stats.round_trip("Heartbeat", 0.002, OK)
     stats.increment("sessions", 3)
     clock.now += 5
     start = stats.snapshot()
     # The window.
     for _ in range(4):
-        stats.round_trip("Heartbeat", 0.004, "ok")
-    stats.round_trip("Heartbeat", 30.0, "timeout")
-    stats.round_trip("StartTransaction", 0.020, "callerror:InternalError")
+        stats.round_trip("Heartbeat", 0.004, OK)
+    stats.round_trip("Heartbeat", 30.0, TIMEOUT)
+    stats.round_trip("StartTransaction", 0.020, Outcome.callerror("InternalError"))
     stats.csms_call("Reset", 0.001, None)
     stats.disconnected("reset")
     stats.connect_failed("refused")
@@ -159,7 +160,7 @@ def test_a_window_holds_the_counts_and_outcomes_between_two_snapshots() -> None:
     clock.now += 20
     end = stats.snapshot()
     # After the window: the drain.
-    stats.round_trip("StopTransaction", 0.050, "ok")
+    stats.round_trip("StopTransaction", 0.050, OK)
     stats.disconnected("stopped")
 
     window = end.since(start)
@@ -170,11 +171,11 @@ def test_a_window_holds_the_counts_and_outcomes_between_two_snapshots() -> None:
         (Direction.CSMS_TO_CP, "Reset"),
     }  # BootNotification had no call in the window, StopTransaction came after it
     heartbeat = window.actions[Direction.CP_TO_CSMS, "Heartbeat"]
-    assert dict(heartbeat.outcomes) == {"ok": 4, "timeout": 1}
+    assert outcome_keys(heartbeat.outcomes) == {"ok": 4, "timeout": 1}
     assert heartbeat.count == 5 and heartbeat.errors == 1
     assert heartbeat.latency.count == 4  # the timeout is counted, not timed
     assert heartbeat.latency.percentile(50) == pytest.approx(0.004, rel=BUCKET / 2)
-    assert dict(window.actions[Direction.CP_TO_CSMS, "StartTransaction"].outcomes) == {
+    assert outcome_keys(window.actions[Direction.CP_TO_CSMS, "StartTransaction"].outcomes) == {
         "callerror:InternalError": 1
     }
     assert window.connects == 1 and window.reconnects == 1
@@ -189,10 +190,10 @@ def test_a_window_holds_the_counts_and_outcomes_between_two_snapshots() -> None:
 def test_a_window_until_now_reads_the_live_stats() -> None:
     clock = Clock()
     stats = RunStats(clock=clock)
-    stats.round_trip("Heartbeat", 0.002, "ok")
+    stats.round_trip("Heartbeat", 0.002, OK)
     start = stats.snapshot()
     clock.now += 3
-    stats.round_trip("Heartbeat", 0.004, "ok")
+    stats.round_trip("Heartbeat", 0.004, OK)
     window = stats.since(start)
     assert window.elapsed == pytest.approx(3.0)
     assert window.actions[Direction.CP_TO_CSMS, "Heartbeat"].count == 1
@@ -205,12 +206,12 @@ def test_a_window_from_the_first_snapshot_is_the_whole_run() -> None:
     clock = Clock()
     stats = RunStats(clock=clock)
     start = stats.snapshot()
-    for outcome in ("ok", "ok", "timeout", "schema"):
+    for outcome in (OK, OK, TIMEOUT, Outcome.schema()):
         stats.round_trip("MeterValues", 0.010, outcome)
     clock.now += 7
     window = stats.snapshot().since(start)
     meter = window.actions[Direction.CP_TO_CSMS, "MeterValues"]
-    assert dict(meter.outcomes) == {"ok": 2, "timeout": 1, "schema": 1}
+    assert outcome_keys(meter.outcomes) == {"ok": 2, "timeout": 1, "schema": 1}
     assert meter.latency.count == 3
     assert (meter.latency.min, meter.latency.max) == (0.010, 0.010)
     assert window.elapsed == pytest.approx(7.0)
@@ -219,7 +220,7 @@ def test_a_window_from_the_first_snapshot_is_the_whole_run() -> None:
 def test_a_snapshot_costs_nothing_per_message_and_changes_nothing() -> None:
     stats = RunStats()
     for _ in range(100):
-        stats.round_trip("Heartbeat", 0.002, "ok")
+        stats.round_trip("Heartbeat", 0.002, OK)
     before = stats.actions[Direction.CP_TO_CSMS, "Heartbeat"].latency.percentiles((50, 99))
     snapshots = [stats.snapshot() for _ in range(3)]
     assert stats.actions[Direction.CP_TO_CSMS, "Heartbeat"].latency.percentiles((50, 99)) == before

@@ -15,6 +15,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.metrics.stats import Direction, Histogram, RunStats
 
 
@@ -42,17 +43,17 @@ def a_window(clock: Clock) -> RunStats:
     rng = np.random.default_rng(11)
     run = RunStats(clock=clock)
     for v in rng.lognormal(np.log(0.02), 0.4, 500):
-        run.round_trip("MeterValues", float(v), "ok")
+        run.round_trip("MeterValues", float(v), OK)
     before = run.snapshot()
     clock.now += 3.0
     for v in rng.lognormal(np.log(0.05), 0.6, 400):
-        run.round_trip("MeterValues", float(v), "ok")
+        run.round_trip("MeterValues", float(v), OK)
     for v in rng.lognormal(np.log(0.08), 0.3, 60):
-        run.round_trip("StartTransaction", float(v), "ok")
-    run.round_trip("StartTransaction", 0.3, "callerror:InternalError")
-    run.round_trip("StartTransaction", 30.0, "timeout")
-    run.round_trip("Heartbeat", 0.004, "schema:FormationViolation")
-    run.round_trip("StatusNotification", 1.0, "disconnected")
+        run.round_trip("StartTransaction", float(v), OK)
+    run.round_trip("StartTransaction", 0.3, Outcome.callerror("InternalError"))
+    run.round_trip("StartTransaction", 30.0, TIMEOUT)
+    run.round_trip("Heartbeat", 0.004, Outcome.schema("FormationViolation"))
+    run.round_trip("StatusNotification", 1.0, DISCONNECTED)
     run.csms_call("RemoteStartTransaction", 0.0004, None)
     run.csms_call("GetConfiguration", 0.0002, "NotSupported")
     run.connected(0.012)
