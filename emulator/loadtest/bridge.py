@@ -60,7 +60,6 @@ from emulator.fleet.health import GeneratorHealth, HealthSnapshot
 from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet
 from emulator.fleet.stopping import STOP_CAP, STOP_STALL, StopProgress
-from emulator.loadtest.options import FleetOptions
 from emulator.loadtest.partition import (
     SlotAllocator,
     charger_number,
@@ -80,6 +79,7 @@ from emulator.loadtest.requests import (
 from emulator.metrics.fleetview import FleetCounts, tally
 from emulator.metrics.looplag import LoopLagMonitor
 from emulator.metrics.stats import Histogram
+from emulator.run.setup import RunSetup
 from emulator.transport.driver import WallboxDriver
 
 if TYPE_CHECKING:
@@ -373,7 +373,7 @@ class _LoopSide:
     def __init__(
         self,
         *,
-        options: FleetOptions,
+        options: RunSetup,
         put: Callable[[Message], None],
         publish: Callable[[FleetSnapshot], None],
         snapshot_interval: float,
@@ -514,7 +514,7 @@ class FleetBridge:
         self._slots: SlotAllocator | None = None
         self._first_number = 1
         self._worker_index = 0
-        self.options: FleetOptions | None = None
+        self.options: RunSetup | None = None
         # The loop's last snapshot and its wire form: one reference, swapped atomically.
         self._published: tuple[FleetSnapshot, dict[str, Any]] | None = None
         self.errors: deque[str] = deque(maxlen=20)
@@ -534,7 +534,7 @@ class FleetBridge:
 
     def configure(
         self,
-        options: FleetOptions,
+        options: RunSetup,
         *,
         worker_index: int,
         timeout: float = 30.0,
@@ -560,7 +560,7 @@ class FleetBridge:
         self.thread.call(lambda: asyncio.ensure_future(side.serve()))
         _wait_until(lambda: self._serving or not self.thread.running, timeout, "the fleet")
 
-    async def _make_side(self, options: FleetOptions, detailed: bool = False) -> _LoopSide:
+    async def _make_side(self, options: RunSetup, detailed: bool = False) -> _LoopSide:
         return _LoopSide(
             options=options,
             put=self._queue.append,

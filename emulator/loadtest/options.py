@@ -50,7 +50,6 @@ __all__ = [
     "SLO_ENV",
     "WINDOWS_OPTION",
     "WORKERS_OPTION",
-    "FleetOptions",
     "MetricsAddress",
     "OptionError",
     "WorkerOptions",
@@ -96,9 +95,6 @@ def add_arguments(parser: Any) -> None:
         return keywords
 
     add_to_parser(parser, "locust", locust_keywords)
-
-
-FleetOptions = RunSetup  # what a Locust fleet runs with: the one run setup
 
 
 def _get(parsed: Any, name: str) -> str:

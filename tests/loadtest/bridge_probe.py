@@ -29,8 +29,8 @@ from emulator.csms import (
 )
 from emulator.fleet.scenario import parse_scenario
 from emulator.loadtest.bridge import FleetBridge
-from emulator.loadtest.options import FleetOptions
 from emulator.metrics.prometheus import FleetCollector, PrometheusReporter, new_registry
+from emulator.run.setup import RunSetup
 from tests.loadtest.support import scenario_text
 
 native_id = gevent.monkey.get_original("threading", "get_native_id")
@@ -126,14 +126,13 @@ def main() -> int:
     csms: ReferenceCsms = bridge.thread.run(start_csms, timeout=10)
     scenario = parse_scenario(scenario_text(prefix=PREFIX, response_timeout=1.0), source="<probe>")
     bridge.configure(
-        FleetOptions(
+        RunSetup(
+            command="locust",
             scenario_path=Path("<probe>"),
             scenario=scenario,
             csms_url=csms.url,
-            id_prefix=None,
             seed=1,
             ids_per_worker=100,
-            source_addresses=(),
         ),
         worker_index=2,  # numbers 201..300: the prefix and range come from the worker
     )
