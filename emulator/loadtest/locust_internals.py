@@ -184,96 +184,142 @@ def _parameters(function: Any) -> list[str]:
     return list(inspect.signature(function).parameters)
 
 
-def broken_assumptions() -> list[str]:
-    """What this module relies on and the installed Locust no longer does (empty: all
-    holds).  Each entry names the assumption."""
-    broken: list[str] = []
-
-    def need(ok: object, what: str) -> None:
-        if not ok:
-            broken.append(what)
-
-    runners_source = _source(locust_runners)
-    need(
-        isinstance(getattr(locust_runners, "MASTER_HEARTBEAT_TIMEOUT", None), int)
-        and "time.time() - MASTER_HEARTBEAT_TIMEOUT"
-        in _source(WorkerRunner.heartbeat_timeout_checker),
-        "runners.MASTER_HEARTBEAT_TIMEOUT is an int the worker reads at each check",
+def _master_silence_is_read_at_each_check() -> bool:
+    return isinstance(
+        getattr(locust_runners, "MASTER_HEARTBEAT_TIMEOUT", None), int
+    ) and "time.time() - MASTER_HEARTBEAT_TIMEOUT" in _source(
+        WorkerRunner.heartbeat_timeout_checker
     )
-    listener = _source(MasterRunner.handle_message)
-    need(
+
+
+def _liveness_is_read_when_a_worker_beats() -> bool:
+    handler = _source(MasterRunner.handle_message)
+    return (
         isinstance(getattr(locust_runners, "HEARTBEAT_LIVENESS", None), int)
-        and "heartbeat_liveness=HEARTBEAT_LIVENESS" in listener
-        and "c.heartbeat = HEARTBEAT_LIVENESS" in listener,
-        "runners.HEARTBEAT_LIVENESS is an int the master reads when a worker connects or beats",
+        and "heartbeat_liveness=HEARTBEAT_LIVENESS" in handler
+        and "c.heartbeat = HEARTBEAT_LIVENESS" in handler
     )
-    need(
+
+
+def _master_quit_waits_half_a_second() -> bool:
+    source = _source(MasterRunner.quit)
+    return (
         _parameters(MasterRunner.quit) == ["self"]
-        and 'Message("quit"' in _source(MasterRunner.quit)
-        and "gevent.sleep(0.5)" in _source(MasterRunner.quit),
-        "MasterRunner.quit() tells the workers to quit and waits only half a second",
+        and 'Message("quit"' in source
+        and "gevent.sleep(0.5)" in source
     )
-    main_source = _source(locust.main)
-    need(
-        "runner.quit()" in main_source,
-        "Locust's main calls runner.quit() on the instance (a replaced quit is called)",
+
+
+def _send_stats_reports_now() -> bool:
+    return _parameters(WorkerRunner._send_stats) == ["self"] and "report_to_master.fire" in _source(
+        WorkerRunner._send_stats
     )
-    need(
-        _parameters(WorkerRunner._send_stats) == ["self"]
-        and "report_to_master.fire" in _source(WorkerRunner._send_stats),
-        "WorkerRunner._send_stats() fires report_to_master and sends the report now",
-    )
-    need(
-        isinstance(getattr(locust.log, "unhandled_greenlet_exception", None), bool),
-        "locust.log.unhandled_greenlet_exception is a bool",
-    )
-    need(
-        "self.worker_state = STATE_SPAWNING" in _source(WorkerRunner.handle_message),
-        "a worker's worker_state is STATE_SPAWNING while it spawns",
-    )
-    need(
-        all(
-            isinstance(getattr(locust_runners.WorkerNodes, name, None), property)
-            for name in ("ready", "spawning", "running")
-        )
-        and _parameters(MasterRunner.get_worker_index) == ["self", "client_id"],
-        "a master's clients have ready/spawning/running and get_worker_index(client_id)",
-    )
-    need(
-        "self.spawn_rate = spawn_rate" in runners_source,
-        "a master keeps its spawn rate in runner.spawn_rate",
-    )
-    stats_error = _parameters(locust.stats.StatsError.__init__)
-    need(
-        all(name in stats_error for name in ("method", "error", "occurrences")),
-        "a statistics error row has method, error and occurrences",
-    )
-    need(
-        _parameters(argument_parser.default_args_dict) == []
-        and re.search(
+
+
+def _worker_bookkeeping() -> bool:
+    nodes = locust_runners.WorkerNodes
+    return all(
+        isinstance(getattr(nodes, name, None), property)
+        for name in ("ready", "spawning", "running")
+    ) and _parameters(MasterRunner.get_worker_index) == ["self", "client_id"]
+
+
+def _spawn_handler_tests_default_args() -> bool:
+    return _parameters(argument_parser.default_args_dict) == [] and bool(
+        re.search(
             r"if k not in argument_parser\.default_args_dict\(\)",
             _source(WorkerRunner.handle_message),
-        ),
-        "a worker keeps the spawn message's options not in argument_parser.default_args_dict()",
+        )
     )
+
+
+def _init_listener_can_end_the_process() -> bool:
     fire = _source(locust.event.EventHook.fire)
-    need(
-        "except Exception:" in fire and "BaseException" not in fire,
+    return "except Exception:" in fire and "BaseException" not in fire
+
+
+def _init_fires_before_a_headless_start() -> bool:
+    main = _source(locust.main)
+    init_at = main.find("events.init.fire(")
+    return 0 <= init_at < main.find("start_automatic_run()", init_at)
+
+
+def _swarm_endpoint_refuses_with_a_message() -> bool:
+    web = _source(locust.web)
+    return (
+        SWARM_ENDPOINT == "locust.swarm"
+        and 'Blueprint("locust"' in web
+        and '@app_blueprint.route("/swarm", methods=["POST"])' in web
+        and "def swarm()" in web
+        and '{"success": False, "message": err_msg' in web
+    )
+
+
+# What this module relies on: (the assumption, its check).
+_ASSUMPTIONS: tuple[tuple[str, Callable[[], bool]], ...] = (
+    (
+        "runners.MASTER_HEARTBEAT_TIMEOUT is an int a worker reads at each check",
+        _master_silence_is_read_at_each_check,
+    ),
+    (
+        "runners.HEARTBEAT_LIVENESS is an int a master reads when a worker connects or beats",
+        _liveness_is_read_when_a_worker_beats,
+    ),
+    (
+        "MasterRunner.quit() tells the workers to quit and waits only half a second",
+        _master_quit_waits_half_a_second,
+    ),
+    (
+        "Locust's main calls runner.quit() on the instance (a replaced quit is called)",
+        lambda: "runner.quit()" in _source(locust.main),
+    ),
+    (
+        "WorkerRunner._send_stats() fires report_to_master and sends the report now",
+        _send_stats_reports_now,
+    ),
+    (
+        "locust.log.unhandled_greenlet_exception is a bool",
+        lambda: isinstance(getattr(locust.log, "unhandled_greenlet_exception", None), bool),
+    ),
+    (
+        "a worker's worker_state is STATE_SPAWNING while it spawns",
+        lambda: "self.worker_state = STATE_SPAWNING" in _source(WorkerRunner.handle_message),
+    ),
+    (
+        "a master's clients have ready/spawning/running and get_worker_index(client_id)",
+        _worker_bookkeeping,
+    ),
+    (
+        "a master keeps its spawn rate in runner.spawn_rate",
+        lambda: "self.spawn_rate = spawn_rate" in _source(MasterRunner.start),
+    ),
+    (
+        "a statistics error row has method, error and occurrences",
+        lambda: (
+            {"method", "error", "occurrences"} <= set(_parameters(locust.stats.StatsError.__init__))
+        ),
+    ),
+    (
+        "a worker keeps the spawn message's options not in argument_parser.default_args_dict()",
+        _spawn_handler_tests_default_args,
+    ),
+    (
         "an event listener's SystemExit is not caught (an init listener can end the process)",
-    )
-    init_at = main_source.find("events.init.fire(")
-    start_at = main_source.find("start_automatic_run()", init_at)
-    need(
-        0 <= init_at < start_at,
+        _init_listener_can_end_the_process,
+    ),
+    (
         "Locust fires init before a headless run starts its users",
-    )
-    web_source = _source(locust.web)
-    need(
-        'Blueprint("locust"' in web_source
-        and '@app_blueprint.route("/swarm", methods=["POST"])' in web_source
-        and "def swarm()" in web_source
-        and '{"success": False, "message": err_msg' in web_source,
-        f"the web UI's POST /swarm is the endpoint {SWARM_ENDPOINT} and refuses with "
+        _init_fires_before_a_headless_start,
+    ),
+    (
+        f"the web UI's POST /swarm is the endpoint {SWARM_ENDPOINT} and refuses a start with "
         '{"success": False, "message": ...}',
-    )
-    return broken
+        _swarm_endpoint_refuses_with_a_message,
+    ),
+)
+
+
+def broken_assumptions() -> list[str]:
+    """What this module relies on and the installed Locust no longer does (empty: all
+    holds), each named."""
+    return [what for what, holds in _ASSUMPTIONS if not holds()]

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import gevent
 from locust.env import Environment
 
 from emulator.fleet.stopping import STOP_CAP
@@ -24,6 +25,7 @@ from emulator.loadtest.fleet_role import FleetRole
 from emulator.loadtest.judging import SPAWN_BLAME
 from emulator.loadtest.options import (
     WINDOWS_OPTION,
+    FleetOptions,
     OptionError,
     flag,
     metrics_address,
@@ -43,6 +45,8 @@ STOPPED_MESSAGE = "ocpp_fleet_stopped"
 # A worker quits when it heard nothing from its master for this long.  Locust's 60 s is
 # shorter than a worker's wait for its wallboxes, during which it reads no message.
 MASTER_SILENCE = int(STOP_CAP) + 30
+# A test that starts while init still runs waits for it, at most 20 s (0.05 s a step).
+START_UP_WAIT_STEPS = 400
 
 
 class WorkerRole(FleetRole):
@@ -59,10 +63,14 @@ class WorkerRole(FleetRole):
     def _read_options(self, parsed: Any, host: str | None) -> Setup:
         """At start-up ``parsed`` holds this worker's own options, for each test its
         master's (its own per-worker ones kept)."""
+        starting = self._own is None
         if self._own is None:
             self._own = own_options(parsed)
         view = worker_options(parsed, self._own, worker_index=self.index)
-        fleet, problem = read_fleet(view.parsed, host)
+        fleet: FleetOptions | None = None
+        problem: str | None = "no test yet: the master sends the scenario and the URL"
+        if not starting:  # the scenario and the URL are the master's, sent with each test
+            fleet, problem = read_fleet(view.parsed, host)
         return Setup(
             fleet=fleet,
             fleet_problem=problem,
@@ -72,13 +80,22 @@ class WorkerRole(FleetRole):
         )
 
     def start(self, web_ui: Any) -> None:
-        # The scenario and the URL are its master's, sent with each test.
-        setup = self._read_or_refuse(
-            self.environment.parsed_options, self.environment.host, fleet=False
-        )
-        self._start_fleet(setup.metrics)
-        locust_internals.allow_master_silence(MASTER_SILENCE)
-        self._starting = False
+        try:
+            setup = self._read_or_refuse(
+                self.environment.parsed_options, self.environment.host, fleet=False
+            )
+            self._start_fleet(setup.metrics)
+            locust_internals.allow_master_silence(MASTER_SILENCE)
+        finally:
+            self._starting = False
+
+    def _wait_for_start_up(self) -> None:
+        """Starting the metrics server and the loop thread lets other greenlets run, so a
+        master's first spawn message can arrive before ``init`` is done: wait for it."""
+        for _ in range(START_UP_WAIT_STEPS):
+            if not self._starting:
+                return
+            gevent.sleep(0.05)
 
     def _ends_process_at_start_up(self) -> bool:
         return False  # the runner's quit tells the master, which would otherwise wait
@@ -91,6 +108,7 @@ class WorkerRole(FleetRole):
     def on_test_start(self, environment: Environment, **_: Any) -> None:
         self._end_windows()
         self._spawn_done = None
+        self._wait_for_start_up()
         if self._bridge is None:
             return
         self.config_error = None
