@@ -103,6 +103,45 @@ def test_a_headless_master_refuses_a_mistake_before_waiting_for_workers(tmp_path
     )
 
 
+def test_a_worker_refuses_its_own_bad_option_and_tells_its_master(tmp_path: Path) -> None:
+    master_port, web_port = free_port(), free_port()
+    started = tmp_path / "started-users.txt"
+
+    async def main() -> tuple[tuple[int, str], tuple[int, str]]:
+        quit_ = asyncio.Event()
+        master = asyncio.create_task(
+            locust(
+                *("--master", "--master-bind-host", "127.0.0.1"),
+                *("--master-bind-port", str(master_port)),
+                *("--web-host", "127.0.0.1", "--web-port", str(web_port)),
+                *("--scenario", str(write_scenario(tmp_path)), "--csms-url", CSMS),
+                timeout=90,
+                terminate=quit_,
+            )
+        )
+        try:
+            worker = await locust(
+                *("--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)),
+                *("--source-addresses", "10.0.0.300"),
+                env={"OCPP_FLEET_TEST_STARTED_USERS": str(started)},
+                locustfile=MARKING,
+                timeout=60,
+            )
+        finally:
+            quit_.set()
+            master_result = await master
+        return worker, master_result
+
+    (code, out), (_, master_out) = asyncio.run(main())
+    assert_refused(
+        code,
+        out,
+        started,
+        "--source-addresses (this worker's): not an IP address or range: '10.0.0.300'",
+    )
+    assert "quit. 0 workers ready" in master_out, master_out  # the master heard it
+
+
 def post_form(url: str, form: dict[str, Any]) -> Any:
     data = urllib.parse.urlencode(form).encode()
     with urllib.request.urlopen(url, data, timeout=5) as response:
