@@ -14,7 +14,10 @@ monkey-patching: nothing else in ``emulator`` imports it.  A locustfile is a few
         pass
 
 Modules: :mod:`.bridge` (the fleet engine's event loop in a native thread, results
-handed to gevent through a queue), :mod:`.plugin` (Locust events, options, summary),
+handed to gevent through a queue), :mod:`.plugin` (Locust's events to one role per
+process: :mod:`.local_role`, :mod:`.worker_role`, :mod:`.master_role`, on :mod:`.role`,
+:mod:`.fleet_role` and :mod:`.judging`), :mod:`.locust_internals` (every use of Locust's
+internals, checked by a test), :mod:`.options` (the options),
 :mod:`.users`, :mod:`.shapes` and :mod:`.schedules` (load shapes), :mod:`.partition`
 (charger ids and source addresses per worker), :mod:`.view` and :mod:`.webui` (the Fleet
 tab), :mod:`.steps` (SLO verdicts from the workers' windows; the steps shape's capacity

@@ -19,7 +19,8 @@ wallboxes on 4 workers; ~1 ms standalone).
 Only the *names* of Locust's options are used (by the spawn handler and by the web UI's
 ``ui_extra_args_dict``), and they are fixed once Locust is imported, so the first answer is
 kept and each call gets a shallow copy of it.  :func:`cache_default_args` is idempotent;
-:func:`emulator.loadtest.plugin.register` calls it in every Locust process.
+:func:`emulator.loadtest.plugin.register` calls it in every Locust process; where Locust
+keeps the function is :mod:`.locust_internals`'s to know.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from locust import argument_parser
+from emulator.loadtest.locust_internals import default_args_dict, replace_default_args_dict
 
 __all__ = ["cache_default_args"]
 
@@ -47,6 +48,6 @@ class _CachedDefaults:
 
 def cache_default_args() -> None:
     """Make ``locust.argument_parser.default_args_dict`` build Locust's parser only once."""
-    current = argument_parser.default_args_dict
+    current = default_args_dict()
     if not isinstance(current, _CachedDefaults):
-        argument_parser.default_args_dict = _CachedDefaults(current)
+        replace_default_args_dict(_CachedDefaults(current))

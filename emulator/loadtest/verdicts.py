@@ -9,7 +9,6 @@ judged and how it is written.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,8 +18,6 @@ from locust.env import Environment
 
 from emulator.fleet.scenario import ScenarioError
 from emulator.loadtest.options import (
-    OptionError,
-    command_line_slos,
     scenario_slos,
 )
 from emulator.loadtest.requests import RequestRecorder
@@ -36,7 +33,7 @@ from emulator.loadtest.steps import (
 )
 from emulator.metrics.slo import Slo, Verdict, evaluate
 from emulator.metrics.stats import RunStats
-from emulator.run.setup import build_setup, slo_texts
+from emulator.run.setup import RunSetup, slo_texts
 
 if TYPE_CHECKING:
     from emulator.capacity import Step
@@ -56,8 +53,6 @@ class SloJudge:
     (:meth:`begin_collected`)."""
 
     def __init__(self) -> None:
-        self.command_line: list[Slo] = []
-        self.judges = False  # a local run or a master (a worker sends windows instead)
         self.slos: list[Slo] = []
         self.stats: RunStats | None = None
         self.verdict: Verdict | None = None
@@ -67,18 +62,6 @@ class SloJudge:
         self._collector: WindowCollector | None = None
         self._span_start: Span | None = None
         self._span_ramped: Span | None = None
-
-    def init(self, parsed: Any, *, master: bool) -> str | None:
-        """Read ``--slo``, ``$LOCUST_SLO`` and the scenario's ``[slo]`` (checked again
-        at each test start: the web UI can change the scenario); the problem that ends
-        the run, or None."""
-        try:
-            self.command_line = command_line_slos(parsed, environ=os.environ)
-            slos_of_scenario(parsed)
-        except OptionError as exc:
-            return f"ocpp-fleet cannot start: {exc}"
-        self.judges = True
-        return None
 
     @property
     def running(self) -> bool:
@@ -234,10 +217,9 @@ class StepsRun:
             log.info("  note: %s", step.note)
 
 
-def write_outputs(parsed: Any, verdict: CapacityVerdict, steps: StepsRun) -> list[str]:
-    """``--verdict-json`` and ``--report``; the paths written.  Raises OSError, or
-    OptionError when the options no longer make a run setup (they did at the start)."""
-    setup = build_setup("locust", parsed, host=getattr(parsed, "host", None))
+def write_outputs(setup: RunSetup, verdict: CapacityVerdict, steps: StepsRun) -> list[str]:
+    """``--verdict-json`` and ``--report`` of the test's run setup; the paths written.
+    Raises OSError."""
     outputs = setup.outputs
     if outputs.json is None and outputs.report is None:
         return []

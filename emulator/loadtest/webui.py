@@ -5,26 +5,37 @@
   generator-bottleneck warning;
 * a "Fleet" tab in Locust's own UI: ``extended_tabs``/``extended_tables`` in the
   template arguments, its rows added to every ``/stats/requests`` answer as
-  ``extended_stats``.
+  ``extended_stats``;
+* a start refused: a POST to Locust's ``/swarm`` whose form gives a bad scenario, CSMS URL,
+  ... is answered ``{"success": false, "message": ...}``, as Locust answers its own form
+  errors, and no test starts (no RUNNING state with no users, the error on another tab).
+  Locust's swarm handler has no hook for this, so a ``before_request`` of its Flask app
+  checks that one endpoint, after the web UI's own login (``--web-login``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from flask import Blueprint, Response, jsonify, request
 
+from emulator.loadtest.locust_internals import SWARM_ENDPOINT
 from emulator.loadtest.view import rows_for_tab
 
 __all__ = ["FleetViewSource", "install"]
 
 
 class FleetViewSource(Protocol):
-    """What the tab shows comes from here (the Locust plugin of this process)."""
+    """What the tab shows and which starts are refused (the role of this process)."""
 
     def fleet_view(self) -> dict[str, Any]:
         """The fleet counts of this process, or of every worker summed on a master."""
+        ...
+
+    def swarm_problem(self, form: Mapping[str, str]) -> str | None:
+        """Why the start form's values cannot start a test, or None."""
         ...
 
 
@@ -99,6 +110,19 @@ def install(web_ui: Any, plugin: FleetViewSource) -> None:
             payload["extended_stats"] = extended
             response.set_data(json.dumps(payload))
         return response
+
+    def refusal() -> Response | None:
+        problem = plugin.swarm_problem(request.form)
+        if problem is None:
+            return None
+        return jsonify({"success": False, "message": problem, "host": web_ui.environment.host})
+
+    @web_ui.app.before_request
+    def refuse_a_bad_start() -> Any:
+        if request.method != "POST" or request.endpoint != SWARM_ENDPOINT:
+            return None
+        # Locust's login first (a refusal is not for a visitor who is not logged in).
+        return web_ui.auth_required_if_enabled(refusal)()
 
     web_ui.app.register_blueprint(blueprint)
     args = web_ui.template_args

@@ -113,12 +113,14 @@ async def locust(
     terminate: Any = None,
     env: Mapping[str, str] | None = None,
     started: Callable[[int], None] | None = None,
+    locustfile: Path = LOCUSTFILE,
 ) -> tuple[int, str]:
     """Run ``locust -f locustfiles/ocpp_fleet.py args`` to its end; (exit code, output).
 
     ``terminate``: an asyncio.Event; when set, the process gets SIGTERM (Locust's
     web UI has no quit button, and a web-UI run has no end of its own).  ``env``: extra
-    environment variables; ``started`` is called with the child's pid.
+    environment variables; ``started`` is called with the child's pid; ``locustfile``:
+    another one (a probe of tests/loadtest).
     """
     import asyncio
     import contextlib
@@ -126,7 +128,7 @@ async def locust(
     proc = await asyncio.create_subprocess_exec(
         str(LOCUST),
         "-f",
-        str(LOCUSTFILE),
+        str(locustfile),
         *args,
         cwd=ROOT,
         env=child_env(env),
