@@ -54,10 +54,8 @@ def test_the_verdict_lies_between_half_and_full_utilisation_of_the_csms() -> Non
                 fleet=fleet,
                 stats=stats,
                 judge=lambda window: evaluate(slos, window).results,
-                # A coarser bisection than the command's 10 % keeps this test short.  A
-                # hold of two sampling intervals sees two MeterValues of every charger,
-                # whatever its phase (in 6 s, one or two: 0.28 calls/s a charger was seen).
-                settings=SearchSettings(start=50, growth=1.5, hold=8.0, precision=0.25),
+                # A coarser bisection than the command's 10 % keeps this test short.
+                settings=SearchSettings(start=50, growth=1.5, hold=6.0, precision=0.25),
                 on_step=step,
                 on_phase=phase,
             )
@@ -70,7 +68,10 @@ def test_the_verdict_lies_between_half_and_full_utilisation_of_the_csms() -> Non
         served.total / served.elapsed / chargers for chargers, served, passed in windows if passed
     )
     half, full = 0.5 / (offered * SERVICE_TIME), 1.0 / (offered * SERVICE_TIME)
-    assert 0.22 < offered < 0.28  # one MeterValues every 4 s
+    # One MeterValues every 4 s: 0.25, but a 6-s hold sees one or two of each charger,
+    # by its phase (0.283 and 0.316 were seen; a hold of 8 s would see two of each, at
+    # the price of longer settles and recoveries: 173 s for this test once).
+    assert 0.22 < offered < 0.34
     assert verdict.limited_by == "slo", verdict.sentence()
     assert verdict.capacity is not None
     assert half <= verdict.capacity <= full, (half, verdict.capacity, full, verdict.sentence())
@@ -81,7 +82,7 @@ def test_the_verdict_lies_between_half_and_full_utilisation_of_the_csms() -> Non
     assert "held" in verdict.sentence() and f"{verdict.capacity:,}" in verdict.sentence()
     # Each step judged its hold only: the boots of its newest wallboxes are not in it.
     for s in verdict.steps:
-        assert 7.5 < s.window.elapsed < 9.5
+        assert 5.5 < s.window.elapsed < 7.5
         assert "BootNotification" not in s.to_json()["actions"]
 
 
