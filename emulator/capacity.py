@@ -22,6 +22,18 @@ the arrival of its newest wallboxes.  After a failing step the search first goes
 the last passing size until the overload's backlog is worked off (at most ten holds):
 each step of the bisection starts from a steady state, not from the queue the failing
 step left behind.
+
+**Passed in.**  :class:`CapacitySearch` reads time only through a :class:`Clock` (the
+event loop's by default, :class:`LoopClock`), the fleet only through a
+:class:`SearchFleet` (a running :class:`~emulator.fleet.runner.Fleet` is seen through
+:class:`LiveFleet`) and the measurements only through a :class:`StatsSource`, so a whole
+search runs against a model of a CSMS under a clock that advances instantly
+(tests/capacity/model.py), as websockets' protocol is tested without a socket.
+
+**The rules, once.**  What makes a step pass (:class:`Step`, :meth:`Step.judged`,
+:func:`generator_judgement`), when a fleet has settled (:func:`drained`), which step
+decides and what the verdict says (:func:`decide`, :class:`Verdict`) live here; the
+Locust ``steps`` shape (:mod:`emulator.loadtest.steps`) judges its steps with them.
 """
 
 from __future__ import annotations
@@ -29,9 +41,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Protocol
 
 from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet
@@ -43,10 +55,164 @@ from emulator.report import run_step
 from emulator.report.data import machine, versions
 
 CPU_LIMIT = 0.9  # share of one core: the event loop is one thread
+# What the largest size was, in the "max" sentence of a search.
+SEARCH_CEILING = "the most this search was allowed to try (--max)"
 
 
 Judge = Callable[[RunStats], Sequence[SloResult]]
 """Judges a step's hold: every SLO over the window (emulator.metrics.slo.evaluate)."""
+
+
+# --------------------------------------------------------------------------- what is passed in
+
+
+class Clock(Protocol):
+    """The search's time: monotonic seconds, a sleep, this process's CPU seconds."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def cpu(self) -> float: ...
+
+
+class LoopClock:
+    """The running event loop's clock, :func:`asyncio.sleep` and :func:`time.process_time`."""
+
+    __slots__ = ()
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def cpu(self) -> float:
+        return time.process_time()
+
+
+LOOP_CLOCK: Final = LoopClock()
+
+
+class Backlog(Protocol):
+    """Messages queued in the wallboxes and CALLs sent but not answered
+    (:class:`emulator.metrics.fleetview.FleetGauges`, the steps shape's ``FleetState``)."""
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+
+class HealthGauges(Protocol):
+    """The generator's health since :meth:`reset`
+    (:class:`emulator.fleet.health.GeneratorHealth`)."""
+
+    @property
+    def lateness_limit(self) -> float: ...
+
+    @property
+    def lag_limit(self) -> float: ...
+
+    def reset(self) -> None: ...
+
+    def percentiles(self) -> Mapping[str, float]:
+        """Seconds, NaN when nothing was measured: ``lateness_p99`` and ``loop_lag_p99``."""
+        ...
+
+
+class SearchFleet(Protocol):
+    """What the search needs of a fleet: wallboxes added and removed by number, how many
+    there are and how many are booted, their backlog, the generator's health, the
+    scenario's pace (ramp, connect timeout, shutdown drain), and serving until stopped."""
+
+    @property
+    def ramp_per_second(self) -> float: ...
+
+    @property
+    def connect_timeout(self) -> float: ...
+
+    @property
+    def drain_seconds(self) -> float: ...
+
+    @property
+    def health(self) -> HealthGauges: ...
+
+    def add_wallbox(self, number: int) -> None: ...
+
+    def remove_wallbox(self, number: int) -> None:
+        """Stop wallbox ``number``; it counts in :meth:`wallboxes` until it has closed."""
+        ...
+
+    def wallboxes(self) -> int: ...
+
+    def booted(self) -> int:
+        """Wallboxes connected and accepted by the CSMS."""
+        ...
+
+    def gauges(self) -> Backlog: ...
+
+    async def serve(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StatsSource(Protocol):
+    """The run's measurements (:class:`RunStats`): a hold is the difference of two
+    snapshots (``after.since(before)``)."""
+
+    def snapshot(self) -> RunStats: ...
+
+
+class LiveFleet:
+    """A :class:`~emulator.fleet.runner.Fleet` (created empty) as a :class:`SearchFleet`:
+    wallbox ``n`` gets the ``n``-th model of the scenario's mix (:class:`ModelSequence`,
+    so a fleet of any size has the mix the scenario asks for)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._models = ModelSequence(fleet.scenario)
+
+    @property
+    def ramp_per_second(self) -> float:
+        return self.fleet.scenario.fleet.ramp_per_second
+
+    @property
+    def connect_timeout(self) -> float:
+        return self.fleet.scenario.fleet.connect_timeout
+
+    @property
+    def drain_seconds(self) -> float:
+        return self.fleet.scenario.fleet.shutdown_drain_seconds
+
+    @property
+    def health(self) -> HealthGauges:
+        return self.fleet.health
+
+    def add_wallbox(self, number: int) -> None:
+        self.fleet.add_wallbox(number, self._models.model_at(number - 1))
+
+    def remove_wallbox(self, number: int) -> None:
+        self.fleet.remove_wallbox(number)
+
+    def wallboxes(self) -> int:
+        return len(self.fleet.drivers)
+
+    def booted(self) -> int:
+        return sum(1 for d in self.fleet.drivers if d.connected and d.wallbox.accepted)
+
+    def gauges(self) -> Backlog:
+        return self.fleet.gauges()
+
+    async def serve(self) -> None:
+        await self.fleet.serve()
+
+    def stop(self) -> None:
+        self.fleet.stop()
+
+
+# --------------------------------------------------------------------------- the rules
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +249,13 @@ def bisect(passing: int, failing: int, precision: float) -> int | None:
     return (passing + failing) // 2
 
 
+def drained(backlog: Backlog, size: int) -> bool:
+    """The boots' burst has drained at ``size`` wallboxes: at most one wallbox in 20 has
+    a message queued or waiting for its answer.  A step's hold begins then (the search's
+    settle and recovery, the steps shape's hold)."""
+    return backlog.queue_depth + backlog.in_flight <= max(1, size // 20)
+
+
 @dataclass(slots=True, kw_only=True)
 class Step:
     """One fleet size, held and judged."""
@@ -94,6 +267,40 @@ class Step:
     generator: dict[str, float]
     generator_limited: bool
     note: str = ""  # how the hold differed from the usual one, for people
+
+    @classmethod
+    def judged(
+        cls,
+        *,
+        chargers: int,
+        connected: int,
+        window: RunStats,
+        judgements: Sequence[SloResult],
+        lateness_p99: float,
+        loop_lag_p99: float,
+        lateness_limit: float,
+        lag_limit: float,
+        cpu_share: float | None = None,
+        note: str = "",
+    ) -> Step:
+        """The step of a hold: its SLO judgements and the generator's figures over it
+        (:func:`generator_judgement`: seconds in, NaN for nothing measured)."""
+        generator, limited = generator_judgement(
+            lateness_p99=lateness_p99,
+            loop_lag_p99=loop_lag_p99,
+            lateness_limit=lateness_limit,
+            lag_limit=lag_limit,
+            cpu_share=cpu_share,
+        )
+        return cls(
+            chargers=chargers,
+            connected=connected,
+            window=window,
+            judgements=judgements,
+            generator=generator,
+            generator_limited=limited,
+            note=note,
+        )
 
     @property
     def passed(self) -> bool:
@@ -134,7 +341,7 @@ class Verdict:
     deciding: Step | None  # the smallest failing step (None when --max passed)
     steps: list[Step] = field(default_factory=list)
     # What the largest size was, in the "max" sentence.
-    ceiling: str = "the most this search was allowed to try (--max)"
+    ceiling: str = SEARCH_CEILING
 
     @property
     def violations(self) -> list[SloResult]:
@@ -148,7 +355,7 @@ class Verdict:
                 f"Your CSMS held {self.capacity:,} chargers, {self.ceiling}: its capacity "
                 "is at least that."
             )
-        broken = "; ".join(_violation(r) for r in self.violations) or "its SLOs failed"
+        broken = violations_text(self.violations) or "its SLOs failed"
         at = f"at {failing.chargers:,} chargers" if failing is not None else ""
         if self.limited_by == "generator":
             held = (
@@ -178,9 +385,45 @@ class Verdict:
         }
 
 
+def decide(steps: Sequence[Step], *, ceiling: str = SEARCH_CEILING) -> Verdict | None:
+    """The verdict over judged steps, in the order they ran; None when none was judged.
+
+    The smallest failing size decides: the capacity is the largest passing size below it,
+    limited by ``"generator"`` when the generator was over its limits during that step,
+    else ``"slo"``; ``"max"`` (the capacity: the largest size) when every step passed.  A
+    search's passing sizes all lie below its failing ones; a steps shape's sizes are the
+    user's, and a pass above the smallest failure is not claimed."""
+    if not steps:
+        return None
+    failing = [s for s in steps if not s.passed]
+    if not failing:
+        best = max(steps, key=lambda s: s.chargers)
+        return Verdict(
+            capacity=best.chargers,
+            limited_by="max",
+            deciding=None,
+            steps=list(steps),
+            ceiling=ceiling,
+        )
+    deciding = min(failing, key=lambda s: s.chargers)
+    below = [s.chargers for s in steps if s.passed and s.chargers < deciding.chargers]
+    return Verdict(
+        capacity=max(below) if below else None,
+        limited_by="generator" if deciding.generator_limited else "slo",
+        deciding=deciding,
+        steps=list(steps),
+        ceiling=ceiling,
+    )
+
+
 def _violation(result: SloResult) -> str:
     """``StartTransaction:p99<800ms was 1,240 ms``."""
     return f"{result.slo.text} was {result.value_text}"
+
+
+def violations_text(results: Iterable[SloResult]) -> str:
+    """``StartTransaction:p99<800ms was 1,240 ms; errors<1% was 3.20 %`` (empty for none)."""
+    return "; ".join(_violation(r) for r in results)
 
 
 def _generator_text(step: Step | None) -> str:
@@ -224,26 +467,38 @@ def generator_judgement(
     return figures, limited
 
 
+def _finite(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
+# --------------------------------------------------------------------------- the search
+
+
 class CapacitySearch:
-    """Grows ``fleet`` (created empty, serving) step by step and judges each hold."""
+    """Grows ``fleet`` (created empty, serving) step by step and judges each hold.
+
+    ``fleet``: a :class:`SearchFleet`, or a :class:`~emulator.fleet.runner.Fleet` (seen
+    through :class:`LiveFleet`); ``stats``: where the fleet's measurements go; ``clock``:
+    the search's time (the running loop's by default)."""
 
     def __init__(
         self,
         *,
-        fleet: Fleet,
-        stats: RunStats,
+        fleet: Fleet | SearchFleet,
+        stats: StatsSource,
         judge: Judge,
         settings: SearchSettings,
         on_step: Callable[[Step], None] | None = None,
         on_phase: Callable[[str], None] | None = None,
+        clock: Clock = LOOP_CLOCK,
     ) -> None:
-        self.fleet = fleet
+        self.fleet: SearchFleet = LiveFleet(fleet) if isinstance(fleet, Fleet) else fleet
         self.stats = stats
         self.judge = judge
         self.settings = settings
         self.on_step = on_step
         self.on_phase = on_phase
-        self.models = ModelSequence(fleet.scenario)
+        self.clock = clock
         self.size = 0
         self.steps: list[Step] = []
 
@@ -258,7 +513,7 @@ class CapacitySearch:
                 break
             passing = step
             if settings.max is not None and size >= settings.max:
-                return Verdict(capacity=size, limited_by="max", deciding=None, steps=self.steps)
+                return self._verdict()
             size = next_size(size, settings)
         # Bisect between the last passing and the first failing size.
         while passing is not None:
@@ -272,13 +527,14 @@ class CapacitySearch:
                 passing = step
             else:
                 failing = step
-        limited_by = "generator" if failing.generator_limited else "slo"
-        return Verdict(
-            capacity=None if passing is None else passing.chargers,
-            limited_by=limited_by,
-            deciding=failing,
-            steps=self.steps,
-        )
+        return self._verdict()
+
+    def _verdict(self) -> Verdict:
+        # Passing sizes only grow and failing ones only shrink: the last of each are the
+        # largest passing and the smallest failing size, which decide.
+        verdict = decide(self.steps)
+        assert verdict is not None  # the search judged a step
+        return verdict
 
     async def step(self, size: int) -> Step:
         """Resize to ``size``, wait for the boots, hold, judge."""
@@ -287,28 +543,24 @@ class CapacitySearch:
         connected = await self._wait_booted(size)
         await self._settle(size)
         self._phase(f"{size:,} chargers: {connected:,} booted, holding {self.settings.hold:g} s")
-        health = self.fleet.health
+        clock, health = self.clock, self.fleet.health
         health.reset()
-        cpu_before = time.process_time()
+        cpu_before = clock.cpu()
         before = self.stats.snapshot()
-        await asyncio.sleep(self.settings.hold)
+        await clock.sleep(self.settings.hold)
         window = self.stats.snapshot().since(before)
-        cpu_share = (time.process_time() - cpu_before) / max(window.elapsed, 1e-9)
+        cpu_share = (clock.cpu() - cpu_before) / max(window.elapsed, 1e-9)
         figures = health.percentiles()
-        generator, limited = generator_judgement(
+        step = Step.judged(
+            chargers=size,
+            connected=connected,
+            window=window,
+            judgements=self.judge(window),
             lateness_p99=figures["lateness_p99"],
             loop_lag_p99=figures["loop_lag_p99"],
             lateness_limit=health.lateness_limit,
             lag_limit=health.lag_limit,
             cpu_share=cpu_share,
-        )
-        step = Step(
-            chargers=size,
-            connected=connected,
-            window=window,
-            judgements=self.judge(window),
-            generator=generator,
-            generator_limited=limited,
         )
         self.steps.append(step)
         if self.on_step is not None:
@@ -322,69 +574,55 @@ class CapacitySearch:
         self._phase(f"{size:,} chargers: recovering from the failing step")
         await self._resize(size)
         await self._wait_booted(size)
-        await _until(lambda: self._drained(size), within=10.0 * self.settings.hold)
-
-    def _drained(self, size: int) -> bool:
-        """At most one wallbox in 20 has a message queued or waiting for its answer."""
-        gauges = self.fleet.gauges()
-        return gauges.queue_depth + gauges.in_flight <= max(1, size // 20)
+        await self._until(lambda: drained(self.fleet.gauges(), size), 10.0 * self.settings.hold)
 
     def _phase(self, text: str) -> None:
         if self.on_phase is not None:
             self.on_phase(text)
 
     async def _resize(self, size: int) -> None:
-        fleet = self.fleet
+        fleet, clock = self.fleet, self.clock
         if size > self.size:
-            loop = asyncio.get_running_loop()
-            ramp = fleet.scenario.fleet.ramp_per_second
-            began = loop.time()
+            ramp = fleet.ramp_per_second
+            began = clock.now()
             for i, number in enumerate(range(self.size + 1, size + 1)):
-                delay = began + i / ramp - loop.time()
+                delay = began + i / ramp - clock.now()
                 if delay > 0:
-                    await asyncio.sleep(delay)
-                fleet.add_wallbox(number, self.models.model_at(number - 1))
+                    await clock.sleep(delay)
+                fleet.add_wallbox(number)
         elif size < self.size:
             leaving = range(size + 1, self.size + 1)
             for number in leaving:
                 fleet.remove_wallbox(number)
             # Removed wallboxes stop their transactions and close (bounded by the drain).
-            await _until(
-                lambda: len(fleet.drivers) <= size,
-                within=fleet.scenario.fleet.shutdown_drain_seconds + 10.0,
-            )
+            await self._until(lambda: fleet.wallboxes() <= size, fleet.drain_seconds + 10.0)
         self.size = size
 
     async def _settle(self, size: int) -> None:
         """Let the boots' burst (StatusNotifications, the warm-started transactions) drain
-        before the hold: until at most one wallbox in 20 has a message queued or waiting
-        for its answer, or for at most twice the hold (a CSMS past its capacity never
-        drains)."""
-        await _until(lambda: self._drained(size), within=2.0 * self.settings.hold)
+        before the hold (:func:`drained`), for at most twice the hold (a CSMS past its
+        capacity never drains)."""
+        await self._until(lambda: drained(self.fleet.gauges(), size), 2.0 * self.settings.hold)
 
     async def _wait_booted(self, size: int) -> int:
         """Wait until every wallbox is connected and accepted (or the connect timeout)."""
         fleet = self.fleet
+        await self._until(lambda: fleet.booted() >= size, fleet.connect_timeout)
+        return fleet.booted()
 
-        def booted() -> int:
-            return sum(1 for d in fleet.drivers if d.connected and d.wallbox.accepted)
-
-        await _until(lambda: booted() >= size, within=fleet.scenario.fleet.connect_timeout)
-        return booted()
-
-
-def _finite(value: float) -> float:
-    return 0.0 if math.isnan(value) else value
+    async def _until(self, predicate: Callable[[], bool], within: float) -> bool:
+        return await _until(predicate, within=within, clock=self.clock)
 
 
-async def _until(predicate: Callable[[], bool], *, within: float, every: float = 0.1) -> bool:
+async def _until(
+    predicate: Callable[[], bool], *, within: float, clock: Clock = LOOP_CLOCK, every: float = 0.1
+) -> bool:
     """Poll ``predicate`` until it holds (True) or ``within`` seconds passed (False)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = clock.now() + within
     while not predicate():
-        if loop.time() >= deadline:
+        if clock.now() >= deadline:
             return False
-        await asyncio.sleep(every)
+        await clock.sleep(every)
     return True
 
 

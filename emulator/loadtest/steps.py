@@ -26,11 +26,12 @@ delay, milliseconds, is ignored).  A :class:`Span` merges the windows of an inte
 **Steps.**  :class:`StepJudge` follows the ``steps`` shape's schedule: step *i* holds
 ``sizes[i]`` wallboxes from ``i × hold`` to ``(i + 1) × hold`` seconds into the test.  Its
 hold opens when the fleet has the step's size, every wallbox is booted and the boots' burst
-has drained (as ``ocpp-fleet capacity`` settles: at most one wallbox in 20 with a message
-queued or unanswered), and at the latest halfway through the step; it closes at the end of
-the step.  Each hold is judged like a capacity search's step (:class:`emulator.capacity.Step`)
-and the verdict (:func:`steps_verdict`) is shaped like the search's, without bisection: the
-sizes are the user's.
+has drained (as ``ocpp-fleet capacity`` settles, :func:`emulator.capacity.drained`: at most
+one wallbox in 20 with a message queued or unanswered), and at the latest halfway through the
+step; it closes at the end of the step.  Each hold is judged by the capacity search's rules
+(:meth:`emulator.capacity.Step.judged`) and the verdict (:func:`steps_verdict`) is decided
+as the search's (:func:`emulator.capacity.decide`), without bisection: the sizes are the
+user's.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from emulator.capacity import Step, Verdict, generator_judgement
+from emulator.capacity import Step, Verdict, decide, drained, violations_text
 from emulator.fleet.health import LAG_LIMIT, LATENESS_LIMIT
-from emulator.metrics.slo import Slo, SloResult, evaluate
+from emulator.metrics.slo import Slo, evaluate
 from emulator.metrics.stats import Histogram, RunStats
 from emulator.metrics.timeseries import DEFAULT_INTERVAL, Row, row_from_window
 
@@ -269,11 +270,7 @@ class FleetState:
     def settled(self, size: int) -> bool:
         """The fleet has ``size`` wallboxes, all booted, and at most one in 20 has a
         message queued or unanswered (``ocpp-fleet capacity``'s settle)."""
-        return (
-            self.chargers == size
-            and self.booted >= size
-            and self.queue_depth + self.in_flight <= max(1, size // 20)
-        )
+        return self.chargers == size and self.booted >= size and drained(self, size)
 
 
 # --------------------------------------------------------------------------- steps
@@ -402,21 +399,16 @@ class StepJudge:
             return
         self.collector.close(span)
         window = span.measured(self.collector.clock())
-        judgements: Sequence[SloResult] = evaluate(self.slos, window).results
         lateness, lag = span.worst_generator()
-        generator, limited = generator_judgement(
+        step = Step.judged(
+            chargers=tracked.size,
+            connected=tracked.booted,
+            window=window,
+            judgements=evaluate(self.slos, window).results,
             lateness_p99=lateness,
             loop_lag_p99=lag,
             lateness_limit=self.lateness_limit,
             lag_limit=self.lag_limit,
-        )
-        step = Step(
-            chargers=tracked.size,
-            connected=tracked.booted,
-            window=window,
-            judgements=judgements,
-            generator=generator,
-            generator_limited=limited,
             note=tracked.note,
         )
         self.steps.append(step)
@@ -432,32 +424,9 @@ class StepJudge:
 
 
 def steps_verdict(steps: Sequence[Step], *, ceiling: str = CEILING) -> Verdict | None:
-    """The verdict over judged steps, in the order they ran; None when none was judged.
-
-    The capacity is the largest passing size below the smallest failing one; limited by
-    ``"generator"`` when the generator was over its limits during that failing step, else
-    ``"slo"``; ``"max"`` (capacity: the largest size) when every step passed."""
-    if not steps:
-        return None
-    failing = [s for s in steps if not s.passed]
-    if not failing:
-        best = max(steps, key=lambda s: s.chargers)
-        return Verdict(
-            capacity=best.chargers,
-            limited_by="max",
-            deciding=None,
-            steps=list(steps),
-            ceiling=ceiling,
-        )
-    deciding = min(failing, key=lambda s: s.chargers)
-    below = [s.chargers for s in steps if s.passed and s.chargers < deciding.chargers]
-    return Verdict(
-        capacity=max(below) if below else None,
-        limited_by="generator" if deciding.generator_limited else "slo",
-        deciding=deciding,
-        steps=list(steps),
-        ceiling=ceiling,
-    )
+    """The verdict over judged steps, in the order they ran, as a search's
+    (:func:`emulator.capacity.decide`); None when none was judged."""
+    return decide(steps, ceiling=ceiling)
 
 
 # --------------------------------------------------------------------------- rows
@@ -522,7 +491,7 @@ def step_line(step: Step, number: int, of: int) -> str:
     """``step 2/3, 120 wallboxes (120 booted): FAIL over 9.0 s at 29.8 calls/s:
     *:p95<300ms was 2,340 ms``."""
     mark = "PASS" if step.passed else "FAIL"
-    worst = "; ".join(f"{r.slo.text} was {r.value_text}" for r in step.violations)
+    worst = violations_text(step.violations)
     generator = " (generator over its limits)" if step.generator_limited else ""
     return (
         f"step {number}/{of}, {step.chargers:,} wallboxes ({step.connected:,} booted): {mark} "
@@ -542,7 +511,7 @@ def verdict_lines(verdict: Verdict | None, *, unjudged: Sequence[str] = ()) -> l
             f"{s.window.elapsed:.1f} s",
             f"{s.calls_per_second:,.1f}",
             "PASS" if s.passed else ("FAIL*" if s.generator_limited else "FAIL"),
-            "; ".join(f"{r.slo.text} was {r.value_text}" for r in s.violations),
+            violations_text(s.violations),
         )
         for s in (verdict.steps if verdict is not None else [])
     ]
