@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from emulator.core.outcome import OK
 from emulator.fleet.health import GeneratorHealth
 from emulator.metrics.stats import RunStats
 
@@ -159,7 +160,7 @@ class ModelFleet:
             _, number = self._boots.popleft()
             if number in self.present and number not in self.leaving:
                 self.booted_ones.add(number)
-                self.stats.round_trip("BootNotification", FAST, "ok")
+                self.stats.round_trip("BootNotification", FAST, OK)
                 self.queue += self.burst
         senders = len(self.booted_ones - self.leaving)
         self.queue = max(0.0, self.queue - self.rate * (self.capacity - senders) * seconds)
@@ -169,7 +170,7 @@ class ModelFleet:
         calls = int(self._calls)
         self._calls -= calls
         for _ in range(calls):
-            self.stats.round_trip("MeterValues", latency, "ok")
+            self.stats.round_trip("MeterValues", latency, OK)
         self.health.late(LATE if generator_over else ON_TIME)
         self.health.lagged(ON_TIME)
         if now - self._window_closed >= self.health.window:  # as its monitor does
