@@ -235,6 +235,7 @@ def write_outputs(setup: RunSetup, verdict: CapacityVerdict, steps: StepsRun) ->
     result["workers"] = len(steps.collector.workers)  # the fleet processes that sent windows
     written = []
     if outputs.json is not None:
+        outputs.json.parent.mkdir(parents=True, exist_ok=True)
         outputs.json.write_text(json.dumps(result, indent=2) + "\n", "utf-8")
         written.append(str(outputs.json))
     if outputs.report is not None:

@@ -229,6 +229,7 @@ def write_json(result: RunResult, path: Path) -> None:
     )
     if result.verdict is not None:
         report["slo"] = result.verdict.to_json()
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
 
 

@@ -82,6 +82,7 @@ async def capacity_command(setup: RunSetup, console: Console) -> int:
         scenario=scenario.name, seed=setup.seed, start_time=scenario.sessions.start_time
     )
     if setup.outputs.json is not None:
+        setup.outputs.json.parent.mkdir(parents=True, exist_ok=True)
         setup.outputs.json.write_text(json.dumps(result, indent=2))
     if setup.outputs.report is not None:
         html = write_search_report(setup, verdict, result, series, setup.outputs.report)

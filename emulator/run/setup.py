@@ -75,7 +75,8 @@ class MetricsAddress:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outputs:
-    """The files a run writes at its end, checked writable before it starts."""
+    """The files a run writes at its end, checked writable before it starts (a missing
+    folder is created when they are written)."""
 
     json: Path | None = None  # run: the summary; capacity and Locust steps: the verdict
     report: Path | None = None  # a directory: report.html and its data
@@ -416,28 +417,27 @@ def _path(read: _Reader, dest: str) -> Path | None:
 
 
 def _writable_file(path: Path, option: str) -> None:
+    """A file that can be written: not a folder, in a folder that exists or can be
+    created (the writers create it)."""
     if path.is_dir():
         raise SetupError(f"{option} {path}: is a directory, expected a file name")
-    parent = path.parent
-    if not parent.is_dir():
-        raise SetupError(f"{option} {path}: the directory {parent} does not exist")
     if path.exists() and not os.access(path, os.W_OK):
         raise SetupError(f"{option} {path}: not writable")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SetupError(f"{option} {path}: cannot create files in {parent}")
+    _writable_folder(path.parent, option, given=path)
 
 
-def _writable_folder(path: Path, option: str) -> None:
+def _writable_folder(path: Path, option: str, *, given: Path | None = None) -> None:
     """A folder that exists and is writable, or can be created under one that is."""
+    named = path if given is None else given
     if path.exists() and not path.is_dir():
-        raise SetupError(f"{option} {path}: is a file, expected a directory")
+        raise SetupError(f"{option} {named}: {path} is a file, expected a directory")
     existing = path
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise SetupError(f"{option} {path}: {existing} is a file, expected a directory")
+        raise SetupError(f"{option} {named}: {existing} is a file, expected a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise SetupError(f"{option} {path}: cannot write in {existing}")
+        raise SetupError(f"{option} {named}: cannot write in {existing}")
 
 
 def slo_texts(slos: Sequence[Slo]) -> str:

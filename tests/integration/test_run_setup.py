@@ -41,10 +41,8 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (
-            ["--json", "/nonexistent/dir/out.json"],
-            "--json /nonexistent/dir/out.json: the directory",
-        ),
+        (["--json", "/dev/null/out.json"], "--json /dev/null/out.json: /dev/null is a file"),
+        (["--json", "/proc"], "--json /proc: is a directory, expected a file name"),
         (["--seed", "-1"], "--seed: expected an integer >= 0, got '-1'"),
         (["--seed", "x"], "--seed: expected an integer >= 0, got 'x'"),
         (["--chargers", "-5"], "--chargers: expected a positive integer, got '-5'"),
@@ -74,7 +72,7 @@ def test_a_report_folder_that_is_a_file_is_refused_and_left_alone(
     existing = tmp_path / "report"
     existing.write_text("keep me")
     line = refused(capsys, "run", "--scenario", DEMO, "--report", str(existing))
-    assert f"--report {existing}: is a file, expected a directory" in line
+    assert f"--report {existing}: {existing} is a file, expected a directory" in line
     assert existing.read_text() == "keep me"
 
 
@@ -82,7 +80,6 @@ def test_two_outputs_that_would_write_the_same_file_are_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     report = tmp_path / "out"
-    report.mkdir()
     line = refused(
         capsys,
         "run",
@@ -94,7 +91,7 @@ def test_two_outputs_that_would_write_the_same_file_are_refused(
         str(report / "result.json"),
     )
     assert "which --json writes too" in line
-    assert not any(report.iterdir())
+    assert not report.exists()
 
 
 def test_a_scenario_mistake_keeps_its_square_brackets(
@@ -125,9 +122,11 @@ def test_capacity_refuses_its_mistakes_before_connecting(
         "--slo",
         "p95<1s",
         "--json",
-        str(tmp_path / "missing" / "verdict.json"),
+        str(tmp_path / "out" / "result.json"),
+        "--report",
+        str(tmp_path / "out"),
     )
-    assert "--json" in line and "does not exist" in line
+    assert "which --json writes too" in line
     for option, value, message in (
         ("--growth", "1", "--growth: expected a factor > 1"),
         ("--hold", "0s", "--hold: expected a duration > 0"),
@@ -223,8 +222,15 @@ def test_a_refused_run_opens_no_port(capsys: pytest.CaptureFixture[str]) -> None
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    refused(
-        capsys, "run", "--scenario", DEMO, "--metrics-port", str(port), "--json", "/nonexistent/x"
-    )
+    refused(capsys, "run", "--scenario", DEMO, "--metrics-port", str(port), "--json", "/dev/null/x")
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))  # nobody listens there
+
+
+def test_a_missing_output_folder_is_created_when_the_run_writes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    summary = tmp_path / "new" / "deeper" / "summary.json"
+    argv = ["run", "--scenario", DEMO, "--chargers", "2", "--duration", "1s", "--no-progress"]
+    assert main([*argv, "--json", str(summary)]) == 0
+    assert "BootNotification" in summary.read_text()
