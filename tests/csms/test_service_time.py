@@ -24,6 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from emulator.core.outcome import OK, Outcome
 from emulator.csms import ReferenceCsms, Served, parse_service_time
 from emulator.fleet.runner import Fleet
 from emulator.metrics import NullReporter
@@ -43,7 +44,7 @@ class RoundTrips(NullReporter):
     def __init__(self) -> None:
         self.trips: list[tuple[float, str, float, str]] = []
 
-    def round_trip(self, action: str, seconds: float, outcome: str) -> None:
+    def round_trip(self, action: str, seconds: float, outcome: Outcome) -> None:
         self.trips.append((asyncio.get_running_loop().time(), action, seconds, outcome))
 
     def heartbeats(self, start: float, end: float) -> list[float]:
@@ -81,7 +82,7 @@ async def booted_fleet(
     finally:
         fleet.stop()
         await asyncio.wait_for(task, timeout=20.0)
-    assert not [t for t in trips.trips if t[3] != "ok"], "every CALL answered"
+    assert not [t for t in trips.trips if t[3] is not OK], "every CALL answered"
 
 
 async def ask_for_heartbeats(
