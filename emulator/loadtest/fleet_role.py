@@ -22,12 +22,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import gevent
 from locust.env import Environment
 
 from emulator.fleet.health import HealthSnapshot
+from emulator.fleet.runner import FleetStartError
 from emulator.loadtest.bridge import FleetBridge
 from emulator.loadtest.options import MetricsAddress
 from emulator.loadtest.overload import CONNECT_TIMEOUT, DEFER, GENERATOR_TIMEOUT, LagHistory
@@ -38,6 +40,7 @@ from emulator.loadtest.steps import WindowCutter
 from emulator.loadtest.verdicts import every
 from emulator.loadtest.view import aggregate
 from emulator.metrics.stats import RunStats
+from emulator.run.lifecycle import metrics_served
 from emulator.run.setup import RunSetup
 
 if TYPE_CHECKING:
@@ -65,7 +68,7 @@ class FleetRole(Role):
         self.cutter: WindowCutter | None = None
         # The generator as the limit (emulator.loadtest.overload).
         self.lag_history = LagHistory()
-        self._lag_sampler: gevent.Greenlet | None = None
+        self._resources = ExitStack()  # left at Locust's quit, in reverse
         self._last_snapshot: Any = None
         self._fire: Callable[..., Any] | None = None
         self._generator_timeout = OcppFailure(GENERATOR_TIMEOUT)
@@ -76,39 +79,33 @@ class FleetRole(Role):
     # ------------------------------------------------------------------ start-up
 
     def _start_fleet(self, metrics: MetricsAddress | None) -> None:
-        """Serve the metrics (if asked for), then start the bridge; a port that cannot be
-        bound is refused with exit code 3, like ``ocpp-fleet run``."""
+        """Enter this process's resources on its exit stack (left in reverse at Locust's
+        quit, as ``ocpp-fleet run`` leaves its own): the metrics (if asked for; a port that
+        cannot be bound is refused with exit code 3, like ``ocpp-fleet run``), the loop
+        bridge, the lag sampler."""
+        stack = self._resources
         if metrics is not None and self.runner is not None:
-            self.metrics = self._serve_metrics(metrics)
+            try:
+                self.metrics = stack.enter_context(metrics_served(metrics))
+            except FleetStartError as exc:
+                self.refuse(f"{exc}{self._metrics_hint()}", exit_code=3)
+                raise Refused from None
+            log.info("Prometheus metrics on %s", self.metrics.url)
         self._fire = self.environment.events.request.fire
-        self._bridge = FleetBridge(
+        bridge = self._bridge = FleetBridge(
             fire=self._fire_request,
             on_health=self._on_health,
             prometheus=None if self.metrics is None else self.metrics.reporter,
             collector=None if self.metrics is None else self.metrics.collector,
         )
-        self._bridge.start()
-        self._lag_sampler = gevent.spawn(
+        bridge.start()
+        stack.callback(bridge.close)
+        sampler = gevent.spawn(
             every, LAG_SAMPLE_INTERVAL, self._watch_lag, "judging connect timeouts"
         )
+        stack.callback(sampler.kill, block=False)
         if self.runner is not None:
             self.runner.register_message(DROP_MESSAGE, self._on_drop)
-
-    def _serve_metrics(self, address: MetricsAddress) -> MetricsEndpoint:
-        from emulator.metrics.prometheus import MetricsEndpoint, disable_created_series
-
-        disable_created_series()  # the same series as `ocpp-fleet run`
-        try:
-            endpoint = MetricsEndpoint(host=address.host, port=address.port)
-        except OSError as exc:
-            self.refuse(
-                f"cannot serve metrics on {address.host}:{address.port}: "
-                f"{exc.strerror or exc}{self._metrics_hint()}",
-                exit_code=3,
-            )
-            raise Refused from None
-        log.info("Prometheus metrics on %s", endpoint.url)
-        return endpoint
 
     def _metrics_hint(self) -> str:
         return ""
@@ -204,17 +201,11 @@ class FleetRole(Role):
         self._stop_fleet()
 
     def on_quit(self, exit_code: int = 0, **_: Any) -> None:
-        if self._lag_sampler is not None:
-            self._lag_sampler.kill(block=False)
-            self._lag_sampler = None
-        if self._bridge is not None:
-            self._bridge.close()
-        if self.metrics is not None:
-            try:
-                self.metrics.close()
-            except Exception:  # the process ends anyway
-                log.debug("closing the metrics server failed", exc_info=True)
-            self.metrics = None
+        try:
+            self._resources.close()
+        except Exception:  # the process ends anyway
+            log.debug("leaving this process's resources failed", exc_info=True)
+        self.metrics = None
 
     # ------------------------------------------------------------------ the generator
 

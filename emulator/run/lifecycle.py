@@ -6,7 +6,9 @@ fleet, the signal handlers (SIGINT, SIGTERM stop the fleet cleanly), the progres
 display, the time series and the loop-lag monitor.  Leaving stops them the other way
 round, whatever ended the block (the duration, a signal, an error): the measurements
 stop first, then the displays, the CSMS's operations and the CSMS, the endpoint last.
-``ocpp-fleet capacity`` uses the same pieces (:func:`signals`, :func:`metrics_endpoint`).
+``ocpp-fleet capacity`` uses the same pieces (:func:`signals`), and a Locust process with a
+fleet enters its own (:func:`metrics_served`, its loop bridge) on an exit stack the same
+way, left when Locust quits.
 What a run leaves behind is a :class:`RunResult` for the writers of
 :mod:`emulator.run.outputs`.
 """
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from emulator.csms.operations import OperationSchedule
     from emulator.metrics.prometheus import MetricsEndpoint
 
-__all__ = ["LiveRun", "SloWindow", "fleet_run", "metrics_endpoint", "signals"]
+__all__ = ["LiveRun", "SloWindow", "fleet_run", "metrics_endpoint", "metrics_served", "signals"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -121,21 +123,29 @@ def _announce(setup: RunSetup, console: Console, url: str) -> None:
 def metrics_endpoint(
     address: MetricsAddress | None, console: Console
 ) -> Iterator[MetricsEndpoint | None]:
-    """This process's Prometheus endpoint while the block runs (None: not asked for).
-    A port that cannot be bound is FleetStartError (exit 3)."""
+    """This process's Prometheus endpoint while the block runs (None: not asked for)."""
     if address is None:
         yield None
         return
+    with metrics_served(address) as endpoint:
+        console.print(f"Prometheus metrics on {endpoint.url}")
+        yield endpoint
+
+
+@contextmanager
+def metrics_served(address: MetricsAddress) -> Iterator[MetricsEndpoint]:
+    """Serve ``/metrics`` at ``address`` while the block runs (every process with a
+    fleet: ``run`` and each Locust process).  A port that cannot be bound is
+    FleetStartError (exit 3)."""
     from emulator.metrics.prometheus import MetricsEndpoint, disable_created_series
 
-    disable_created_series()
+    disable_created_series()  # the same series from every door
     try:
         endpoint = MetricsEndpoint(host=address.host, port=address.port)
     except OSError as exc:
         raise FleetStartError(
             f"cannot serve metrics on {address.host}:{address.port}: {exc.strerror or exc}"
         ) from None
-    console.print(f"Prometheus metrics on {endpoint.url}")
     try:
         yield endpoint
     finally:
