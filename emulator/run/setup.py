@@ -4,7 +4,7 @@
 :class:`RunSetup` with :func:`build_setup` from their parser's values (an argparse
 namespace or Locust's ``parsed_options``: the same names, :mod:`emulator.run.options`).
 Whatever is wrong (a scenario field, a URL, a seed, an output path that cannot be
-written, a port out of range) raises one :class:`SetupError` whose message names the
+written, a port out of range, a file the security profile names) raises one :class:`SetupError` whose message names the
 option or the file and field: the doors print it as one line and exit 2, before a
 wallbox connects.  Values arrive as text from every parser (the web UI's form too), so
 each is converted here once.
@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from emulator.capacity import SearchSettings
 from emulator.fleet.runner import parse_address_pool
 from emulator.fleet.scenario import Scenario, ScenarioError, load_scenario
+from emulator.fleet.security import SecurityConfigError
+from emulator.fleet.security import resolve as resolve_security
 from emulator.metrics.slo import (
     Slo,
     SloError,
@@ -140,6 +142,8 @@ def build_setup(
         command, values, environ=env, scenario=scenario, path=path
     )
     search = _search(read) if command == "capacity" else None
+    chargers = read.integer("chargers", minimum=1, default=scenario.fleet.chargers)
+    _check_security(command, path, scenario, url, chargers)
     if command == "capacity" and not (scenario_rules or command_rules):
         raise SetupError(
             "a capacity search needs SLOs to judge each step: give --slo EXPR "
@@ -151,7 +155,7 @@ def build_setup(
         scenario=scenario,
         csms_url=url,
         seed=seed,
-        chargers=read.integer("chargers", minimum=1, default=scenario.fleet.chargers),
+        chargers=chargers,
         duration=read.duration("duration", default=DEFAULT_DURATION),
         slos=(*scenario_rules, *command_rules),
         command_line_slos=tuple(command_rules),
@@ -276,6 +280,18 @@ def _scenario(path: str, read: _Reader) -> Scenario:
         except ValueError as exc:
             raise SetupError(f"--id-prefix: {exc}") from None
     return scenario
+
+
+def _check_security(
+    command: str, path: str, scenario: Scenario, url: str | None, chargers: int
+) -> None:
+    """The files and URL the scenario's security profile needs (a password file, a CA, a
+    client certificate per charger of a ``run``), checked as the fleet will load them."""
+    ids = [scenario.charger_id(n) for n in range(1, chargers + 1)] if command == "run" else []
+    try:
+        resolve_security(scenario, charger_ids=ids, url=url or "ws://127.0.0.1/")
+    except SecurityConfigError as exc:
+        raise SetupError(f"{path}: {exc}") from None
 
 
 def _url(command: str, url: str) -> str | None:

@@ -234,3 +234,16 @@ def test_a_missing_output_folder_is_created_when_the_run_writes(
     argv = ["run", "--scenario", DEMO, "--chargers", "2", "--duration", "1s", "--no-progress"]
     assert main([*argv, "--json", str(summary)]) == 0
     assert "BootNotification" in summary.read_text()
+
+
+def test_a_file_the_security_profile_names_is_checked_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    scenario = tmp_path / "secure.toml"
+    scenario.write_text('[security]\nprofile = 1\npassword_file = "missing.txt"\n')
+    line = refused(capsys, "run", "--scenario", str(scenario))
+    assert line.startswith(f"error: {scenario}: security.password_file: cannot read")
+    tls = tmp_path / "tls.toml"
+    tls.write_text("[security]\nprofile = 2\n")
+    line = refused(capsys, "run", "--scenario", str(tls), "--csms-url", "ws://127.0.0.1:9/")
+    assert "security profile 2 needs TLS" in line
