@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from emulator.capacity import CapacitySearch, Step, Verdict, run_search
+from emulator.capacity import CapacitySearch, Step, Verdict, run_search, violations_text
 from emulator.fleet.runner import Fleet, FleetStartError
 from emulator.metrics.slo import SloResult, evaluate
 from emulator.metrics.stats import RunStats
@@ -29,8 +29,8 @@ async def capacity_command(setup: RunSetup, console: Console) -> int:
     Raises FleetStartError when no wallbox of the first step reached the CSMS (exit 3),
     KeyboardInterrupt on SIGINT or SIGTERM (no verdict); returns 0 with a verdict, 1 when
     even the first size failed its SLOs."""
-    settings, url = setup.search, setup.csms_url
-    assert settings is not None and url is not None
+    url = setup.csms_url
+    assert url is not None  # a capacity setup has one
     stats = RunStats()
     fleet = Fleet(
         scenario=setup.scenario,
@@ -41,27 +41,7 @@ async def capacity_command(setup: RunSetup, console: Console) -> int:
         source_addresses=setup.source_addresses,
         tune_gc=True,
     )
-    scenario = setup.scenario
-    console.print(
-        f"capacity search: scenario [bold]{scenario.name}[/], seed {setup.seed}, start "
-        f"{scenario.sessions.start_time}, from {settings.start:,} chargers x{settings.growth:g}"
-        f"{'' if settings.max is None else f' up to {settings.max:,}'}, hold "
-        f"{settings.hold:g} s → {url}"
-    )
-    for slo in setup.slos:
-        console.print(f"  SLO {slo.text}", highlight=False)
-
-    def judge(window: RunStats) -> Sequence[SloResult]:
-        return evaluate(setup.slos, window).results
-
-    search = CapacitySearch(
-        fleet=fleet,
-        stats=stats,
-        judge=judge,
-        settings=settings,
-        on_step=lambda step: _show(console, step),
-        on_phase=lambda text: console.print(f"  {text}", style="dim", highlight=False),
-    )
+    search = _search(setup, console, fleet, stats)
     series = TimeSeries(
         stats, fleet=fleet.gauges, generator=lambda: fleet.health.snapshot().as_dict()
     )
@@ -78,6 +58,7 @@ async def capacity_command(setup: RunSetup, console: Console) -> int:
         reasons = ", ".join(sorted(stats.connect_failures)) or "no answer"
         raise FleetStartError(f"no wallbox reached the CSMS at {url} ({reasons})")
     console.print(f"[bold]{verdict.sentence()}[/]", highlight=False)
+    scenario = setup.scenario
     result = verdict.to_json(
         scenario=scenario.name, seed=setup.seed, start_time=scenario.sessions.start_time
     )
@@ -90,9 +71,35 @@ async def capacity_command(setup: RunSetup, console: Console) -> int:
     return 1 if verdict.capacity is None else 0
 
 
+def _search(setup: RunSetup, console: Console, fleet: Fleet, stats: RunStats) -> CapacitySearch:
+    """The search of ``setup``, announced on ``console`` with its SLOs."""
+    settings, scenario = setup.search, setup.scenario
+    assert settings is not None
+    console.print(
+        f"capacity search: scenario [bold]{scenario.name}[/], seed {setup.seed}, start "
+        f"{scenario.sessions.start_time}, from {settings.start:,} chargers x{settings.growth:g}"
+        f"{'' if settings.max is None else f' up to {settings.max:,}'}, hold "
+        f"{settings.hold:g} s → {setup.csms_url}"
+    )
+    for slo in setup.slos:
+        console.print(f"  SLO {slo.text}", highlight=False)
+
+    def judge(window: RunStats) -> Sequence[SloResult]:
+        return evaluate(setup.slos, window).results
+
+    return CapacitySearch(
+        fleet=fleet,
+        stats=stats,
+        judge=judge,
+        settings=settings,
+        on_step=lambda step: _show(console, step),
+        on_phase=lambda text: console.print(f"  {text}", style="dim", highlight=False),
+    )
+
+
 def _show(console: Console, step: Step) -> None:
     mark = "[green]PASS[/]" if step.passed else "[red]FAIL[/]"
-    worst = "; ".join(f"{r.slo.text} was {r.value_text}" for r in step.violations)
+    worst = violations_text(step.violations)
     generator = " [yellow](generator over its limits)[/]" if step.generator_limited else ""
     console.print(
         f"{mark} {step.chargers:,} chargers ({step.connected:,} booted): "
