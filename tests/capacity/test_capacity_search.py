@@ -81,8 +81,10 @@ def test_the_verdict_lies_between_half_and_full_utilisation_of_the_csms() -> Non
     assert [v.slo.text for v in verdict.violations] == ["*:p95<300ms"]
     assert "held" in verdict.sentence() and f"{verdict.capacity:,}" in verdict.sentence()
     # Each step judged its hold only: the boots of its newest wallboxes are not in it.
+    # A hold is a sleep of 6 s between two snapshots: a loaded machine wakes it late,
+    # never early, so only the upper bound is loose (twice the hold).
     for s in verdict.steps:
-        assert 5.5 < s.window.elapsed < 7.5
+        assert 6.0 <= s.window.elapsed < 12.0
         assert "BootNotification" not in s.to_json()["actions"]
 
 
@@ -211,6 +213,9 @@ def test_the_command_writes_the_verdict_json_and_the_report(tmp_path: Path) -> N
     step = verdict["steps"][-1]
     assert set(step) >= {"chargers", "passed", "calls_per_second", "actions", "generator"}
     assert set(step["actions"]["MeterValues"]) == {"count", "p50_ms", "p95_ms", "p99_ms", "errors"}
+    # 7.5 calls/s offered, far below the CSMS's 25/s: a loaded generator sends fewer
+    # (its sends go out late), never more, and the hold's 1 or 2 samples of each charger
+    # give 5 to 10 (the window's phase, as in the calibration test above).
     assert 5 < step["calls_per_second"] < 10
     assert verdict["scenario"] == "capacity-demo" and verdict["seed"] == 7
     assert {"python", "ocpp-fleet", "websockets"} <= set(verdict["versions"])

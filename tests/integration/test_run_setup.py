@@ -127,6 +127,12 @@ def test_capacity_refuses_its_mistakes_before_connecting(
         str(tmp_path / "out"),
     )
     assert "which --json writes too" in line
+    line = refused(
+        capsys,
+        *("capacity", "--scenario", CAPACITY_DEMO, "--csms-url", url, "--slo", "p95<1s"),
+        *("--json", "/dev/null/v.json"),
+    )
+    assert "--json /dev/null/v.json: /dev/null is a file" in line
     for option, value, message in (
         ("--growth", "1", "--growth: expected a factor > 1"),
         ("--hold", "0s", "--hold: expected a duration > 0"),
