@@ -249,6 +249,7 @@ OPTIONS: tuple[Option, ...] = (
         flag="--ids-per-worker",
         metavar="N",
         commands=frozenset({"locust"}),
+        web_ui=True,
         help="charger numbers reserved per worker: worker w uses w*N+1 .. (w+1)*N (default 100000)",
     ),
     Option(
