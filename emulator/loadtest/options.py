@@ -87,7 +87,9 @@ def add_arguments(parser: Any) -> None:
     (include_in_web_ui, is_required); an argument group's does not."""
 
     def locust_keywords(option: Option) -> dict[str, Any]:
-        keywords: dict[str, Any] = {"env_var": option.env, "include_in_web_ui": option.web_ui}
+        keywords: dict[str, Any] = {"include_in_web_ui": option.web_ui}
+        if option.kind != "list":  # $LOCUST_SLO: rules separated by ";", read by the setup
+            keywords["env_var"] = option.env
         if option.kind == "value":
             keywords["default"] = ""
         if "locust" in option.required:
