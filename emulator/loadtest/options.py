@@ -104,13 +104,14 @@ def _get(parsed: Any, name: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def fleet_options(parsed: Any, *, host: str | None) -> RunSetup:
+def fleet_options(parsed: Any, *, host: str | None, outputs: bool = True) -> RunSetup:
     """Read and check the options (``parsed``: Locust's ``environment.parsed_options``)
-    into the run setup that ``ocpp-fleet run`` and ``capacity`` build too.
+    into the run setup that ``ocpp-fleet run`` and ``capacity`` build too (``outputs``:
+    False for a worker, which writes none).
 
     Raises OptionError (:class:`~emulator.run.setup.SetupError`) with one line for the
     user."""
-    return build_setup("locust", parsed, host=host)
+    return build_setup("locust", parsed, host=host, outputs=outputs)
 
 
 def own_options(parsed: Any) -> dict[str, Any]:

@@ -93,10 +93,12 @@ class Setup:
         return self.fleet
 
 
-def read_fleet(parsed: Any, host: str | None) -> tuple[RunSetup | None, str | None]:
+def read_fleet(
+    parsed: Any, host: str | None, *, outputs: bool = True
+) -> tuple[RunSetup | None, str | None]:
     """:func:`fleet_options`, with its problem as text instead of an exception."""
     try:
-        return fleet_options(parsed, host=host), None
+        return fleet_options(parsed, host=host, outputs=outputs), None
     except (OptionError, ScenarioError) as exc:
         return None, str(exc)
 

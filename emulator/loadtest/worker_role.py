@@ -70,7 +70,8 @@ class WorkerRole(FleetRole):
         fleet: RunSetup | None = None
         problem: str | None = "no test yet: the master sends the scenario and the URL"
         if not starting:  # the scenario and the URL are the master's, sent with each test
-            fleet, problem = read_fleet(view.parsed, host)
+            # The verdict's paths are the master's, on its host: a worker writes none.
+            fleet, problem = read_fleet(view.parsed, host, outputs=False)
         return Setup(
             fleet=fleet,
             fleet_problem=problem,

@@ -126,10 +126,13 @@ def build_setup(
     *,
     environ: Mapping[str, str] | None = None,
     host: str | None = None,
+    outputs: bool = True,
 ) -> RunSetup:
     """The checked setup of ``command`` from ``values`` (an object with an attribute per
     option: :attr:`emulator.run.options.Option.dest`).  ``host``: Locust's ``--host``,
-    the CSMS URL when ``--csms-url`` is not given.  Raises :class:`SetupError`."""
+    the CSMS URL when ``--csms-url`` is not given.  ``outputs``: False for a process
+    that writes none (a Locust worker: the paths are its master's, on another host).
+    Raises :class:`SetupError`."""
     env = os.environ if environ is None else environ
     read = _Reader(values)
     path = read.text("scenario")
@@ -159,7 +162,7 @@ def build_setup(
         duration=read.duration("duration", default=DEFAULT_DURATION),
         slos=(*scenario_rules, *command_rules),
         command_line_slos=tuple(command_rules),
-        outputs=read_outputs(command, values),
+        outputs=read_outputs(command, values) if outputs else Outputs(),
         source_addresses=read.address_pool("source_addresses"),
         strict=read.flag("strict"),
         strict_csms=read.flag("strict_csms"),

@@ -253,3 +253,12 @@ def test_a_file_the_security_profile_names_is_checked_before_the_run(
     tls.write_text("[security]\nprofile = 2\n")
     line = refused(capsys, "run", "--scenario", str(tls), "--csms-url", "ws://127.0.0.1:9/")
     assert "security profile 2 needs TLS" in line
+
+
+def test_a_worker_does_not_check_the_masters_output_paths() -> None:
+    """The verdict's paths name the master's host; a worker writes none."""
+    values = SimpleNamespace(scenario=DEMO, csms_url="ws://h/", verdict_json="/dev/null/v.json")
+    with pytest.raises(SetupError, match=r"--verdict-json /dev/null/v.json: /dev/null is a file"):
+        build_setup("locust", values, environ={})
+    worker = build_setup("locust", values, environ={}, outputs=False)
+    assert worker.outputs.json is None and worker.outputs.report is None
