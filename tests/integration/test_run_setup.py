@@ -246,11 +246,16 @@ def test_a_file_the_security_profile_names_is_checked_before_the_run(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     scenario = tmp_path / "secure.toml"
-    scenario.write_text('[security]\nprofile = 1\npassword_file = "missing.txt"\n')
+    scenario.write_text(
+        '[scenario]\nname = "secure"\n[security]\nprofile = 1\npassword_file = "missing.txt"\n'
+    )
     line = refused(capsys, "run", "--scenario", str(scenario))
     assert line.startswith(f"error: {scenario}: security.password_file: cannot read")
     tls = tmp_path / "tls.toml"
-    tls.write_text("[security]\nprofile = 2\n")
+    (tmp_path / "password.txt").write_text("secret\n")
+    tls.write_text(
+        '[scenario]\nname = "tls"\n[security]\nprofile = 2\npassword_file = "password.txt"\n'
+    )
     line = refused(capsys, "run", "--scenario", str(tls), "--csms-url", "ws://127.0.0.1:9/")
     assert "security profile 2 needs TLS" in line
 
