@@ -35,8 +35,11 @@ idle_after_full = [0.2, 1.0]
 plug_in_delay = [0.1, 0.5]
 [faults]
 disconnects_per_hour = 240.0
-reboots_per_hour = 60.0
-power_losses_per_hour = 60.0
+# Enough that some reboots and power losses hit a running transaction in an 18-s run:
+# at 60/h about six of each fall in the run, and only those during a transaction end one
+# (a CI run once had no Reboot stop at all); at 180/h about eighteen do.
+reboots_per_hour = 180.0
+power_losses_per_hour = 180.0
 power_loss_seconds = [0.5, 2.0]
 connector_faults_per_hour = 120.0
 connector_fault_seconds = [0.5, 2.0]
