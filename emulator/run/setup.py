@@ -98,7 +98,6 @@ class RunSetup:
     chargers: int = 0  # run: the fleet size; capacity grows from 0
     duration: float = DEFAULT_DURATION  # run
     slos: tuple[Slo, ...] = ()  # the scenario's [slo] and the command line's, in that order
-    command_line_slos: tuple[Slo, ...] = ()  # the command line's (Locust judges them apart)
     outputs: Outputs = field(default_factory=Outputs)
     source_addresses: tuple[str, ...] = ()
     strict: bool = False
@@ -106,10 +105,8 @@ class RunSetup:
     progress: bool = True
     metrics: MetricsAddress | None = None
     search: SearchSettings | None = None  # capacity
-    id_prefix_given: bool = False  # --id-prefix was set (else the scenario's)
     ids_per_worker: int = DEFAULT_IDS_PER_WORKER  # Locust
     fleet_shape: str = ""  # Locust: the --fleet-shape text (emulator.loadtest.schedules)
-    metrics_port_per_worker: bool = False  # Locust
 
     @property
     def embedded_csms(self) -> bool:
@@ -161,7 +158,6 @@ def build_setup(
         chargers=chargers,
         duration=read.duration("duration", default=DEFAULT_DURATION),
         slos=(*scenario_rules, *command_rules),
-        command_line_slos=tuple(command_rules),
         outputs=read_outputs(command, values) if outputs else Outputs(),
         source_addresses=read.address_pool("source_addresses"),
         strict=read.flag("strict"),
@@ -169,10 +165,8 @@ def build_setup(
         progress=not read.flag("no_progress"),
         metrics=read_metrics(values, env),
         search=search,
-        id_prefix_given=bool(read.text("id_prefix")),
         ids_per_worker=read.integer("ids_per_worker", minimum=1, default=DEFAULT_IDS_PER_WORKER),
         fleet_shape=read.text("fleet_shape"),
-        metrics_port_per_worker=read.flag("metrics_port_per_worker"),
     )
 
 

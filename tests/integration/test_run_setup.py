@@ -211,15 +211,19 @@ def test_locust_values_arrive_as_text_and_are_checked_the_same_way() -> None:
 
 
 def test_every_option_reaches_the_setup_of_each_command_it_belongs_to() -> None:
-    """A new option in the table is read by build_setup (or it would silently do
-    nothing): each option's dest is an attribute the setup reads."""
+    """A new option in the table is read (or it would silently do nothing): each
+    option's dest is an attribute the setup reads, or, for a Locust process's own
+    options, Locust's option reader."""
     import inspect
 
+    from emulator.loadtest import options as locust_options
     from emulator.run import setup as module
 
     source = inspect.getsource(module)
+    locust_source = inspect.getsource(locust_options)
     for option in OPTIONS:
-        assert f'"{option.dest}"' in source, option.flag
+        read_by = source if option.commands != {"locust"} else source + locust_source
+        assert f'"{option.dest}"' in read_by, option.flag
     assert {o.flag for o in options_of("capacity")} >= {"--scenario", "--csms-url", "--hold"}
 
 
