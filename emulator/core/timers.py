@@ -54,6 +54,19 @@ def earliest(
     return first
 
 
+def earliest_of_parts(
+    timers: tuple[PartTimer[Owner, Part], ...], parts: Iterable[Part]
+) -> float | None:
+    """The earliest time any of ``timers`` of any of ``parts`` is due (None: none is
+    armed)."""
+    first: float | None = None
+    for part in parts:
+        at = earliest(timers, part)
+        if at is not None and (first is None or at < first):
+            first = at
+    return first
+
+
 def serve(timers: tuple[Timer[Owner], ...], owner: Owner, now: float) -> None:
     """Fire every timer of ``owner`` due at ``now``, in the order of ``timers``; each
     ``due`` is read when its turn comes (an earlier one may have moved it)."""

@@ -35,9 +35,7 @@ from emulator.core.authorization import (
 from emulator.core.configuration import Configuration
 from emulator.core.connector import Connector, Intent
 from emulator.core.effects import Effect, Event, EventKind, Reboot, SendPing
-from emulator.core.firmware import (
-    FirmwareManagement,
-)
+from emulator.core.firmware import FirmwareManagement
 from emulator.core.metering import Ev, Meter, sampled_values
 from emulator.core.model import ChargerModel, Variant
 from emulator.core.outbox import Message, Outbox, OutgoingCall
@@ -58,7 +56,14 @@ from emulator.core.status import (
     check_transition,
     status_payload,
 )
-from emulator.core.timers import PartTimer, Timer, earliest, serve, serve_parts
+from emulator.core.timers import (
+    PartTimer,
+    Timer,
+    earliest,
+    earliest_of_parts,
+    serve,
+    serve_parts,
+)
 from emulator.core.transaction import StopReason, Transaction
 from emulator.protocol.timefmt import format_timestamp
 
@@ -331,13 +336,7 @@ class Wallbox:
         self.next_ping_at = now + interval if interval else None
 
     def _connectors_due(self) -> float | None:
-        first: float | None = None
-        for c in self.connectors:
-            for _name, due, _fire in CONNECTOR_TIMERS:
-                at = due(c)
-                if at is not None and (first is None or at < first):
-                    first = at
-        return first
+        return earliest_of_parts(CONNECTOR_TIMERS, self.connectors)
 
     def _connectors_tick(self, now: float) -> None:
         serve_parts(CONNECTOR_TIMERS, self, self.connectors, now)

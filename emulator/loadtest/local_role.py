@@ -19,16 +19,14 @@ from locust.env import Environment
 from emulator.fleet.health import HealthSnapshot
 from emulator.loadtest.fleet_role import FleetRole
 from emulator.loadtest.judging import Judging
-from emulator.loadtest.options import OptionError, metrics_address, verdict_outputs
+from emulator.loadtest.options import OptionError, metrics_address
 from emulator.loadtest.overload import spawn_rate_warning
 from emulator.loadtest.role import (
     Refused,
     Setup,
     attach_shape,
     outputs_problem,
-    read_fleet,
-    read_shape,
-    read_slos,
+    read_judged,
 )
 from emulator.loadtest.steps import FleetState, WindowCollector
 from emulator.loadtest.verdicts import every
@@ -58,15 +56,8 @@ class LocalRole(FleetRole):
         self._summary_printed = False
 
     def _read_options(self, parsed: Any, host: str | None) -> Setup:
-        fleet, problem = read_fleet(parsed, host)
-        return Setup(
-            fleet=fleet,
-            fleet_problem=problem,
-            slos=read_slos(parsed, fleet),
-            schedule=read_shape(parsed),
-            outputs=verdict_outputs(parsed),
-            metrics=metrics_address(parsed, environ=os.environ, worker_index=None),
-        )
+        metrics = metrics_address(parsed, environ=os.environ, worker_index=None)
+        return read_judged(parsed, host, metrics=metrics)
 
     def start(self, web_ui: Any) -> None:
         parsed = self.environment.parsed_options

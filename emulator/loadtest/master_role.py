@@ -23,7 +23,7 @@ from locust.env import Environment
 from emulator.fleet.stopping import STOP_CAP, STOP_STALL
 from emulator.loadtest import locust_internals
 from emulator.loadtest.judging import Judging
-from emulator.loadtest.options import WINDOWS_OPTION, WORKERS_OPTION, OptionError, verdict_outputs
+from emulator.loadtest.options import WINDOWS_OPTION, WORKERS_OPTION, OptionError
 from emulator.loadtest.overload import GENERATOR_TIMEOUT, spawn_rate_warning
 from emulator.loadtest.role import (
     Refused,
@@ -31,13 +31,12 @@ from emulator.loadtest.role import (
     Setup,
     attach_shape,
     outputs_problem,
-    read_fleet,
-    read_shape,
-    read_slos,
+    read_judged,
 )
 from emulator.loadtest.steps import FleetState, WindowCollector
 from emulator.loadtest.view import aggregate, bottleneck_warning, summary_lines
 from emulator.loadtest.worker_role import REPORT_KEY, STOPPED_MESSAGE
+from emulator.run.setup import option_text
 
 __all__ = ["MasterRole"]
 
@@ -74,15 +73,7 @@ class MasterRole(Role):
 
     def _read_options(self, parsed: Any, host: str | None) -> Setup:
         """The master checks the scenario and the URL it sends its workers."""
-        fleet, problem = read_fleet(parsed, host)
-        return Setup(
-            fleet=fleet,
-            fleet_problem=problem,
-            slos=read_slos(parsed, fleet),
-            schedule=read_shape(parsed),
-            outputs=verdict_outputs(parsed),
-            metrics_asked=bool(str(getattr(parsed, "metrics_port", "") or "").strip()),
-        )
+        return read_judged(parsed, host, metrics_asked=bool(option_text(parsed, "metrics_port")))
 
     def start(self, web_ui: Any) -> None:
         parsed = self.environment.parsed_options

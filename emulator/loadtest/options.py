@@ -37,6 +37,8 @@ from emulator.run.setup import (
     MetricsAddress,
     RunSetup,
     build_setup,
+    option_flag,
+    option_text,
     read_metrics,
     read_outputs,
     read_slos,
@@ -99,11 +101,6 @@ def add_arguments(parser: Any) -> None:
     add_to_parser(parser, "locust", locust_keywords)
 
 
-def _get(parsed: Any, name: str) -> str:
-    value = getattr(parsed, name, None)
-    return "" if value is None else str(value).strip()
-
-
 def fleet_options(parsed: Any, *, host: str | None, outputs: bool = True) -> RunSetup:
     """Read and check the options (``parsed``: Locust's ``environment.parsed_options``)
     into the run setup that ``ocpp-fleet run`` and ``capacity`` build too (``outputs``:
@@ -153,7 +150,7 @@ def worker_options(parsed: Any, own: Mapping[str, Any], *, worker_index: int) ->
         if name != "source_addresses" and name in own:
             setattr(view, name, own[name])
     own_text = str(own.get("source_addresses") or "").strip()
-    master_text = _get(parsed, "source_addresses")
+    master_text = option_text(parsed, "source_addresses")
     own_pool = _pool(own_text, "this worker's")
     master_pool = _pool(master_text, "the master's")
     if own_pool and own_pool != master_pool:
@@ -187,14 +184,6 @@ def worker_options(parsed: Any, own: Mapping[str, Any], *, worker_index: int) ->
     return WorkerOptions(view, f"{view.source_addresses} ({how})", shared=shared)
 
 
-def flag(parsed: Any, name: str) -> bool:
-    """A boolean Locust option, also when it came from the environment as text."""
-    value = getattr(parsed, name, False)
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
-
-
 def metrics_address(
     parsed: Any, *, environ: Mapping[str, str], worker_index: int | None
 ) -> MetricsAddress | None:
@@ -208,7 +197,7 @@ def metrics_address(
     if address is None:
         return None
     port = address.port
-    if port and worker_index is not None and flag(parsed, "metrics_port_per_worker"):
+    if port and worker_index is not None and option_flag(parsed, "metrics_port_per_worker"):
         port += worker_index
         if port > 65535:
             raise OptionError(
@@ -222,11 +211,11 @@ def shape_schedule(parsed: Any) -> Schedule | None:
 
     A shape without ``users`` (or ``sizes``) takes the scenario's ``fleet.chargers``.
     """
-    spec = _get(parsed, "fleet_shape")
+    spec = option_text(parsed, "fleet_shape")
     if not spec:
         return None
     defaults: dict[str, str] = {}
-    path = _get(parsed, "scenario")
+    path = option_text(parsed, "scenario")
     if path and "users=" not in spec:
         defaults["users"] = str(load_scenario(path).fleet.chargers)
     return parse_schedule(spec, defaults=defaults)

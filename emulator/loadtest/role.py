@@ -41,6 +41,7 @@ from emulator.loadtest.options import (
     command_line_slos,
     fleet_options,
     shape_schedule,
+    verdict_outputs,
 )
 from emulator.loadtest.schedules import Schedule, ScheduleError, Steps
 from emulator.loadtest.shapes import ScheduleShape
@@ -57,6 +58,7 @@ __all__ = [
     "attach_shape",
     "outputs_problem",
     "read_fleet",
+    "read_judged",
     "read_shape",
     "read_slos",
 ]
@@ -101,6 +103,20 @@ def read_fleet(
         return fleet_options(parsed, host=host, outputs=outputs), None
     except (OptionError, ScenarioError) as exc:
         return None, str(exc)
+
+
+def read_judged(parsed: Any, host: str | None, **more: Any) -> Setup:
+    """What a judging process (a local run, a master) reads: the fleet's setup, the SLOs,
+    the shape and the verdict's outputs; ``more``: the role's own fields."""
+    fleet, problem = read_fleet(parsed, host)
+    return Setup(
+        fleet=fleet,
+        fleet_problem=problem,
+        slos=read_slos(parsed, fleet),
+        schedule=read_shape(parsed),
+        outputs=verdict_outputs(parsed),
+        **more,
+    )
 
 
 def read_slos(parsed: Any, fleet: RunSetup | None) -> tuple[Slo, ...]:

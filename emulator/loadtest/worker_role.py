@@ -27,12 +27,12 @@ from emulator.loadtest.options import (
     WINDOWS_OPTION,
     OptionError,
     RunSetup,
-    flag,
     metrics_address,
     own_options,
     worker_options,
 )
 from emulator.loadtest.role import Setup, read_fleet
+from emulator.run.setup import option_flag
 
 __all__ = ["MASTER_SILENCE", "REPORT_KEY", "STOPPED_MESSAGE", "WorkerRole"]
 
@@ -77,7 +77,7 @@ class WorkerRole(FleetRole):
             fleet_problem=problem,
             metrics=metrics_address(view.parsed, environ=os.environ, worker_index=self.index),
             addresses=view,
-            windows=flag(parsed, WINDOWS_OPTION),
+            windows=option_flag(parsed, WINDOWS_OPTION),
         )
 
     def start(self, web_ui: Any) -> None:

@@ -46,6 +46,8 @@ __all__ = [
     "RunSetup",
     "SetupError",
     "build_setup",
+    "option_flag",
+    "option_text",
     "parse_duration",
     "read_metrics",
     "read_outputs",
@@ -186,6 +188,20 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def option_text(values: Any, dest: str) -> str:
+    """An option's value as text, stripped ("" when not given)."""
+    value = getattr(values, dest, None)
+    return "" if value is None or isinstance(value, bool) else str(value).strip()
+
+
+def option_flag(values: Any, dest: str) -> bool:
+    """A flag, also when it came as text (the environment, ``locust.conf``, a form)."""
+    value = getattr(values, dest, False)
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
 class _Reader:
     """Reads one option at a time from a parser's values, as text, and converts it; a
     value that cannot be used raises SetupError naming the option."""
@@ -197,14 +213,10 @@ class _Reader:
         return getattr(self.values, dest, None)
 
     def text(self, dest: str) -> str:
-        value = self.raw(dest)
-        return "" if value is None or isinstance(value, bool) else str(value).strip()
+        return option_text(self.values, dest)
 
     def flag(self, dest: str) -> bool:
-        value = self.raw(dest)
-        if isinstance(value, str):
-            return value.strip().lower() in {"1", "true", "yes", "on"}
-        return bool(value)
+        return option_flag(self.values, dest)
 
     def integer(self, dest: str, *, minimum: int, default: int) -> int:
         text = self.text(dest)
