@@ -132,6 +132,19 @@ def _add_csms_parser(sub: Any) -> None:
         help="require HTTP Basic auth: every charger id with the password in this variable",
     )
     csms.add_argument(
+        "--identities",
+        type=Path,
+        metavar="FILE",
+        help="know only these chargers (HTTP 404 for any other id) and check each one's "
+        "password from the file (401); --password-env for rows without one (docs/identities.md)",
+    )
+    csms.add_argument(
+        "--cards",
+        type=Path,
+        metavar="FILE",
+        help="know only these cards: each gets its status column, any other Invalid",
+    )
+    csms.add_argument(
         "--service-time",
         type=_service_time,
         metavar="DURATION",
@@ -214,20 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-class _AnyCharger(dict[str, str]):
-    """Basic-auth table that knows every charger id, all with one password."""
-
-    def __init__(self, password: str) -> None:
-        super().__init__()
-        self._password = password
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._password
-
-    def __repr__(self) -> str:
-        return "_AnyCharger(***)"
-
-
 def _csms_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     if args.certfile is None:
         if args.client_ca is not None or args.keyfile is not None:
@@ -246,25 +245,47 @@ def _csms_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
-async def _csms(args: argparse.Namespace) -> int:
-    from emulator.csms import ReferenceCsms
+def _csms_books(args: argparse.Namespace) -> dict[str, Any]:
+    """The chargers, passwords and cards the CSMS knows (``ReferenceCsms`` keywords)."""
+    from emulator.csms import PasswordBook
+    from emulator.fleet.identities import IdentityFileError, read_cards, read_identities
 
-    context = _csms_tls(args)
-    basic_auth = None
+    password = None
     if args.password_env:
         password = os.environ.get(args.password_env)
         if not password:
             raise UsageError(
                 f"--password-env: the environment variable {args.password_env} is not set"
             )
-        basic_auth = _AnyCharger(password)
+    books: dict[str, Any] = {}
+    try:
+        identities = None if args.identities is None else read_identities(args.identities)
+        cards = None if args.cards is None else read_cards(args.cards)
+    except IdentityFileError as exc:
+        raise UsageError(str(exc)) from None
+    own = None
+    if identities is not None:
+        books["known_chargers"] = identities.ids
+        own = identities.passwords or None
+    if own is not None or password is not None:
+        books["basic_auth"] = PasswordBook(own, password)
+    if cards is not None:
+        books["id_tags"] = {tag: s for s, tags in cards.by_status.items() for tag in tags}
+        books["unknown_tag_status"] = "Invalid"
+    return books
+
+
+async def _csms(args: argparse.Namespace) -> int:
+    from emulator.csms import ReferenceCsms
+
+    context = _csms_tls(args)
     csms = ReferenceCsms(
         host=args.host,
         port=args.port,
         heartbeat_interval=args.heartbeat_interval,
         ssl=context,
-        basic_auth=basic_auth,
         service_time=args.service_time,
+        **_csms_books(args),
     )
     try:
         await csms.start()

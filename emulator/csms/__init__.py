@@ -9,6 +9,7 @@ from emulator.csms.misbehaviour import (
     Misbehaviour,
     Silence,
 )
+from emulator.csms.passwords import PasswordBook
 from emulator.csms.records import ChargerRecord, ConnectorStatus, CsmsLedger, TransactionRecord
 from emulator.csms.server import (
     CallErrorReceived,
@@ -34,6 +35,7 @@ __all__ = [
     "IdTagEntry",
     "Misbehaviour",
     "MisbehaviourHook",
+    "PasswordBook",
     "ReferenceCsms",
     "Served",
     "Silence",

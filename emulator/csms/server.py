@@ -9,6 +9,9 @@ Charge points connect to ``ws://host:port/<anything>/<chargerId>`` offering the
 ``ocpp1.6`` subprotocol (OCPP-J 1.6 §3.1); a handshake without it is refused with HTTP
 400 by websockets. With ``basic_auth`` the username must be the charger id and the
 password the table's (OCPP 1.6 security whitepaper, profile 1); otherwise HTTP 401.
+With ``known_chargers`` (an identities file's ids) any other id is refused with HTTP 404
+before its password is looked at, as a CSMS refuses ids it has not registered (SteVe:
+"ChargeBoxId ... is not recognized").
 
 With ``service_time`` the CSMS has a known capacity: charger-initiated CALLs are served
 one at a time from a single FIFO queue (:mod:`emulator.csms.service`), while connections,
@@ -22,7 +25,7 @@ import hmac
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from http import HTTPStatus
 from ssl import CERT_REQUIRED, SSLContext
 from types import TracebackType
@@ -151,6 +154,7 @@ class ReferenceCsms:
         unknown_tag_status: str = "Accepted",
         call_timeout: float = 30.0,
         basic_auth: Mapping[str, str] | None = None,
+        known_chargers: Collection[str] | None = None,
         data_transfer_vendors: Mapping[str, DataTransferHandler] | None = None,
         registry: SchemaRegistry | None = None,
         misbehave: MisbehaviourHook | None = None,
@@ -177,6 +181,7 @@ class ReferenceCsms:
         self._host = host
         self._port = port
         self._basic_auth = basic_auth  # any Mapping: .get(charger id) -> password
+        self._known = None if known_chargers is None else frozenset(known_chargers)
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
@@ -470,6 +475,10 @@ class ReferenceCsms:
         charger_id = charger_id_from_path(request.path)
         if not charger_id:
             return connection.respond(HTTPStatus.NOT_FOUND, "No charge point id in the path\n")
+        if self._known is not None and charger_id not in self._known:
+            return connection.respond(
+                HTTPStatus.NOT_FOUND, "This charge point id is not registered\n"
+            )
         if self._ssl is not None and self._ssl.verify_mode == CERT_REQUIRED:
             peer = connection.transport.get_extra_info("peercert") or {}
             names = [

@@ -138,6 +138,9 @@ class Fleet:
         self.transfers = FileTransfers(max_concurrent=scenario.fleet.max_transfers)
         self._stop = asyncio.Event()
         self.prefix = scenario.fleet.id_prefix if id_prefix is None else id_prefix
+        self.identities = scenario.identities  # charger n is its row n, when there is one
+        # (id of the drawn model, the identities row's model) -> (drawn, the model used)
+        self._shared_models: dict[tuple[int, str | None], tuple[ChargerModel, ChargerModel]] = {}
         # Security profile: passwords, CA and client certificates are checked here, once,
         # so a missing file is an error before the first connection (SecurityConfigError).
         credentials = resolve_security(
@@ -149,6 +152,7 @@ class Fleet:
             url=csms_url,
             open_timeout=scenario.fleet.handshake_timeout,
             basic_auth_password=credentials.password,
+            passwords=credentials.passwords,
             ssl_for=credentials.ssl_for,
             cert_expired=credentials.cert_expired,
             stop_transactions_on_shutdown=scenario.fleet.shutdown_transactions == "stop",
@@ -168,16 +172,38 @@ class Fleet:
         self.on_removed: Callable[[int, WallboxDriver], None] | None = None
         root = np.random.default_rng(seed)
         models: list[ChargerModel] = scenario.pick_models(chargers, root)
-        if scenario.security.profile:
-            models = [replace(m, security_profile=scenario.security.profile) for m in models]
         now = clock()
         # The scenario's virtual clock reads sessions.start_time here; wallboxes added
         # later (Locust users) join the virtual day where it has got to.
         self.epoch = now
         for offset, model in enumerate(models):
-            self._create(first_index + offset, model, now)
+            self._create(first_index + offset, self._model_for(first_index + offset, model), now)
+
+    def _model_for(self, number: int, drawn: ChargerModel) -> ChargerModel:
+        """Charger ``number``'s model: the one its identities row names, else ``drawn``
+        (the scenario's mix), with the scenario's security profile.  Wallboxes of one
+        model share one instance."""
+        name = None if self.identities is None else self.identities.model_of(number)
+        profile = self.scenario.security.profile
+        if name is None and not profile:
+            return drawn
+        key = (id(drawn), name)
+        known = self._shared_models.get(key)
+        if known is not None:
+            return known[1]
+        model = drawn
+        if name is not None:
+            model = next(m for m in self.scenario.models if m.name == name).to_charger_model()
+        if profile:
+            model = replace(model, security_profile=profile)
+        self._shared_models[key] = (drawn, model)  # drawn kept: its id stays its own
+        return model
 
     def charger_id(self, number: int) -> str:
+        """Row ``number`` of the identities file, else the prefix and the number;
+        ValueError past the file's rows."""
+        if self.identities is not None:
+            return self.identities.charger_id(number)
         return f"{self.prefix}{number:06d}"
 
     def _create(self, number: int, model: ChargerModel, now: float) -> WallboxDriver:
@@ -262,7 +288,7 @@ class Fleet:
         serving, connect it now.  Call on the fleet's loop."""
         if number in self._by_number:
             raise ValueError(f"charger {self.charger_id(number)} is already in the fleet")
-        driver = self._create(number, model, self.clock())
+        driver = self._create(number, self._model_for(number, model), self.clock())
         if self._group is not None:
             self._start(number, driver)
         elif self._stop.is_set():

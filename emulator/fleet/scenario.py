@@ -24,18 +24,24 @@ import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date, datetime, time
-from enum import Enum, StrEnum
+from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-import msgspec.inspect as mi
 import numpy as np
 from msgspec import Meta
 
 from emulator.core.model import ALL_PROFILES, ChargerModel, FirmwareStatusSet, Variant
+from emulator.fleet.identities import (
+    Cards,
+    Identities,
+    IdentityFileError,
+    read_cards,
+    read_identities,
+)
+from emulator.fleet.scenario_errors import explain, show, toml_message
 
 __all__ = [
     "CsmsOperation",
@@ -80,6 +86,7 @@ ConfigValue = str | int | bool
 
 
 DEFAULT_START_TIME = "00:00"
+DEFAULT_CHARGERS = 10
 _START_TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
@@ -92,7 +99,7 @@ def parse_start_time(text: str) -> float | None:
         return None
     match = _START_TIME.match(text)
     if match is None:
-        raise ValueError(f'expected "HH:MM" (00:00 to 23:59) or "now", got {_show(text)}')
+        raise ValueError(f'expected "HH:MM" (00:00 to 23:59) or "now", got {show(text)}')
     return int(match[1]) * 3600.0 + int(match[2]) * 60.0
 
 
@@ -146,7 +153,11 @@ class FleetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             },
         ),
     ] = "CP"
-    chargers: Annotated[int, Meta(ge=1)] = 10
+    # None: every row of the identities file, else 10 (Scenario.fleet_size)
+    chargers: Annotated[int, Meta(ge=1)] | None = None
+    # A CSV of charger ids, passwords and models (emulator.fleet.identities), relative to
+    # the scenario file; --identities replaces it.
+    identities: str | None = None
     boot_on_reconnect: bool = False
     connect_timeout: Positive = 30.0
     # One connection attempt (TCP, TLS, the HTTP upgrade) that takes longer is abandoned
@@ -223,16 +234,44 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class IdTagPool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[[sessions.id_tags]]``: tags ``f"{prefix}{n:05d}"`` for n in 0..count-1."""
+    """``[[sessions.id_tags]]``: tags ``f"{prefix}{n:05d}"`` for n in 0..count-1, or the
+    cards of a file (``file``: a :class:`CardPool` per status once the scenario is loaded)."""
 
     prefix: str = "TAG"
     count: Annotated[int, Meta(ge=1)] = 100
     share: Share = 1.0
     # What the embedded reference CSMS answers for these tags (a real CSMS decides itself).
     status: TagStatus = "Accepted"
+    # A CSV of cards (emulator.fleet.identities), relative to the scenario file.
+    file: str | None = None
 
     def tag(self, n: int) -> str:
         return f"{self.prefix}{n:0{_ID_TAG_DIGITS}d}"
+
+    def index(self, tag: str) -> int | None:
+        """The ``n`` of ``tag(n)``, or None when the tag is not one of this pool's."""
+        digits = tag[len(self.prefix) :]
+        if tag.startswith(self.prefix) and digits.isdigit() and int(digits) < self.count:
+            return int(digits)
+        return None
+
+
+class CardPool(IdTagPool, frozen=True, kw_only=True):
+    """The cards of one status from a cards file: ``tag(n)`` is the n-th of them."""
+
+    cards: tuple[str, ...] = ()
+
+    def tag(self, n: int) -> str:
+        return self.cards[n]
+
+    def index(self, tag: str) -> int | None:
+        try:
+            return self.cards.index(tag)  # only when a drawn card is taken (TagRegistry)
+        except ValueError:
+            return None
+
+    def __repr__(self) -> str:
+        return f"CardPool({self.file!r}, status={self.status!r}, {self.count} cards)"
 
 
 class EvSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -377,6 +416,25 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     faults: FaultSettings = FaultSettings()
     slo: SloSettings = SloSettings()
     base_dir: str = "."  # the scenario file's folder: relative paths start here
+    # The chargers of fleet.identities or --identities, read and checked.
+    identities: Identities | None = None
+
+    @property
+    def fleet_size(self) -> int:
+        """``fleet.chargers``, else every row of the identities file, else 10."""
+        if self.fleet.chargers is not None:
+            return self.fleet.chargers
+        return len(self.identities) if self.identities is not None else DEFAULT_CHARGERS
+
+    def with_identities(self, path: str) -> Scenario:
+        """This scenario with the chargers of the identities file ``path`` (relative to
+        the working directory: ``--identities``).  Raises ValueError (one line)."""
+        try:
+            identities = read_identities(path, models=[m.name for m in self.models])
+        except IdentityFileError as exc:
+            raise ValueError(str(exc)) from None
+        _check_fleet_size(self.fleet.chargers, identities)
+        return msgspec.structs.replace(self, identities=identities)
 
     def with_start_time(self, start_time: str) -> Scenario:
         """This scenario with ``sessions.start_time`` replaced (``--start-time``).
@@ -389,7 +447,13 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def with_id_prefix(self, id_prefix: str) -> Scenario:
         """This scenario with ``fleet.id_prefix`` replaced (``--id-prefix``).
 
-        Raises ValueError naming what a prefix may hold, as ``[fleet] id_prefix`` does."""
+        Raises ValueError naming what a prefix may hold, as ``[fleet] id_prefix`` does,
+        or that an identities file names the chargers."""
+        if self.identities is not None:
+            raise ValueError(
+                f"the identities file {self.identities.path} names the chargers: "
+                "give an id prefix or an identities file, not both"
+            )
         if len(id_prefix) > _ID_PREFIX_MAX or not re.match(_ID_PREFIX_PATTERN, id_prefix):
             raise ValueError(
                 f"expected a string of at most {_ID_PREFIX_MAX} characters from "
@@ -399,7 +463,11 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return msgspec.structs.replace(self, fleet=fleet)
 
     def charger_id(self, index: int) -> str:
-        """Charge point identity of the ``index``-th charger (1-based)."""
+        """Charge point identity of the ``index``-th charger (1-based): row ``index`` of
+        the identities file, else ``fleet.id_prefix`` and the number.  ValueError past
+        the file's rows."""
+        if self.identities is not None:
+            return self.identities.charger_id(index)
         return self.fleet.charger_id(index)
 
     def model_counts(self, count: int) -> list[int]:
@@ -462,7 +530,8 @@ class _Document(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; any problem raises one :class:`ScenarioError`."""
+    """Read and validate a scenario file and the files it names (identities, cards); any
+    problem raises one :class:`ScenarioError`."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -475,37 +544,133 @@ def load_scenario(path: str | Path) -> Scenario:
             f"{source}: not UTF-8 text (byte {exc.start}): TOML files are UTF-8",
             source=source,
         ) from None
-    scenario = parse_scenario(text, source=source)
-    return msgspec.structs.replace(scenario, base_dir=str(Path(path).resolve().parent))
+    return parse_scenario(text, source=source, base_dir=str(Path(path).resolve().parent))
 
 
-def parse_scenario(text: str, *, source: str) -> Scenario:
-    """Validate a scenario given as TOML text; ``source`` names it in error messages."""
+def parse_scenario(text: str, *, source: str, base_dir: str = ".") -> Scenario:
+    """Validate a scenario given as TOML text; ``source`` names it in error messages and
+    the files it names are read relative to ``base_dir``."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(_toml_message(str(exc), text, source), source=source) from None
+        raise ScenarioError(toml_message(str(exc), text, source), source=source) from None
     try:
         document = msgspec.convert(raw, _Document)
     except msgspec.ValidationError as exc:
-        field, problem = _explain(str(exc), raw)
+        field, problem = explain(str(exc), raw, _Document)
         raise ScenarioError(f"{source}: {field}: {problem}", source=source, field=field) from None
-    first = next(itertools.chain(_check(document), _check_security(document)), None)
+    first = next(
+        itertools.chain(_check(document), _check_security(document), _check_card_files(raw)),
+        None,
+    )
     if first is not None:
         field, what = first
         raise ScenarioError(f"{source}: {field}: {what}", source=source, field=field)
+    base = Path(base_dir)
+    identities = None
+    try:
+        if document.fleet.identities is not None:
+            identities = read_identities(
+                base / document.fleet.identities, models=[m.name for m in document.models]
+            )
+            _check_fleet_size(document.fleet.chargers, identities)
+    except (IdentityFileError, ValueError) as exc:
+        raise ScenarioError(
+            f"{source}: fleet.identities: {exc}", source=source, field="fleet.identities"
+        ) from None
+    sessions = _with_card_files(document.sessions, base, source)
     return Scenario(
         name=document.scenario.name,
         description=document.scenario.description,
         seed=document.scenario.seed,
         fleet=document.fleet,
         models=document.models,
-        sessions=document.sessions,
+        sessions=sessions,
         csms=document.csms,
         security=document.security,
         faults=document.faults,
         slo=document.slo,
+        base_dir=base_dir,
+        identities=identities,
     )
+
+
+def _check_fleet_size(chargers: int | None, identities: Identities) -> None:
+    if chargers is not None and chargers > len(identities):
+        raise ValueError(
+            f"fleet.chargers is {chargers}, but the identities file {identities.path} has "
+            f"{len(identities)} rows"
+        )
+
+
+def _check_card_files(raw: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """A pool of cards from a file has no prefix, count or status of its own."""
+    sessions = raw.get("sessions")
+    pools = sessions.get("id_tags", []) if isinstance(sessions, Mapping) else []
+    for i, pool in enumerate(pools if isinstance(pools, list) else []):
+        if isinstance(pool, Mapping) and "file" in pool:
+            for key in ("prefix", "count", "status"):
+                if key in pool:
+                    yield (
+                        f"sessions.id_tags[{i}].{key}",
+                        "a pool with a file takes its cards (and their status column) from "
+                        f"the file: give file or {key}, not both",
+                    )
+
+
+def _with_card_files(sessions: SessionSettings, base: Path, source: str) -> SessionSettings:
+    """``sessions`` with each pool that names a file replaced by a :class:`CardPool` per
+    status of its cards (the pool's share split by their counts).  Raises ScenarioError
+    for a bad file or a card that two pools hold."""
+    if all(pool.file is None for pool in sessions.id_tags):
+        return sessions
+    pools: list[IdTagPool] = []
+    owner: dict[str, str] = {}  # upper-cased card -> the file that holds it
+    for i, pool in enumerate(sessions.id_tags):
+        if pool.file is None:
+            pools.append(pool)
+            continue
+        at = f"sessions.id_tags[{i}].file"
+        try:
+            cards = read_cards(base / pool.file)
+            _check_card_owners(cards, owner, sessions.id_tags)
+        except (IdentityFileError, ValueError) as exc:
+            raise ScenarioError(f"{source}: {at}: {exc}", source=source, field=at) from None
+        pools.extend(_card_pools(pool, cards))
+    return msgspec.structs.replace(sessions, id_tags=tuple(pools))
+
+
+def _card_pools(pool: IdTagPool, cards: Cards) -> list[IdTagPool]:
+    total = len(cards)
+    return [
+        CardPool(
+            prefix="",
+            count=len(tags),
+            share=pool.share * len(tags) / total,
+            status=status,  # type: ignore[arg-type]  # checked by read_cards
+            file=cards.path,
+            cards=tags,
+        )
+        for status, tags in cards.by_status.items()
+    ]
+
+
+def _check_card_owners(cards: Cards, owner: dict[str, str], pools: Sequence[IdTagPool]) -> None:
+    for tags in cards.by_status.values():
+        for tag in tags:
+            key = tag.upper()
+            other = owner.get(key) or next(
+                (
+                    f"the pool with prefix {p.prefix!r}"
+                    for p in pools
+                    if p.file is None
+                    and msgspec.structs.replace(p, prefix=p.prefix.upper()).index(key) is not None
+                ),
+                None,
+            )
+            if other is not None:
+                raise ValueError(f"card {tag!r} of {cards.path} is also in {other}")
+            owner[key] = cards.path
 
 
 def _config_string(value: ConfigValue) -> str:
@@ -521,13 +686,9 @@ def _check_security(doc: _Document) -> Iterator[tuple[str, str]]:
     sec = doc.security
     if sec.password_env is not None and sec.password_file is not None:
         yield "security.password_file", "expected either password_env or password_file, not both"
+    # Profiles 1 and 2 need a password for every charger: from here or from the
+    # identities file (which --identities may give), checked by emulator.fleet.security.
     has_password = sec.password_env is not None or sec.password_file is not None
-    if sec.profile in (1, 2) and not has_password:
-        yield (
-            "security.password_env",
-            f"security profile {sec.profile} uses HTTP Basic authentication: "
-            "expected password_env or password_file",
-        )
     if sec.profile == 3 and sec.client_cert_dir is None:
         yield "security.client_cert_dir", "security profile 3 expected a client certificate folder"
     if sec.profile == 0 and (has_password or sec.client_cert_dir is not None):
@@ -544,7 +705,7 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
         if spec.name in seen_models:
             yield (
                 f"{at}.name",
-                f"expected a name no other model has, got {_show(spec.name)} "
+                f"expected a name no other model has, got {show(spec.name)} "
                 f"(also models[{seen_models[spec.name]}])",
             )
         seen_models.setdefault(spec.name, i)
@@ -554,7 +715,7 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
                 yield (
                     f"{at}.configuration",
                     f"expected keys of 1 to {_CONFIG_KEY_MAX} characters (OCPP CiString50), "
-                    f"got {_show(key)}",
+                    f"got {show(key)}",
                 )
             elif len(_config_string(value)) > _CONFIG_VALUE_MAX:
                 yield (
@@ -570,7 +731,7 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
         ("sessions.arrivals_per_hour", doc.sessions.arrivals_per_hour),
     ):
         if not math.isfinite(number):
-            yield at, f"expected a finite number, got {_show(number)}"
+            yield at, f"expected a finite number, got {show(number)}"
 
     sessions = doc.sessions
     for name, span in (
@@ -581,14 +742,14 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
         at = f"sessions.{name}"
         unbounded_ok = name == "energy_kwh"  # [inf, inf]: an EV that never gets full
         if span.low > span.high:
-            yield at, f"expected [min, max] with min <= max, got {_show(span)}"
+            yield at, f"expected [min, max] with min <= max, got {show(span)}"
         elif not (math.isfinite(span.high) or (unbounded_ok and math.isinf(span.low))):
             what = (
                 "finite numbers, or [inf, inf] for no limit" if unbounded_ok else "finite numbers"
             )
-            yield at, f"expected {what}, got {_show(span)}"
+            yield at, f"expected {what}, got {show(span)}"
         elif unbounded_ok and span.low <= 0:
-            yield at, f"expected energies > 0 kWh, got {_show(span)}"
+            yield at, f"expected energies > 0 kWh, got {show(span)}"
 
     try:
         parse_start_time(sessions.start_time)
@@ -597,19 +758,21 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
 
     seen_prefixes: dict[str, int] = {}
     for i, pool in enumerate(sessions.id_tags):
+        if pool.file is not None:
+            continue  # its cards are checked as the file is read
         at = f"sessions.id_tags[{i}]"
         longest = len(pool.tag(pool.count - 1))
         if pool.prefix in seen_prefixes:
             yield (
                 f"{at}.prefix",
-                f"expected a prefix no other pool has, got {_show(pool.prefix)} "
+                f"expected a prefix no other pool has, got {show(pool.prefix)} "
                 f"(also sessions.id_tags[{seen_prefixes[pool.prefix]}])",
             )
         elif longest > _ID_TAG_MAX:
             yield (
                 f"{at}.prefix",
                 f"expected tags of at most {_ID_TAG_MAX} characters (OCPP IdToken), "
-                f"got {_show(pool.prefix)} making {_show(pool.tag(pool.count - 1))}",
+                f"got {show(pool.prefix)} making {show(pool.tag(pool.count - 1))}",
             )
         seen_prefixes.setdefault(pool.prefix, i)
     yield from _check_csms(doc.csms)
@@ -627,13 +790,13 @@ def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
         at = f"csms.operations[{i}]"
         for name, number in (("at", op.at), ("every", op.every)):
             if number is not None and not math.isfinite(number):
-                yield f"{at}.{name}", f"expected a finite number, got {_show(number)}"
+                yield f"{at}.{name}", f"expected a finite number, got {show(number)}"
         if op.action not in CSMS_INITIATED:
             close = difflib.get_close_matches(op.action, sorted(CSMS_INITIATED), n=1)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
             yield (
                 f"{at}.action",
-                f"expected an action the CSMS sends (OCPP 1.6 §5), got {_show(op.action)}{hint}",
+                f"expected an action the CSMS sends (OCPP 1.6 §5), got {show(op.action)}{hint}",
             )
             continue
         try:
@@ -651,11 +814,11 @@ def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
         expected = 'expected "all", a share from 0 to 1, or an array of charger numbers or ids'
         if isinstance(target, str):
             if target != "all":
-                yield f"{at}.target", f"{expected}, got {_show(target)}"
+                yield f"{at}.target", f"{expected}, got {show(target)}"
         elif isinstance(target, float):
             if not 0 < target <= 1:
                 hint = f" (charger numbers go in an array: [{target:g}])" if target > 1 else ""
-                yield f"{at}.target", f"{expected}, got {_show(target)}{hint}"
+                yield f"{at}.target", f"{expected}, got {show(target)}{hint}"
         elif not target:
             yield f"{at}.target", f"{expected}, got []"
         else:
@@ -663,246 +826,18 @@ def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
                 if (isinstance(item, int) and item < 1) or item == "":
                     yield (
                         f"{at}.target[{j}]",
-                        f"expected a charger number >= 1 or a charger id, got {_show(item)}",
+                        f"expected a charger number >= 1 or a charger id, got {show(item)}",
                     )
 
 
 def _check_profiles(at: str, profiles: Sequence[str]) -> Iterator[tuple[str, str]]:
-    known = ", ".join(_show(p) for p in ALL_PROFILES)
+    known = ", ".join(show(p) for p in ALL_PROFILES)
     seen: set[str] = set()
     for j, profile in enumerate(profiles):
         if profile not in ALL_PROFILES:
-            yield f"{at}[{j}]", f"expected one of {known}, got {_show(profile)}"
+            yield f"{at}[{j}]", f"expected one of {known}, got {show(profile)}"
         elif profile in seen:
-            yield f"{at}[{j}]", f"expected each profile once, got {_show(profile)} again"
+            yield f"{at}[{j}]", f"expected each profile once, got {show(profile)} again"
         seen.add(profile)
     if "Core" not in profiles:
-        yield at, f'expected a list that includes "Core" (mandatory), got {_show(profiles)}'
-
-
-# ------------------------------------------------------- msgspec errors, rewritten
-
-_LOCATION = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
-_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
-_SEGMENT = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<index>\d+|\.\.\.)\]")
-_TOML_AT = re.compile(
-    r"^(?P<what>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$"
-)
-
-
-def _toml_message(message: str, text: str, source: str) -> str:
-    match = _TOML_AT.match(message)
-    if match is None:
-        return f"{source}: invalid TOML: {message}"
-    if match["line"] is None:
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
-    else:
-        line, col = int(match["line"]), int(match["col"])
-    return f"{source}:{line}:{col}: invalid TOML: {match['what']}"
-
-
-def _explain(message: str, raw: Mapping[str, Any]) -> tuple[str, str]:
-    """Turn a msgspec ValidationError message into (field path, problem)."""
-    located = _LOCATION.match(message)
-    assert located is not None  # the pattern matches any string
-    what, path = located["what"], located["path"] or ""
-    node: Any = mi.type_info(_Document)
-    value: Any = raw
-    names: list[str] = []
-    for segment in _SEGMENT.finditer(path):
-        node = _unwrap(node)
-        if segment["name"] is not None:
-            key = segment["name"]
-            names.append(f".{key}" if names else key)
-            node = _field_type(node, key)
-            value = value.get(key) if isinstance(value, Mapping) else None
-        elif segment["index"] == "...":
-            # msgspec doesn't say which key of a table held the bad value: find it.
-            assert isinstance(node, mi.DictType) and isinstance(value, Mapping)
-            node = node.value_type
-            key, value = next(((k, v) for k, v in value.items() if not _fits(v, node)), ("?", None))
-            names.append(f".{key}")
-        else:
-            index = int(segment["index"])
-            names.append(f"[{index}]")
-            node = _item_type(node, index)
-            value = value[index] if isinstance(value, list) and index < len(value) else None
-    field = "".join(names)
-    node = _unwrap(node, keep_metadata=True)
-
-    if (unknown := _UNKNOWN.match(what)) is not None:
-        return _unknown_field(field, unknown["name"], node, value)
-    if (missing := _MISSING.match(what)) is not None:
-        name = missing["name"]
-        child = _unwrap(_field_type(_unwrap(node), name), keep_metadata=True)
-        full = f"{field}.{name}" if field else name
-        struct = _unwrap(child)
-        if isinstance(struct, mi.StructType) and not struct.array_like:
-            needs = ", ".join(f.encode_name for f in struct.fields if f.required)
-            return full, f"required table [{full}] is missing (it needs at least: {needs})"
-        return full, f"required key is missing; expected {_describe(child)}"
-    problem = f"expected {_describe(node)}, got {_show(value)}"
-    if isinstance(value, Mapping) and isinstance(node, mi.ListType | mi.VarTupleType):
-        problem += f" (write [[{field}]] with double brackets for each entry)"
-    return field or "(top level)", problem
-
-
-def _unknown_field(field: str, name: str, node: Any, value: Any) -> tuple[str, str]:
-    struct = _unwrap(node)
-    fields = [f.encode_name for f in struct.fields] if isinstance(struct, mi.StructType) else []
-    full = f"{field}.{name}" if field else name
-    child = value.get(name) if isinstance(value, Mapping) else None
-    kind = "table" if isinstance(child, Mapping) else "key"
-    close = difflib.get_close_matches(name, fields, n=1)
-    hint = f' (did you mean "{close[0]}"?)' if close else ""
-    top_level = [f.encode_name for f in msgspec.structs.fields(_Document)]
-    if field and name in top_level:
-        # TOML puts every key after a [table] header into that table.
-        hint = f" (keys after a [table] header belong to that table: move {name} above it)"
-    header = re.sub(r"\[\d+\]", "", field)
-    where = (
-        (f"[[{header}]]" if field.endswith("]") else f"[{header}]") if field else "the top level"
-    )
-    return full, f"unknown {kind}{hint}; {where} takes: {', '.join(fields)}"
-
-
-def _unwrap(node: Any, *, keep_metadata: bool = False) -> Any:
-    while isinstance(node, mi.Metadata) and not (
-        keep_metadata and node.extra and "expected" in node.extra
-    ):
-        node = node.type
-    return node
-
-
-def _field_type(node: Any, name: str) -> Any:
-    if isinstance(node, mi.StructType):
-        for f in node.fields:
-            if f.encode_name == name:
-                return f.type
-    return mi.AnyType()
-
-
-def _item_type(node: Any, index: int) -> Any:
-    if isinstance(node, mi.UnionType):  # e.g. csms.operations.target: the array member
-        arrays = [t for t in node.types if isinstance(_unwrap(t), mi.ListType | mi.VarTupleType)]
-        node = _unwrap(arrays[0]) if arrays else node
-    if isinstance(node, mi.ListType | mi.VarTupleType):
-        return node.item_type
-    if isinstance(node, mi.StructType) and node.array_like and index < len(node.fields):
-        return node.fields[index].type
-    if isinstance(node, mi.TupleType) and index < len(node.item_types):
-        return node.item_types[index]
-    return mi.AnyType()
-
-
-def _fits(value: Any, node: Any) -> bool:
-    """Whether a scalar ``value`` converts to the msgspec type ``node`` (dict values)."""
-    node = _unwrap(node)
-    if isinstance(node, mi.UnionType):
-        return any(_fits(value, t) for t in node.types)
-    if isinstance(node, mi.BoolType):
-        return isinstance(value, bool)
-    if isinstance(node, mi.IntType):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(node, mi.FloatType):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if isinstance(node, mi.StrType):
-        return isinstance(value, str)
-    return True
-
-
-def _describe(node: Any) -> str:
-    """What a value of msgspec type ``node`` must look like, in the file's terms."""
-    if isinstance(node, mi.Metadata):
-        if node.extra and "expected" in node.extra:
-            return str(node.extra["expected"])
-        return _describe(node.type)
-    if isinstance(node, mi.FloatType):
-        return "a number" + _bounds(node)
-    if isinstance(node, mi.IntType):
-        return "an integer" + _bounds(node)
-    if isinstance(node, mi.BoolType):
-        return "a boolean (true or false)"
-    if isinstance(node, mi.StrType):
-        return _describe_str(node)
-    if isinstance(node, mi.LiteralType):
-        return "one of " + ", ".join(_show(v) for v in node.values)
-    if isinstance(node, mi.EnumType):
-        return "one of " + ", ".join(_show(m.value) for m in node.cls)
-    if isinstance(node, mi.UnionType):
-        parts = [_describe(t) for t in node.types if not isinstance(t, mi.NoneType)]
-        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
-    if isinstance(node, mi.StructType):
-        if node.array_like:
-            item = _unwrap(node.fields[0].type)
-            bounds = _bounds(item) if isinstance(item, mi.FloatType) else ""
-            return f"a [min, max] pair of numbers{bounds}"
-        return "a table"
-    if isinstance(node, mi.ListType | mi.VarTupleType):
-        item = _unwrap(node.item_type)
-        items = (
-            "tables"
-            if isinstance(item, mi.StructType)
-            else "strings"
-            if isinstance(item, mi.StrType)
-            else None
-        )
-        of = f"of {items}" if items else f"whose items are each {_describe(item)}"
-        return ("a non-empty array " if node.min_length else "an array ") + of
-    if isinstance(node, mi.DictType):
-        return f"a table whose values are each {_describe(node.value_type)}"
-    return "a valid value"
-
-
-def _bounds(node: mi.FloatType | mi.IntType) -> str:
-    low = f" >= {_num(node.ge)}" if node.ge is not None else None
-    low = f" > {_num(node.gt)}" if node.gt is not None else low
-    high = f" <= {_num(node.le)}" if node.le is not None else None
-    high = f" < {_num(node.lt)}" if node.lt is not None else high
-    if node.ge is not None and node.le is not None:
-        return f" from {_num(node.ge)} to {_num(node.le)}"
-    return (low or "") + (" and" if low and high else "") + (high or "")
-
-
-def _describe_str(node: mi.StrType) -> str:
-    low, high = node.min_length or 0, node.max_length
-    if high is not None:
-        return (
-            f"a string of {low} to {high} characters"
-            if low
-            else (f"a string of at most {high} characters")
-        )
-    return "a non-empty string" if low else "a string"
-
-
-def _num(value: float) -> str:
-    return f"{value:g}"
-
-
-def _show(value: Any) -> str:
-    """A value as it would be written in TOML, shortened if long."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Enum):
-        return _show(value.value)
-    if isinstance(value, str):
-        text = value if len(value) <= 60 else value[:57] + "..."
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, float):
-        return "inf" if value == math.inf else "-inf" if value == -math.inf else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Range):
-        return f"[{_show(value.low)}, {_show(value.high)}]"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list | tuple):
-        text = "[" + ", ".join(_show(v) for v in value) + "]"
-        return text if len(text) <= 60 else f"an array of {len(value)} items"
-    return repr(value)
+        yield at, f'expected a list that includes "Core" (mandatory), got {show(profiles)}'

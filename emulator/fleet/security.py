@@ -1,6 +1,8 @@
 """OCPP 1.6 security profiles on the charger side (OCPP 1.6 Security Whitepaper §2).
 
-* profile 1: HTTP Basic authentication over ``ws://`` (username = charger id);
+* profile 1: HTTP Basic authentication over ``ws://`` (username = charger id; the
+  password from the identities file's row of the charger, else ``password_env`` or
+  ``password_file``, the same for every charger);
 * profile 2: TLS (``wss://``, the CSMS's certificate verified) + HTTP Basic;
 * profile 3: TLS with a client certificate per charger (``<dir>/<charger id>.pem``,
   key inside it or beside it as ``<charger id>.key``), no password.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +33,18 @@ class SecurityConfigError(ValueError):
 class Credentials:
     profile: int = 0
     password: str | None = field(default=None, repr=False)
+    # Per charger (the identities file): charger id -> password, before ``password``.
+    passwords: Mapping[str, str] | None = field(default=None, repr=False)
     ssl_for: Callable[[str], ssl.SSLContext] | None = field(default=None, repr=False)
     # Profile 3: whether a charger's own certificate has expired.  A CSMS that refuses a
     # client certificate just closes the TLS connection, so the charger diagnoses itself.
     cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:  # never print a secret, even in a traceback
-        return f"Credentials(profile={self.profile}, password={'***' if self.password else None})"
+        return (
+            f"Credentials(profile={self.profile}, password={'***' if self.password else None}, "
+            f"passwords={len(self.passwords) if self.passwords else 0})"
+        )
 
 
 def _path(base: Path, name: str) -> Path:
@@ -68,6 +75,33 @@ def _password(scenario: Scenario, base: Path) -> str | None:
     return scenario.fleet.basic_auth_password
 
 
+def _passwords(scenario: Scenario) -> Mapping[str, str] | None:
+    """The identities file's passwords; for profiles 1 and 2 every charger needs one,
+    from the file or from ``password_env``/``password_file``."""
+    sec, identities = scenario.security, scenario.identities
+    passwords = identities.passwords if identities is not None and identities.passwords else None
+    if sec.profile not in (1, 2):
+        return passwords
+    if sec.password_env is not None or sec.password_file is not None:
+        return passwords
+    if identities is None:
+        raise SecurityConfigError(
+            f"security.password_env: security profile {sec.profile} uses HTTP Basic "
+            "authentication: expected password_env or password_file, or an identities "
+            "file with a password column"
+        )
+    missing = identities.without_password()
+    if missing:
+        raise SecurityConfigError(
+            f"security profile {sec.profile} uses HTTP Basic authentication, but the "
+            f"identities file {identities.path} gives {len(missing)} of its "
+            f"{len(identities)} chargers no password (the first: "
+            f"{identities.ids[missing[0] - 1]}): fill its password column, or give "
+            "password_env or password_file for the chargers without one"
+        )
+    return passwords
+
+
 def _server_context(scenario: Scenario, base: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # whitepaper §2.3: TLS 1.2 or higher
@@ -91,11 +125,14 @@ def resolve(scenario: Scenario, *, charger_ids: list[str], url: str) -> Credenti
             f"security profile {profile} needs TLS: the CSMS URL must start with wss://, got {url}"
         )
     password = _password(scenario, base) if profile in (0, 1, 2) else None
+    passwords = _passwords(scenario) if profile in (0, 1, 2) else None
     if not url.startswith("wss://"):
-        return Credentials(profile=profile, password=password)
+        return Credentials(profile=profile, password=password, passwords=passwords)
     context = _server_context(scenario, base)
     if profile != 3:
-        return Credentials(profile=profile, password=password, ssl_for=lambda _cp: context)
+        return Credentials(
+            profile=profile, password=password, passwords=passwords, ssl_for=lambda _cp: context
+        )
     assert sec.client_cert_dir is not None  # checked by the scenario loader
     folder = _path(base, sec.client_cert_dir)
 

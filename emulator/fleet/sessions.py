@@ -26,7 +26,7 @@ import numpy as np
 
 from emulator.core.metering import Ev
 from emulator.core.model import ChargerModel
-from emulator.fleet.scenario import EvSpec, IdTagPool, SessionSettings
+from emulator.fleet.scenario import EvSpec, SessionSettings
 
 # Relative arrival intensity per local hour 0..23 (normalised to mean 1 below); shapes
 # after the published load curves of residential, workplace and public AC charging
@@ -171,20 +171,15 @@ class TagRegistry:
 
     def _free_near(self, tag: str) -> str | None:
         pools = self.settings.id_tags
-        home = next((p for p in pools if _in_pool(p, tag)), None)
+        home, index = next(((p, i) for p in pools if (i := p.index(tag)) is not None), (None, None))
         order = ([home] if home is not None else []) + [p for p in pools if p is not home]
         for pool in order:
-            start = int(tag[len(pool.prefix) :]) + 1 if pool is home else 0
+            start = index + 1 if pool is home and index is not None else 0
             for k in range(pool.count):
                 candidate = pool.tag((start + k) % pool.count)
                 if candidate not in self.in_use:
                     return candidate
         return None
-
-
-def _in_pool(pool: IdTagPool, tag: str) -> bool:
-    digits = tag[len(pool.prefix) :]
-    return tag.startswith(pool.prefix) and digits.isdigit() and int(digits) < pool.count
 
 
 def _pick_ev(evs: tuple[EvSpec, ...], rng: np.random.Generator) -> EvSpec:

@@ -133,13 +133,19 @@ class FleetRole(Role):
         except Exception as exc:  # ScenarioError, OSError, a timeout: all the user's to fix
             self.refuse(str(exc), ends_run=self._headless(self.environment.parsed_options))
             return False
+        first = self.index * options.ids_per_worker + 1
+        identities = options.scenario.identities
+        owns = (
+            f"rows {first}-{first + options.ids_per_worker - 1} of {identities.path}"
+            if identities is not None
+            else f"chargers {options.scenario.charger_id(first)}..."
+        )
         log.info(
-            "fleet: scenario %s, seed %s, worker %s owns chargers %s%06d..., CSMS %s",
+            "fleet: scenario %s, seed %s, worker %s owns %s, CSMS %s",
             options.scenario.name,
             options.seed,
             self.index,
-            options.id_prefix or options.scenario.fleet.id_prefix,
-            self.index * options.ids_per_worker + 1,
+            owns,
             options.csms_url,
         )
         return True

@@ -18,9 +18,10 @@ for every field and converts (and validates) them itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from copy import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,19 @@ def fleet_options(parsed: Any, *, host: str | None, outputs: bool = True) -> Run
     into the run setup that ``ocpp-fleet run`` and ``capacity`` build too (``outputs``:
     False for a worker, which writes none).
 
+    With an identities file and no ``--ids-per-worker``, each worker takes an equal block
+    of its rows: the rows over the workers the master started the test with (one block,
+    every row, for a local run).
+
     Raises OptionError (:class:`~emulator.run.setup.SetupError`) with one line for the
     user."""
-    return build_setup("locust", parsed, host=host, outputs=outputs)
+    setup = build_setup("locust", parsed, host=host, outputs=outputs)
+    identities = setup.scenario.identities
+    if identities is None or option_text(parsed, "ids_per_worker"):
+        return setup
+    workers = getattr(parsed, WORKERS_OPTION, None)
+    count = len(workers) if isinstance(workers, list | tuple) and workers else 1
+    return replace(setup, ids_per_worker=math.ceil(len(identities) / count))
 
 
 def own_options(parsed: Any) -> dict[str, Any]:
@@ -209,7 +220,8 @@ def metrics_address(
 def shape_schedule(parsed: Any) -> Schedule | None:
     """The ``--fleet-shape`` schedule, or None when no shape was asked for.
 
-    A shape without ``users`` (or ``sizes``) takes the scenario's ``fleet.chargers``.
+    A shape without ``users`` (or ``sizes``) takes the scenario's fleet size (its
+    ``fleet.chargers``, else the rows of its identities file or ``--identities``).
     """
     spec = option_text(parsed, "fleet_shape")
     if not spec:
@@ -217,7 +229,14 @@ def shape_schedule(parsed: Any) -> Schedule | None:
     defaults: dict[str, str] = {}
     path = option_text(parsed, "scenario")
     if path and "users=" not in spec:
-        defaults["users"] = str(load_scenario(path).fleet.chargers)
+        scenario = load_scenario(path)
+        identities = option_text(parsed, "identities")
+        if identities:
+            try:
+                scenario = scenario.with_identities(identities)
+            except ValueError as exc:
+                raise OptionError(f"--identities: {exc}") from None
+        defaults["users"] = str(scenario.fleet_size)
     return parse_schedule(spec, defaults=defaults)
 
 

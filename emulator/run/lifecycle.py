@@ -27,6 +27,8 @@ from rich.console import Console
 
 from emulator.fleet.faults import csms_misbehaviour
 from emulator.fleet.runner import Fleet, FleetStartError
+from emulator.fleet.scenario import Scenario
+from emulator.fleet.security import resolve as resolve_security
 from emulator.metrics import MultiReporter, Reporter
 from emulator.metrics.slo import Slo, Verdict, evaluate
 from emulator.metrics.stats import RunStats
@@ -163,7 +165,9 @@ async def embedded_csms(setup: RunSetup, console: Console) -> AsyncIterator[Refe
     from emulator.csms import ReferenceCsms
 
     scenario = setup.scenario
-    csms = ReferenceCsms(host="127.0.0.1", port=0, id_tags=scenario.csms_id_tags())
+    csms = ReferenceCsms(
+        host="127.0.0.1", port=0, id_tags=scenario.csms_id_tags(), **_registered(scenario)
+    )
     await csms.start()
     console.print(f"embedded reference CSMS on {csms.url}")
     csms.misbehave = csms_misbehaviour(scenario.faults, np.random.default_rng([setup.seed, 1]))
@@ -183,6 +187,21 @@ async def embedded_csms(setup: RunSetup, console: Console) -> AsyncIterator[Refe
             with suppress(asyncio.CancelledError):
                 await restart
         await csms.stop()
+
+
+def _registered(scenario: Scenario) -> dict[str, Any]:
+    """With an identities file the embedded CSMS knows only its chargers (HTTP 404 for
+    any other id) and, when the file has passwords, checks each charger's own (401)."""
+    identities = scenario.identities
+    if identities is None:
+        return {}
+    from emulator.csms import PasswordBook
+
+    known: dict[str, Any] = {"known_chargers": identities.ids}
+    if identities.passwords and scenario.security.profile != 3:
+        default = resolve_security(scenario, charger_ids=[], url="ws://127.0.0.1/").password
+        known["basic_auth"] = PasswordBook(identities.passwords, default)
+    return known
 
 
 async def _restart_later(csms: ReferenceCsms, at: float, down_for: float) -> None:

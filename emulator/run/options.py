@@ -81,7 +81,8 @@ OPTIONS: tuple[Option, ...] = (
         flag="--chargers",
         metavar="N",
         commands=frozenset({"run"}),
-        help="fleet size (default: from the scenario)",
+        help="fleet size (default: the scenario's fleet.chargers, else every row of the "
+        "identities file, else 10)",
     ),
     Option(
         flag="--duration",
@@ -95,6 +96,13 @@ OPTIONS: tuple[Option, ...] = (
         commands=frozenset({"run", "locust"}),
         web_ui=True,
         help="charger id prefix, up to 40 of A-Za-z0-9._~- (default: the scenario's)",
+    ),
+    Option(
+        flag="--identities",
+        metavar="FILE",
+        web_ui=True,
+        help="charger ids, passwords and models from this CSV (docs/identities.md); "
+        "replaces the scenario's fleet.identities and --id-prefix",
     ),
     Option(
         flag="--seed",

@@ -143,8 +143,14 @@ def build_setup(
     scenario_rules, command_rules = read_slos(
         command, values, environ=env, scenario=scenario, path=path
     )
-    search = _search(read) if command == "capacity" else None
-    chargers = read.integer("chargers", minimum=1, default=scenario.fleet.chargers)
+    chargers = read.integer("chargers", minimum=1, default=scenario.fleet_size)
+    identities = scenario.identities
+    if identities is not None and chargers > len(identities):
+        raise SetupError(
+            f"--chargers {chargers}: the identities file {identities.path} has "
+            f"{len(identities)} rows, one per charger"
+        )
+    search = _search(read, scenario) if command == "capacity" else None
     _check_security(command, path, scenario, url, chargers)
     if command == "capacity" and not (scenario_rules or command_rules):
         raise SetupError(
@@ -276,6 +282,12 @@ def _scenario(path: str, read: _Reader) -> Scenario:
         scenario = load_scenario(path)
     except ScenarioError as exc:
         raise SetupError(str(exc)) from None
+    identities = read.text("identities")
+    if identities:
+        try:
+            scenario = scenario.with_identities(identities)
+        except ValueError as exc:
+            raise SetupError(f"--identities: {exc}") from None
     start_time = read.text("start_time")
     if start_time:
         try:
@@ -366,14 +378,24 @@ _NO_LEDGER = {
 }
 
 
-def _search(read: _Reader) -> SearchSettings:
+def _search(read: _Reader, scenario: Scenario) -> SearchSettings:
+    """The search's settings; with an identities file it grows to the file's rows at
+    most (the CSMS knows no other chargers)."""
     max_text = read.text("max")
+    rows = None if scenario.identities is None else len(scenario.identities)
     settings = SearchSettings(
-        start=read.integer("start", minimum=1, default=100),
-        max=read.integer("max", minimum=1, default=1) if max_text else None,
+        start=read.integer("start", minimum=1, default=100 if rows is None else min(100, rows)),
+        max=read.integer("max", minimum=1, default=1) if max_text else rows,
         growth=read.number("growth", default=1.5),
         hold=read.duration("hold", default=60.0),
     )
+    if rows is not None and scenario.identities is not None:
+        for flag, size in (("--start", settings.start), ("--max", settings.max or 0)):
+            if size > rows:
+                raise SetupError(
+                    f"{flag} {size}: the identities file {scenario.identities.path} has "
+                    f"{rows} rows, one per charger"
+                )
     try:
         settings.check()
     except ValueError as exc:

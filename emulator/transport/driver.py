@@ -29,7 +29,7 @@ import socket
 import ssl
 import time
 from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -85,6 +85,8 @@ class ConnectionSettings:
     stop_transactions_on_shutdown: bool = True
     source_address: str | None = None  # bind to this local address (beyond ~28k ports)
     basic_auth_password: str | None = field(default=None, repr=False)  # profiles 1, 2
+    # Per charger (an identities file): charger id -> password, before basic_auth_password.
+    passwords: Mapping[str, str] | None = field(default=None, repr=False)
     ssl_for: Callable[[str], ssl.SSLContext] | None = field(default=None, repr=False)  # wss
     cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)  # profile 3
 
@@ -217,7 +219,12 @@ class WallboxDriver:
         started = perf_counter()
         kwargs: dict[str, Any] = {}
         # ChangeConfiguration AuthorizationKey replaces the password (Security Whitepaper §2.1).
-        password = wb.config.authorization_key or self.settings.basic_auth_password
+        own = self.settings.passwords
+        password = (
+            wb.config.authorization_key
+            or (own.get(wb.charge_point_id) if own is not None else None)
+            or self.settings.basic_auth_password
+        )
         if password is not None:
             token = f"{wb.charge_point_id}:{password}".encode()
             kwargs["additional_headers"] = {"Authorization": f"Basic {b64encode(token).decode()}"}
