@@ -63,7 +63,10 @@ from emulator.protocol.codec import (
     encode_result,
 )
 from emulator.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from emulator.protocol.redaction import redact_websockets_logs
 from emulator.protocol.schemas import SchemaRegistry
+
+redact_websockets_logs()  # the Basic password never reaches a DEBUG log
 
 __all__ = [
     "CallErrorReceived",

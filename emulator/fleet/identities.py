@@ -206,7 +206,7 @@ def _card_problem(tag: str) -> str | None:
 def _rows(
     name: str, columns: tuple[str, ...], *, required: str
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, {column: cell}) of each data row; a blank line is skipped."""
+    """(line number, {column: cell}) of each data row; a blank row is skipped."""
     text = _text(name)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -218,8 +218,8 @@ def _rows(
         header = [h.strip() for h in header]
         _check_header(name, header, columns, required)
         for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line, or a spreadsheet's empty row (",,")
             if len(row) != len(header):
                 raise IdentityFileError(
                     f"{name}:{reader.line_num}: {len(row)} fields, but the header names "
@@ -240,11 +240,16 @@ def _rows(
 
 def _text(name: str) -> str:
     try:
-        return Path(name).read_text(encoding="utf-8-sig")
+        data = Path(name).read_bytes()
     except OSError as exc:
         raise IdentityFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise IdentityFileError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise IdentityFileError(
+            f"{name}:{line}: not UTF-8 text (byte {exc.start + 1} of the file): save it as UTF-8"
+        ) from None
 
 
 def _check_header(name: str, header: list[str], columns: tuple[str, ...], required: str) -> None:

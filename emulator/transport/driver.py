@@ -49,7 +49,10 @@ from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redac
 from emulator.core.link import ChargerLink, CsmsCallAnswered
 from emulator.core.transaction import StopReason
 from emulator.core.wallbox import Wallbox
+from emulator.protocol.redaction import redact_websockets_logs
 from emulator.transport.transfers import FileTransfers, TransferError
+
+redact_websockets_logs()  # the Basic password never reaches a DEBUG log
 
 if TYPE_CHECKING:
     from emulator.transport.network import NetworkFaults
