@@ -13,6 +13,11 @@ at once), it runs in turn, each in a fresh process against a fresh responder:
       frames on the same schedule;
   (c) the same fleet under Locust (one process, bench/locust_phase.py).
 
+With ``--identities`` it runs (b) twice instead, side by side: as above, and with its
+chargers, passwords and cards read from files (an identities file of --chargers rows, a
+password each, and a cards file as large as the scenario's first pool), and prints what
+the files cost per wallbox.
+
 Each connects all its chargers at once (Locust at --spawn-rate), waits --warmup seconds,
 then measures for --measure seconds: RSS per wallbox above the process's baseline
 (taken before the fleet exists), CPU seconds per OCPP round trip, connect rate, and how
@@ -25,6 +30,9 @@ import argparse
 import json
 import math
 import os
+import random
+import re
+import string
 import subprocess
 import sys
 import tempfile
@@ -178,6 +186,55 @@ def verdicts(floor: dict[str, Any], fleet: dict[str, Any], under: dict[str, Any]
     return "\n".join(lines)
 
 
+def with_identity_files(scenario: Path, chargers: int, folder: Path) -> Path:
+    """A copy of ``scenario`` whose chargers and cards come from files made here."""
+    rng = random.Random(1)
+    alphabet = string.ascii_letters + string.digits
+    rows = (f"BENCH-{n:06d},{''.join(rng.choices(alphabet, k=20))}" for n in range(1, chargers + 1))
+    (folder / "ids.csv").write_text("charger_id,password\n" + "\n".join(rows) + "\n")
+    text = scenario.read_text()
+    cards = int(re.search(r"count = (\d+)", text).group(1))  # type: ignore[union-attr]
+    (folder / "cards.csv").write_text(
+        "id_tag\n" + "\n".join(f"{rng.getrandbits(56):014X}" for _ in range(cards)) + "\n"
+    )
+    text = re.sub(r"^chargers = \d+\n", "", text, flags=re.MULTILINE)  # --chargers decides
+    text = text.replace("[fleet]\n", '[fleet]\nidentities = "ids.csv"\n', 1)
+    text = re.sub(
+        r"\[\[sessions.id_tags\]\][^\[]*", '[[sessions.id_tags]]\nfile = "cards.csv"\n', text
+    )
+    copy = folder / "with-identities.toml"
+    copy.write_text(text)
+    return copy
+
+
+def identities_cost(args: argparse.Namespace, common: list[str], budget: float) -> int:
+    """Phase (b) without and with identity files, side by side."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = with_identity_files(Path(args.scenario), args.chargers, Path(tmp))
+        for scenario in (args.scenario, str(files)):
+            time.sleep(1.0)
+            responder, url = start_responder(None)
+            try:
+                result = phase(
+                    "fleet_phase.py", ["--url", url, "--scenario", scenario, *common], budget
+                )
+            finally:
+                stop_responder(responder)
+            results.append(result)
+    plain, files_result = results
+    files_result["client"] = "with files"
+    print()
+    print(table(results))
+    delta = derived(files_result)["rss_kib"] - derived(plain)["rss_kib"]
+    cpu = derived(files_result)["cpu_us_per_rt"] / derived(plain)["cpu_us_per_rt"]
+    print(
+        f"\nidentities and cards from files, per wallbox: {delta:+.2f} KiB (target ≤ 1 KiB: "
+        f"{'ok' if delta <= 1.0 else 'MISSED'}); CPU per round trip {cpu:.2f}× without"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -189,6 +246,11 @@ def main() -> int:
     parser.add_argument("--spawn-rate", type=float, default=1000.0, help="Locust users/s")
     parser.add_argument("--no-locust", action="store_true", help="skip phase (c)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--identities",
+        action="store_true",
+        help="instead: the standalone fleet without and with identity and card files",
+    )
     args = parser.parse_args()
     common = [
         "--chargers",
@@ -204,6 +266,8 @@ def main() -> int:
         f"window {args.measure:g} s; {machine()}",
         flush=True,
     )
+    if args.identities:
+        return identities_cost(args, common, budget)
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "trace.jsonl"
         responder, url = start_responder(trace)

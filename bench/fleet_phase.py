@@ -42,6 +42,8 @@ def round_trips(stats: RunStats) -> int:
 
 async def main(args: argparse.Namespace) -> None:
     raise_fd_limit()
+    # Before the scenario: the files it names (identities, cards) count as the fleet's.
+    base = baseline_rss()
     scenario = load_scenario(args.scenario)
     # Connect everything at once, like the floor client: the benchmark measures the rate.
     scenario = msgspec.structs.replace(
@@ -54,7 +56,6 @@ async def main(args: argparse.Namespace) -> None:
         pool = [args.source_address]
     else:
         pool = []
-    base = baseline_rss()
     stats = RunStats()
     fleet = Fleet(
         scenario=scenario,
