@@ -66,6 +66,7 @@ from emulator.protocol.codec import (
     encode_result,
 )
 from emulator.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from emulator.protocol.redaction import websockets_logger
 from emulator.protocol.schemas import SchemaRegistry
 
 __all__ = [
@@ -268,6 +269,8 @@ class ReferenceCsms:
             ping_timeout=self._ping_timeout,
             close_timeout=self._close_timeout,
             ssl=self._ssl,
+            # At DEBUG websockets would print Basic headers and AuthorizationKey frames.
+            logger=websockets_logger("websockets.server"),
         )
         sockname = self._server.sockets[0].getsockname()
         self._port = sockname[1]

@@ -50,6 +50,7 @@ from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redac
 from emulator.core.link import ChargerLink, CsmsCallAnswered
 from emulator.core.transaction import StopReason
 from emulator.core.wallbox import Wallbox
+from emulator.protocol.redaction import websockets_logger
 from emulator.transport.transfers import FileTransfers, TransferError
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
+# websockets' own logger, which at DEBUG would print the Basic header and the frames that
+# set an AuthorizationKey (emulator.protocol.redaction).
+_WEBSOCKETS_LOG = websockets_logger("websockets.client")
 PING_TIMEOUT = "ping_timeout"  # the disconnect reason of a connection found dead that way
 NEW_PASSWORD = "authorization_key_changed"  # the disconnect reason of a Reconnect effect
 
@@ -631,6 +635,7 @@ async def _open(url: str, settings: ConnectionSettings, kwargs: dict[str, Any]) 
             max_size=settings.max_size,
             max_queue=16,
             user_agent_header=None,
+            logger=_WEBSOCKETS_LOG,
             **kwargs,
         )
     except BaseException:
