@@ -279,7 +279,8 @@ class PrometheusReporter:
             "CSMS messages that broke OCPP 1.6: message=call (a CSMS CALL payload failed "
             "its schema), callresult (a CALLRESULT failed its schema), frame (not a valid "
             "OCPP-J frame); those a wallbox used anyway (a date-time without an offset, read "
-            "as UTC) included.",
+            "as UTC) included; code=AuthorizationKeyNotHex: a ChangeConfiguration "
+            "AuthorizationKey in plain text, not hexadecimal (Security Whitepaper §7.2).",
             ["message", "action", "code"],
             registry=registry,
         )
