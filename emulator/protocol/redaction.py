@@ -37,7 +37,7 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if args and self.isEnabledFor(level):
             args = _redacted(msg, args)
-            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # websockets' line
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # websockets' line, not ours
         super().log(level, msg, *args, **kwargs)
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
