@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from emulator.protocol.authorization_key import REDACTED, key_bytes, key_refusal
+
 SAMPLED_MEASURANDS: frozenset[str] = frozenset(
     {
         "Current.Import",
@@ -199,14 +201,24 @@ def _raise_only(raw: str, config: Configuration) -> str:
 
 
 def _authorization_key(raw: str) -> str:
-    """AuthorizationKey: the Basic-auth password, 16 to 40 characters (Whitepaper §2.1)."""
-    if not 16 <= len(raw) <= 40:
-        raise ConfigurationValueError("expected 16 to 40 characters")
+    """AuthorizationKey (Security Whitepaper §7.2, A00.FR.205): 32 to 40 hexadecimal digits
+    (an even number), or 16 to 20 characters of plain text, which many CSMSs send and real
+    chargers take (emulator.protocol.authorization_key).  Stored as sent; the password is
+    :attr:`Configuration.authorization_key`.
+
+    Both forms are accepted here, as the lenient charger does: that a plain-text key is the
+    CSMS's deviation, counted and refused under --strict-csms, is the charger link's
+    business (it knows the CSMS and the run's leniency; the configuration does not).  The
+    reason of a refusal never contains the value (A01.FR.12)."""
+    refusal = key_refusal(raw)
+    if refusal:
+        raise ConfigurationValueError(refusal)
     return raw
 
 
 WRITE_ONLY_KEYS: frozenset[str] = frozenset({"AuthorizationKey"})
-"""Never reported by GetConfiguration (Security Whitepaper §2.1: write-only)."""
+"""Never reported by GetConfiguration (Security Whitepaper §7.2: write-only), and shown as
+``***`` wherever the configuration is shown (a secret: A01.FR.12)."""
 
 
 _SAMPLED_DEFAULT = (
@@ -514,8 +526,9 @@ class Configuration:
         for key, value in overrides:
             status = self.change(key, value, allow_readonly=False)
             if status is not ConfigurationStatus.ACCEPTED:
+                shown = REDACTED if key in WRITE_ONLY_KEYS else repr(value)
                 raise ConfigurationValueError(
-                    f"configuration {key} = {value!r}: the charger answers {status}"
+                    f"configuration {key} = {shown}: the charger answers {status}"
                     + (f" ({self.last_rejection})" if self.last_rejection else "")
                 )
         return self
@@ -525,11 +538,14 @@ class Configuration:
         return self._profiles
 
     @property
-    def authorization_key(self) -> str | None:
-        """The Basic-auth password set by ChangeConfiguration AuthorizationKey, if any."""
+    def authorization_key(self) -> bytes | None:
+        """The Basic-auth password AuthorizationKey stands for, if it is set: the bytes of
+        its hexadecimal digits, or the UTF-8 bytes of a plain-text key (Security Whitepaper
+        §7.2; emulator.protocol.authorization_key)."""
         if not self.knows("AuthorizationKey"):
             return None
-        return self.get("AuthorizationKey") or None
+        value = self.get("AuthorizationKey")
+        return key_bytes(value) if value else None
 
     def knows(self, key: str) -> bool:
         return key in self._specs
@@ -592,7 +608,12 @@ class Configuration:
         return known, unknown
 
     def snapshot(self) -> dict[str, str]:
-        return self._values | self._changed if self._changed else dict(self._values)
+        """Every key and its value, write-only keys that are set shown as ``***``."""
+        values = self._values | self._changed if self._changed else dict(self._values)
+        for key in WRITE_ONLY_KEYS:
+            if values.get(key):
+                values[key] = REDACTED
+        return values
 
     # --- effective values, with the reference document's quirks ---
 

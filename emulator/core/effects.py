@@ -9,6 +9,8 @@ happened:
   within ``pong_timeout``;
 * :class:`Reboot`: close the websocket (1001) and reconnect after ``delay`` seconds
   (a reset, a firmware restart, a power loss with its outage);
+* :class:`Reconnect`: close the websocket (1000) once the frames the link has to send now
+  are sent, and connect again at once (a new AuthorizationKey): not a restart;
 * the FTP jobs of Firmware Management (:class:`~emulator.core.firmware.FtpUpload`,
   :class:`~emulator.core.firmware.FtpDownload`, :class:`~emulator.core.firmware.CancelTransfer`),
   run by the I/O layer, online or not, and reported back with ``transfer_done``;
@@ -65,5 +67,19 @@ class Reboot:
     delay: float
 
 
-Effect = SendPing | Reboot | FtpUpload | FtpDownload | CancelTransfer | Event
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Close the connection normally (1000) and connect again at once, with the password
+    the configuration holds now.
+
+    OCPP 1.6 Security Whitepaper A01 (Update Charge Point Password), scenario steps 2-4:
+    the charger answers the ChangeConfiguration.req Accepted, "disconnects its current
+    connection (storing any queued messages)" and "connects to the Central System with the
+    new password".  So the I/O layer sends the frames the link has to send (that
+    CALLRESULT) before it closes.  Not a restart: transactions go on, queued messages stay
+    queued (the outbox keeps what any lost connection keeps) and no BootNotification
+    follows, as after any reconnect of an accepted charger."""
+
+
+Effect = SendPing | Reboot | Reconnect | FtpUpload | FtpDownload | CancelTransfer | Event
 """Everything :meth:`~emulator.core.wallbox.Wallbox.take_effects` may return."""

@@ -8,6 +8,9 @@ OCPP-J 1.6 asks of a charger's side of the conversation happens here, once:
 * schema validation both ways, with the lenient reading of a CSMS message whose only
   fault is a date-time without an offset (emulator.protocol.lenient), counted on the
   conformance sink;
+* the one deviation the schema cannot see: an AuthorizationKey in plain text rather than
+  hexadecimal (emulator.protocol.authorization_key), counted the same way, and answered
+  Rejected when the link is not lenient;
 * dispatching a CSMS CALL through the one table (emulator.core.csms_calls) and its
   CALLRESULT or CALLERROR;
 * correlating a CALLRESULT or CALLERROR with the CALL in flight (one at a time, §4.1.1)
@@ -39,6 +42,13 @@ from emulator.core.effects import Effect
 from emulator.core.outbox import InFlight
 from emulator.core.outcome import DISCONNECTED, OK, TIMEOUT, Outcome
 from emulator.core.wallbox import Wallbox
+from emulator.protocol.authorization_key import (
+    KEY_NAME,
+    PLAIN_TEXT_KEY,
+    REDACTED,
+    KeyForm,
+    key_form,
+)
 from emulator.protocol.codec import (
     Call,
     CallError,
@@ -275,7 +285,9 @@ class ChargerLink:
                 else:
                     result = answer_call(wb, action, repaired, now)
             else:
-                result = answer_call(wb, action, frame.payload, now)
+                result = self._plain_text_key(action, frame.payload) or answer_call(
+                    wb, action, frame.payload, now
+                )
         except RemoteProtocolError as exc:
             self._reply(encode_error(frame.unique_id, exc.code, exc.description[:255]))
             self._settle(CsmsCallAnswered(action, str(exc.code)))
@@ -342,7 +354,8 @@ class ChargerLink:
         description = violation.description
         value = field_value(payload, str(violation.details.get("field", "")))
         if value is not None:
-            description = f"{description} (got {show_value(value)})"
+            shown = REDACTED if _sets_authorization_key(action, payload) else show_value(value)
+            description = f"{description} (got {shown})"
         self.conformance.schema_violation(
             message=message,
             action=action,
@@ -353,6 +366,40 @@ class ChargerLink:
             repairable=repaired is not None,
         )
         return used
+
+    def _plain_text_key(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """A schema-valid ChangeConfiguration that sets AuthorizationKey in plain text, not
+        in the hexadecimal of Security Whitepaper §7.2: counted as the CSMS's deviation;
+        then None (the configuration takes it, as real chargers do) or, when the link is
+        not lenient (--strict-csms), the answer Rejected.
+
+        The check sits here, before the dispatch, rather than in the configuration: which
+        CSMS deviations a charger tolerates is the conversation's policy, like the naive
+        date-times of :meth:`_lenient`, and the link holds that policy (``lenient``), the
+        conformance sink and the charger id.  The configuration keeps the charger's own
+        rule (both forms taken, anything else Rejected) and stays free of the run's
+        leniency, so a scenario's configuration or a test can set either form."""
+        if action != "ChangeConfiguration" or payload["key"] != KEY_NAME:
+            return None
+        wb = self.wallbox
+        if not wb.config.knows(KEY_NAME) or key_form(payload["value"]) is not KeyForm.PLAIN_TEXT:
+            return None  # NotSupported, hexadecimal, or Rejected by the configuration
+        self.conformance.schema_violation(
+            message="call",
+            action=action,
+            code=PLAIN_TEXT_KEY,
+            description=(
+                f"{KEY_NAME}={REDACTED} sent as plain text, not as 32 to 40 hexadecimal "
+                "digits (OCPP 1.6 Security Whitepaper §7.2, A00.FR.205)"
+            ),
+            charger_id=wb.charge_point_id,
+            accepted=self.lenient,
+            repairable=True,
+        )
+        if self.lenient:
+            return None
+        wb.config.last_rejection = f"{KEY_NAME}: plain text, not hexadecimal (--strict-csms)"
+        return {"status": "Rejected"}
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -380,3 +427,12 @@ class ChargerLink:
         sent = self._sent
         if sent is not None and self.wallbox.outbox.in_flight is not sent:
             self._settle_sent(TIMEOUT, now)
+
+
+def _sets_authorization_key(action: str, payload: Any) -> bool:
+    """A ChangeConfiguration of AuthorizationKey (any case): none of its values is shown."""
+    return (
+        action == "ChangeConfiguration"
+        and isinstance(payload, dict)
+        and str(payload.get("key", "")).lower() == KEY_NAME.lower()
+    )

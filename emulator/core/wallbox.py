@@ -34,7 +34,7 @@ from emulator.core.authorization import (
 )
 from emulator.core.configuration import Configuration
 from emulator.core.connector import Connector, Intent
-from emulator.core.effects import Effect, Event, EventKind, Reboot, SendPing
+from emulator.core.effects import Effect, Event, EventKind, Reboot, Reconnect, SendPing
 from emulator.core.firmware import FirmwareManagement
 from emulator.core.metering import Ev, Meter, sampled_values
 from emulator.core.model import ChargerModel, Variant
@@ -260,6 +260,13 @@ class Wallbox:
 
     def emit(self, kind: EventKind, connector_id: int, detail: str = "") -> None:
         self._effects.append(Event(kind, connector_id, detail))
+
+    def reconnect(self) -> None:
+        """Close the connection once the answers are out and connect again at once, with
+        the password the configuration holds now (emulator.core.effects.Reconnect): not a
+        restart.  Offline, nothing to do: the next connection uses it anyway."""
+        if self.online:
+            self._effects.append(Reconnect())
 
     # ------------------------------------------------------------------ answers
 

@@ -8,7 +8,10 @@ are serialised) and applies the test hook's :mod:`~emulator.csms.misbehaviour`.
 Charge points connect to ``ws://host:port/<anything>/<chargerId>`` offering the
 ``ocpp1.6`` subprotocol (OCPP-J 1.6 §3.1); a handshake without it is refused with HTTP
 400 by websockets. With ``basic_auth`` the username must be the charger id and the
-password the table's (OCPP 1.6 security whitepaper, profile 1); otherwise HTTP 401.
+password the table's (OCPP 1.6 security whitepaper, profile 1); otherwise HTTP 401. Once
+a charger answers a ChangeConfiguration AuthorizationKey sent through :meth:`call` with
+Accepted, the password is the bytes that key stands for, and the old one is refused
+(Security Whitepaper A01.FR.03); passwords are compared as bytes, so a binary key works.
 With ``known_chargers`` (an identities file's ids) any other id is refused with HTTP 404
 before its password is looked at, as a CSMS refuses ids it has not registered (SteVe:
 "ChargeBoxId ... is not recognized").
@@ -21,6 +24,8 @@ reading and the CSMS's own calls go on. :attr:`ReferenceCsms.served` counts what
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import math
@@ -33,8 +38,8 @@ from typing import Any, Final, Self
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed, InvalidHeader
-from websockets.headers import build_www_authenticate_basic, parse_authorization_basic
+from websockets.exceptions import ConnectionClosed
+from websockets.headers import build_www_authenticate_basic
 from websockets.http11 import Request, Response
 from websockets.typing import Data, Subprotocol
 
@@ -49,6 +54,7 @@ from emulator.csms.misbehaviour import (
 )
 from emulator.csms.records import ChargerRecord, CsmsLedger
 from emulator.csms.service import Served, ServiceQueue
+from emulator.protocol.authorization_key import KEY_NAME, key_bytes
 from emulator.protocol.codec import (
     Call,
     CallError,
@@ -63,16 +69,15 @@ from emulator.protocol.codec import (
     encode_result,
 )
 from emulator.protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from emulator.protocol.redaction import redact_websockets_logs
+from emulator.protocol.redaction import websockets_logger
 from emulator.protocol.schemas import SchemaRegistry
-
-redact_websockets_logs()  # the Basic password never reaches a DEBUG log
 
 __all__ = [
     "CallErrorReceived",
     "ChargerNotConnected",
     "MisbehaviourHook",
     "ReferenceCsms",
+    "basic_credentials",
     "charger_id_from_path",
     "serve_forever",
 ]
@@ -110,10 +115,42 @@ def charger_id_from_path(path: str) -> str:
     return unquote(path.partition("?")[0].rpartition("/")[2])
 
 
+def basic_credentials(header: str | None) -> tuple[bytes, bytes] | None:
+    """The username and password of an HTTP Basic Authorization header, as bytes (RFC
+    7617 §2: base64 of user-id ":" password), or None if it is not one.
+
+    Not websockets' ``parse_authorization_basic``: it decodes them as UTF-8 and fails on
+    a password of random bytes, which an AuthorizationKey may be (Security Whitepaper
+    §7.2).  The user-id cannot contain a colon (RFC 7617), so it ends at the first."""
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    username, colon, password = decoded.partition(b":")
+    if not colon:
+        return None
+    return username, password
+
+
 class _Session:
     """One open websocket of one charger."""
 
-    __slots__ = ("charger_id", "closed", "delayed", "lock", "pending", "record", "tasks", "ws")
+    __slots__ = (
+        "charger_id",
+        "closed",
+        "delayed",
+        "key_changes",
+        "lock",
+        "pending",
+        "record",
+        "tasks",
+        "ws",
+    )
 
     def __init__(self, *, charger_id: str, ws: ServerConnection, record: ChargerRecord) -> None:
         self.charger_id = charger_id
@@ -127,6 +164,9 @@ class _Session:
         self.pending: dict[str, asyncio.Future[Frame]] = {}
         self.delayed: set[asyncio.Task[None]] = set()
         self.tasks: asyncio.TaskGroup | None = None
+        # ChangeConfiguration AuthorizationKey calls awaiting their answer: unique id ->
+        # the password the charger will use once it answers Accepted (None: none pending).
+        self.key_changes: dict[str, bytes] | None = None
 
 
 class ReferenceCsms:
@@ -185,6 +225,9 @@ class ReferenceCsms:
         self._port = port
         self._basic_auth = basic_auth  # any Mapping: .get(charger id) -> password
         self._known = None if known_chargers is None else frozenset(known_chargers)
+        # Passwords set by an Accepted ChangeConfiguration AuthorizationKey: they replace
+        # the charger's password in basic_auth (Security Whitepaper A01.FR.03).
+        self._changed_keys: dict[str, bytes] = {}
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
@@ -231,6 +274,8 @@ class ReferenceCsms:
             ping_timeout=self._ping_timeout,
             close_timeout=self._close_timeout,
             ssl=self._ssl,
+            # At DEBUG websockets would print Basic headers and AuthorizationKey frames.
+            logger=websockets_logger("websockets.server"),
         )
         sockname = self._server.sockets[0].getsockname()
         self._port = sockname[1]
@@ -396,6 +441,7 @@ class ReferenceCsms:
                 unique_id = self._ids()
                 future: asyncio.Future[Frame] = loop.create_future()
                 session.pending[unique_id] = future
+                self._expect_key_change(session, unique_id, action, payload)
                 try:
                     if self._debug:
                         _log.debug("> %s %s %s", charger_id, unique_id, action)
@@ -406,6 +452,8 @@ class ReferenceCsms:
                     frame = await future
                 finally:
                     session.pending.pop(unique_id, None)
+                    if session.key_changes is not None:
+                        session.key_changes.pop(unique_id, None)
         if isinstance(frame, CallError):
             raise CallErrorReceived(frame.code, frame.description, frame.details)
         assert isinstance(frame, CallResult)  # only CALLRESULT / CALLERROR resolve a call
@@ -501,18 +549,53 @@ class ReferenceCsms:
         return None
 
     def _authorised(self, charger_id: str, request: Request) -> bool:
+        """The Basic credentials are the charger id and its password, compared as bytes:
+        the AuthorizationKey it accepted last, else its ``basic_auth`` entry (UTF-8)."""
         assert self._basic_auth is not None
-        expected = self._basic_auth.get(charger_id)
-        header = request.headers.get("Authorization")
-        if expected is None or header is None:
+        expected = self._changed_keys.get(charger_id)
+        if expected is None:
+            password = self._basic_auth.get(charger_id)
+            if password is None:
+                return False
+            expected = password.encode("utf-8", "surrogateescape")
+        credentials = basic_credentials(request.headers.get("Authorization"))
+        if credentials is None:
             return False
-        try:
-            username, password = parse_authorization_basic(header)
-        except InvalidHeader:
-            return False
-        return username == charger_id and hmac.compare_digest(
-            password.encode(errors="surrogateescape"), expected.encode(errors="surrogateescape")
-        )
+        username, secret = credentials
+        return hmac.compare_digest(
+            username, charger_id.encode("utf-8", "surrogateescape")
+        ) & hmac.compare_digest(secret, expected)
+
+    def _expect_key_change(
+        self, session: _Session, unique_id: str, action: str, payload: dict[str, Any]
+    ) -> None:
+        """Remember a ChangeConfiguration AuthorizationKey on its way to the charger, when
+        this CSMS checks passwords: :meth:`_key_answered` applies it once it is Accepted."""
+        if (
+            self._basic_auth is None
+            or action != "ChangeConfiguration"
+            or payload.get("key") != KEY_NAME
+            or not isinstance(payload.get("value"), str)
+        ):
+            return
+        if session.key_changes is None:
+            session.key_changes = {}
+        session.key_changes[unique_id] = key_bytes(payload["value"])
+
+    def _key_answered(self, session: _Session, frame: Frame) -> None:
+        """The charger answered a ChangeConfiguration AuthorizationKey.  Accepted: from now
+        on only the new key is its password (A01.FR.03); otherwise the old one stays
+        (A01.FR.04).  Applied as the answer is read, before :meth:`call` returns and before
+        the charger, which reconnects at once with the new key, can open its next
+        connection."""
+        assert session.key_changes is not None
+        new_key = session.key_changes.pop(frame.unique_id, None)
+        if (
+            new_key is not None
+            and isinstance(frame, CallResult)
+            and frame.payload.get("status") == "Accepted"
+        ):
+            self._changed_keys[session.charger_id] = new_key
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
@@ -579,6 +662,8 @@ class ReferenceCsms:
             if future is None or future.done():
                 session.record.unmatched_results += 1
             else:
+                if session.key_changes:
+                    self._key_answered(session, frame)
                 future.set_result(frame)
         self._notify()
 

@@ -8,7 +8,10 @@ and (through its listeners) Prometheus:
   ``call``: a CALL of the CSMS), action and error code, each with how many were accepted
   leniently (:mod:`emulator.protocol.lenient`) or refused, and the first few messages word
   for word.  The first violation of each kind is logged once as a WARNING, every one at
-  DEBUG;
+  DEBUG.  One deviation the schema cannot see is counted the same way, under its own code
+  (:data:`~emulator.protocol.authorization_key.PLAIN_TEXT_KEY`): a ChangeConfiguration
+  AuthorizationKey in plain text rather than hexadecimal (accepted and used as its UTF-8
+  bytes, or refused with --strict-csms); its messages show the key as ``***``;
 * **idTagInfo statuses** the CSMS answered per action (Authorize, StartTransaction,
   StopTransaction): a ConcurrentTx or Invalid is an answer, not an error, and would
   otherwise only show as a shorter session;
@@ -32,14 +35,18 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from emulator.core.link import ID_TAG_ACTIONS
 from emulator.core.status import Status, TransitionLog, transition_kind
+from emulator.protocol.authorization_key import PLAIN_TEXT_KEY
 
 __all__ = [
     "EXAMPLES",
     "ID_TAG_ACTIONS",
     "ID_TAG_STATUSES",
+    "LENIENT_READINGS",
     "MAX_KINDS",
+    "NAIVE_TIME",
     "ConformanceListener",
     "CsmsConformance",
+    "LenientReading",
     "ViolationKind",
 ]
 
@@ -48,6 +55,35 @@ log = logging.getLogger("emulator.csms_conformance")
 EXAMPLES: Final = 3  # messages kept word for word per kind
 MAX_KINDS: Final = 256  # distinct (message, action, code) kept; more are counted as one
 ID_TAG_STATUSES: Final = ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx")
+
+
+@dataclass(frozen=True, slots=True)
+class LenientReading:
+    """How a lenient wallbox reads one kind of deviation, in the words of each output."""
+
+    accepted_as: str  # the summary: "N accepted (<this>)"
+    warning: str  # the WARNING of an accepted one: "accepted as a real charger would (<this>; ..."
+    otherwise: str  # the WARNING of a refused one: "(--strict-csms; without it, <this> ...)"
+    rule: str  # what the CSMS broke, before the message: "<this> BootNotification.conf"
+
+
+NAIVE_TIME: Final = LenientReading(
+    accepted_as="time without offset read as UTC",
+    warning="a time without an offset read as UTC",
+    otherwise="the time is read as UTC",
+    rule="the OCPP 1.6 schema of",
+)
+"""The one schema violation a lenient wallbox uses anyway (emulator.protocol.lenient)."""
+
+LENIENT_READINGS: Final[dict[str, LenientReading]] = {
+    PLAIN_TEXT_KEY: LenientReading(
+        accepted_as="key used as its UTF-8 bytes",
+        warning="the plain-text key used as its UTF-8 bytes",
+        otherwise="the key is used as its UTF-8 bytes",
+        rule="the OCPP 1.6 Security Whitepaper (§7.2, AuthorizationKey in hexadecimal) in",
+    ),
+}
+"""Deviations counted under a code of their own (not a schema error code)."""
 
 
 @runtime_checkable
@@ -66,13 +102,14 @@ class ConformanceListener(Protocol):
 
 @dataclass(slots=True)
 class ViolationKind:
-    """One kind of schema violation: what, how often, and the first messages."""
+    """One kind of schema violation (or of a deviation with a code of its own, see
+    :data:`LENIENT_READINGS`): what, how often, and the first messages."""
 
     message: str  # "callresult" or "call"
     action: str
     code: str
     accepted: int = 0  # used anyway: what a real charger reads (a naive time as UTC)
-    refused: int = 0  # treated as no answer (callresult) or answered with a CALLERROR (call)
+    refused: int = 0  # treated as no answer (callresult), a CALLERROR or a refusal (call)
     examples: list[str] = field(default_factory=list)
 
     @property
@@ -82,6 +119,12 @@ class ViolationKind:
     @property
     def where(self) -> str:
         return f"{self.action}.{'conf' if self.message == 'callresult' else 'req'}"
+
+    @property
+    def reading(self) -> LenientReading:
+        """How a lenient wallbox reads this kind (a naive time as UTC, unless its code
+        names another deviation)."""
+        return LENIENT_READINGS.get(self.code, NAIVE_TIME)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -169,10 +212,10 @@ class CsmsConformance:
     def _warn(
         kind: ViolationKind, description: str, charger_id: str, accepted: bool, repairable: bool
     ) -> None:
+        reading = kind.reading
         if accepted:
             handling = (
-                "accepted as a real charger would (a time without an offset read as UTC; "
-                "--strict-csms refuses it)"
+                f"accepted as a real charger would ({reading.warning}; --strict-csms refuses it)"
             )
         else:
             handling = (
@@ -181,12 +224,11 @@ class CsmsConformance:
                 else "refused (answered with a CALLERROR or the charger's own refusal)"
             )
             if repairable:
-                handling += (
-                    " (--strict-csms; without it, the time is read as UTC as real chargers do)"
-                )
+                handling += f" (--strict-csms; without it, {reading.otherwise} as real chargers do)"
         log.warning(
-            "the CSMS broke the OCPP 1.6 schema of %s (%s), first from %s: %s; %s. "
+            "the CSMS broke %s %s (%s), first from %s: %s; %s. "
             "Further ones are counted in the summary, not logged (--log-level DEBUG logs each).",
+            reading.rule,
             kind.where,
             kind.code,
             charger_id,

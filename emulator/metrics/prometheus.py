@@ -52,7 +52,7 @@ from prometheus_client.registry import Collector
 from emulator.core.csms_calls import PROFILE_OF_ACTION
 from emulator.core.outcome import Outcome, OutcomeKind
 from emulator.core.status import FORBIDDEN, Status
-from emulator.metrics.conformance import ID_TAG_ACTIONS, ID_TAG_STATUSES
+from emulator.metrics.conformance import ID_TAG_ACTIONS, ID_TAG_STATUSES, LENIENT_READINGS
 from emulator.metrics.fleetview import FleetCounts, FleetReader, FleetReading, FleetSource
 from emulator.metrics.looplag import LoopLagMonitor
 from emulator.protocol.errors import ErrorCode
@@ -213,7 +213,7 @@ def _action(action: str) -> str:
 def _code(code: str | None) -> str:
     if code is None:
         return OTHER
-    return code if code in ERROR_CODES else OTHER
+    return code if code in ERROR_CODES or code in LENIENT_READINGS else OTHER
 
 
 class _Reasons:
@@ -279,7 +279,8 @@ class PrometheusReporter:
             "CSMS messages that broke OCPP 1.6: message=call (a CSMS CALL payload failed "
             "its schema), callresult (a CALLRESULT failed its schema), frame (not a valid "
             "OCPP-J frame); those a wallbox used anyway (a date-time without an offset, read "
-            "as UTC) included.",
+            "as UTC) included; code=AuthorizationKeyNotHex: a ChangeConfiguration "
+            "AuthorizationKey in plain text, not hexadecimal (Security Whitepaper §7.2).",
             ["message", "action", "code"],
             registry=registry,
         )
@@ -442,8 +443,9 @@ class PrometheusReporter:
     def schema_violation(self, message: str, action: str, code: str, *, accepted: bool) -> None:
         """A CSMS message broke its schema.  A refused one is already counted by
         :meth:`round_trip` or :meth:`csms_call` (its outcome or CALLERROR); one used anyway
-        (lenient) is counted here."""
-        if accepted:
+        (lenient) is counted here, and so is a deviation with a code of its own (a
+        plain-text AuthorizationKey), refused with an answer rather than a CALLERROR."""
+        if accepted or code in LENIENT_READINGS:
             self.schema_violations.labels(message, _action(action), _code(code)).inc()
 
     def id_tag_status(self, action: str, status: str) -> None:

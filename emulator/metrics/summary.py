@@ -295,7 +295,7 @@ def render_conformance(
         for kind in kinds:
             handled = []
             if kind.accepted:
-                handled.append(f"{kind.accepted:,} accepted (time without offset read as UTC)")
+                handled.append(f"{kind.accepted:,} accepted ({kind.reading.accepted_as})")
             if kind.refused:
                 handled.append(f"{kind.refused:,} refused")
             console.print(

@@ -1,39 +1,62 @@
-"""Credentials never reach a log: websockets' handshake lines are redacted.
+"""websockets' DEBUG log without the secrets it would print: Basic passwords and AuthorizationKeys.
 
-At DEBUG, websockets logs every handshake header, one record per header with the name
-and the value as arguments (``"> %s: %s"``).  The ``Authorization`` header is the HTTP
-Basic password in base64, which is the password (OCPP 1.6 Security Whitepaper A01.FR.09:
-no passwords in log files).  :func:`redact_websockets_logs` puts a filter on websockets'
-client and server loggers that keeps the record and replaces the value; the charger side
-(:mod:`emulator.transport.driver`) and the reference CSMS (:mod:`emulator.csms.server`)
-install it when they are imported.
+At DEBUG (``ocpp-fleet --log-level DEBUG``) websockets logs every handshake header, the
+``Authorization`` header included (base64 is not a secret's protection), and every frame,
+shortened to its beginning and end: the end of a ChangeConfiguration.req is its value.
+OCPP 1.6 Security Whitepaper A01.FR.09 and A01.FR.12: passwords and the AuthorizationKey
+are not put in log files or debug information.
+
+:func:`websockets_logger` is the logger to pass to websockets' ``connect`` and ``serve``
+(their ``logger`` argument): the same logger ("websockets.client", "websockets.server"),
+so logging configuration is unchanged, behind an adapter that shows such a header as
+``Basic ***`` and such a frame as ``TEXT *** (sets AuthorizationKey) [N bytes]``.
+websockets builds those lines only when DEBUG is on, so this costs nothing otherwise.
+A ChangeConfiguration split over several frames (no sender here does that) would show
+its fragments.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any, Final
 
-__all__ = ["REDACTED", "redact_websockets_logs"]
+from emulator.protocol.authorization_key import KEY_NAME, REDACTED
 
-REDACTED = "[redacted]"
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
-_LOGGERS = ("websockets.client", "websockets.server")
+__all__ = ["RedactingLogger", "websockets_logger"]
 
-
-class _HideCredentials(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() in _SECRET_HEADERS:
-            record.args = (args[0], REDACTED)
-        return True
+_HEADER_LINES: Final = frozenset({"> %s: %s", "< %s: %s"})
+_FRAME_LINES: Final = frozenset({"> %s", "< %s"})
+_SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+_KEY: Final = KEY_NAME.lower().encode()
 
 
-_FILTER = _HideCredentials()
+class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+    """A websockets logger that leaves out Basic credentials and AuthorizationKey frames."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if args and self.isEnabledFor(level):
+            args = _redacted(msg, args)
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1  # websockets' line, not ours
+        super().log(level, msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        return msg, kwargs  # no extra: the records are websockets' own
 
 
-def redact_websockets_logs() -> None:
-    """Install the filter (idempotent)."""
-    for name in _LOGGERS:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+def _redacted(msg: object, args: tuple[object, ...]) -> tuple[object, ...]:
+    if msg in _HEADER_LINES and len(args) == 2 and str(args[0]).lower() in _SECRET_HEADERS:
+        scheme = str(args[1]).partition(" ")[0]
+        return args[0], f"{scheme} {REDACTED}"
+    if msg in _FRAME_LINES and len(args) == 1:
+        frame = args[0]
+        data = getattr(frame, "data", None)
+        if isinstance(data, bytes | bytearray | memoryview) and _KEY in bytes(data).lower():
+            opcode = getattr(getattr(frame, "opcode", None), "name", "frame")
+            return (f"{opcode} {REDACTED} (sets {KEY_NAME}) [{len(data)} bytes]",)
+    return args
+
+
+def websockets_logger(name: str) -> RedactingLogger:
+    """The logger ``name`` ("websockets.client" or "websockets.server") for websockets."""
+    return RedactingLogger(logging.getLogger(name), None)

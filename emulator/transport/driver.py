@@ -8,8 +8,9 @@ driver only does what needs I/O around it:
 * move text: every frame received goes to ``link.receive_text``, every frame of
   ``link.frames_to_send`` goes out (after the added latency of injected network faults);
 * run the link's effects: websocket pings (and abort a connection whose pong never
-  comes), reboots (close 1001, reconnect after the delay), FTP transfers as tasks, and
-  events for the session behaviour;
+  comes), reboots (close 1001, reconnect after the delay), reconnects (close 1000 once
+  the answers are out, connect again at once: a new AuthorizationKey), FTP transfers as
+  tasks, and events for the session behaviour;
 * report what settled (round trips, CSMS calls) and every connect, close and frame.
 
 Every timer of the wallbox and of its session behaviour is one deadline
@@ -44,15 +45,13 @@ from websockets.exceptions import (
 )
 from websockets.uri import parse_uri
 
-from emulator.core.effects import Event, Reboot, SendPing
+from emulator.core.effects import Event, Reboot, Reconnect, SendPing
 from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redact_url
 from emulator.core.link import ChargerLink, CsmsCallAnswered
 from emulator.core.transaction import StopReason
 from emulator.core.wallbox import Wallbox
-from emulator.protocol.redaction import redact_websockets_logs
+from emulator.protocol.redaction import websockets_logger
 from emulator.transport.transfers import FileTransfers, TransferError
-
-redact_websockets_logs()  # the Basic password never reaches a DEBUG log
 
 if TYPE_CHECKING:
     from emulator.transport.network import NetworkFaults
@@ -61,7 +60,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
+# websockets' own logger, which at DEBUG would print the Basic header and the frames that
+# set an AuthorizationKey (emulator.protocol.redaction).
+_WEBSOCKETS_LOG = websockets_logger("websockets.client")
 PING_TIMEOUT = "ping_timeout"  # the disconnect reason of a connection found dead that way
+NEW_PASSWORD = "authorization_key_changed"  # the disconnect reason of a Reconnect effect
 
 
 class Behaviour(Protocol):
@@ -96,6 +99,17 @@ class ConnectionSettings:
 
 def charger_url(base: str, charge_point_id: str) -> str:
     return f"{base.rstrip('/')}/{charge_point_id}"
+
+
+def basic_authorization(charger_id: str, password: bytes) -> str:
+    """The value of the handshake's Authorization header: HTTP Basic (RFC 7617) with the
+    charger id as the username and ``password`` as it is, bytes, not text.
+
+    OCPP 1.6 Security Whitepaper A00.FR.203-205: the username is the charge point
+    identity, the password the AuthorizationKey, whose bytes may be any (§7.2: "randomly
+    generated binary"), so they are never decoded or re-encoded on the way."""
+    token = charger_id.encode("utf-8") + b":" + password
+    return "Basic " + b64encode(token).decode("ascii")
 
 
 class WallboxDriver:
@@ -137,9 +151,9 @@ class WallboxDriver:
         self.connect_failures = 0
         self.last_failure = ""
         self._timeout: asyncio.Timeout | None = None
-        # Pings and a reboot the link asked for, done by the next flush (they need the
-        # websocket); None while there are none.
-        self._io: list[SendPing | Reboot] | None = None
+        # Pings, a reboot or a reconnect the link asked for, done by the next flush (they
+        # need the websocket); None while there are none.
+        self._io: list[SendPing | Reboot | Reconnect] | None = None
         # The last ping: its pong waiter and the wall-clock time by which the pong is due.
         self._pong: asyncio.Future[float] | None = None
         self._pong_due: float | None = None
@@ -221,16 +235,19 @@ class WallboxDriver:
         url = charger_url(self.settings.url, wb.charge_point_id)
         started = perf_counter()
         kwargs: dict[str, Any] = {}
-        # ChangeConfiguration AuthorizationKey replaces the password (Security Whitepaper §2.1).
-        own = self.settings.passwords
-        password = (
-            wb.config.authorization_key
-            or (own.get(wb.charge_point_id) if own is not None else None)
-            or self.settings.basic_auth_password
-        )
+        # ChangeConfiguration AuthorizationKey replaces the password (Security Whitepaper
+        # A01): the bytes it stands for, not its hexadecimal digits (§7.2).  Else the
+        # charger's own password (an identities file's row), else the fleet's.
+        password = wb.config.authorization_key
+        if password is None:
+            own = self.settings.passwords
+            text = own.get(wb.charge_point_id) if own is not None else None
+            text = text or self.settings.basic_auth_password
+            if text is not None:
+                password = text.encode("utf-8", "surrogateescape")
         if password is not None:
-            token = f"{wb.charge_point_id}:{password}".encode()
-            kwargs["additional_headers"] = {"Authorization": f"Basic {b64encode(token).decode()}"}
+            header = basic_authorization(wb.charge_point_id, password)
+            kwargs["additional_headers"] = {"Authorization": header}
         if self.settings.ssl_for is not None and url.startswith("wss://"):
             try:
                 kwargs["ssl"] = self.settings.ssl_for(wb.charge_point_id)
@@ -369,10 +386,12 @@ class WallboxDriver:
                     events = [effect]
                 else:
                     events.append(effect)
-            elif isinstance(effect, SendPing | Reboot):
+            elif isinstance(effect, SendPing | Reboot | Reconnect):
                 if isinstance(effect, Reboot) and self.ws is None:
                     # Restarted while offline: back on the network after the delay.
                     self._reconnect_at = max(self._reconnect_at, self.clock() + effect.delay)
+                elif isinstance(effect, Reconnect) and self.ws is None:
+                    pass  # already offline: the next connection uses the new password
                 elif self._io is None:
                     self._io = [effect]
                 else:
@@ -443,14 +462,23 @@ class WallboxDriver:
         self._reconnect_at = self.clock() + delay
 
     async def _flush(self, ws: ClientConnection) -> bool:
-        """Do the pings and reboot the link asked for, then send what it has to send;
-        True when the connection was closed here."""
+        """Do the pings, reboot or reconnect the link asked for, then send what it has to
+        send; True when the connection was closed here.
+
+        A reboot or reconnect that a CSMS CALL caused comes out of the link with that
+        CALL's answer, which :meth:`_receive` sends at once: it is out before this closes."""
         io = self._io
         if io is not None:
             self._io = None
             for effect in io:
                 if isinstance(effect, SendPing):
                     await self._ping(ws, effect.pong_timeout)
+                elif isinstance(effect, Reconnect):
+                    # Security Whitepaper A01: close (the outbox keeps what any lost
+                    # connection keeps) and connect again at once with the new password.
+                    await self._close(1000, "AuthorizationKey changed")
+                    self._lost(NEW_PASSWORD, reconnect_after=0.0)
+                    return True
                 else:
                     await self._close(1001, "charger restarting")
                     self._lost("reboot", reconnect_after=effect.delay)
@@ -614,6 +642,7 @@ async def _open(url: str, settings: ConnectionSettings, kwargs: dict[str, Any]) 
             max_size=settings.max_size,
             max_queue=16,
             user_agent_header=None,
+            logger=_WEBSOCKETS_LOG,
             **kwargs,
         )
     except BaseException:

@@ -7,7 +7,7 @@ OCPP-J text frame (per action: a default answer, a standing override, or a one-s
 script of answers, CALLERRORs and silences), sends its own CALLs as text and reads the
 answers back, moves the clock to ``next_deadline()`` and calls ``tick``, and does what
 the transport does with effects (a Reboot closes the connection and reconnects after
-its delay).  There is no second pump: decoding, validation, correlation and timeouts
+its delay; a Reconnect closes it once the answers are taken, and reconnects at once).  There is no second pump: decoding, validation, correlation and timeouts
 are the link's.  Every frame the charger sends is validated against the OCPP 1.6
 schemas (the link's ``strict_outgoing``) and every CALL recorded with its send time;
 every answer the fake CSMS gives is validated too, so a wrong harness cannot hide a
@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from emulator.core.csms_calls import answer_call
-from emulator.core.effects import Event, EventKind, Reboot, SendPing
+from emulator.core.effects import Event, EventKind, Reboot, Reconnect, SendPing
 from emulator.core.link import ChargerLink
 from emulator.core.metering import Ev
 from emulator.core.model import ChargerModel
@@ -145,6 +145,7 @@ class FakeCsms:
         self.events: list[tuple[float, Event]] = []
         self.pings: list[float] = []
         self.reboots: list[float] = []
+        self.reconnects: list[float] = []  # Reconnect effects (a new AuthorizationKey)
         self.transfers: list[Any] = []  # file transfers asked for (emulator.core.firmware)
         self.transitions: list[tuple[int, Status, Status]] = []
         self.transaction_ids = itertools.count(1001)
@@ -273,6 +274,10 @@ class FakeCsms:
                     if self.wb.online:
                         self.link.disconnected(self.now)
                     self.reconnect_at = self.now + effect.delay
+                elif isinstance(effect, Reconnect):
+                    # Closed by run_until once the answer that caused it was taken.
+                    self.reconnects.append(self.now)
+                    self.reconnect_at = self.now
                 else:  # FtpUpload / FtpDownload / CancelTransfer: see finish_transfer
                     self.transfers.append(effect)
 
@@ -313,6 +318,8 @@ class FakeCsms:
                 self.now = deadline
             if self.reconnect_at is not None and self.now >= self.reconnect_at:
                 self.reconnect_at = None
+                if self.wb.online:  # a Reconnect: the connection closes first
+                    self.link.disconnected(self.now)
                 self.link.connected(self.now)
             self.link.tick(self.now)
             self._drain()

@@ -87,6 +87,22 @@ def _apply_configuration(wb: Wallbox, key: str, now: float) -> None:
         wb.schedule_aligned(now)
     elif key == "AuthorizationCacheEnabled" and not wb.config.get_bool(key):
         wb.auth.clear_cache()
+    elif key == "AuthorizationKey":
+        _new_password(wb, now)
+
+
+def _new_password(wb: Wallbox, now: float) -> None:
+    """OCPP 1.6 Security Whitepaper A01 (Update Charge Point Password for HTTP Basic
+    Authentication).  The change goes into the charger's log without the key (A01.FR.11,
+    A01.FR.12).  With the Basic password in use (security profile 1 or 2: A01's
+    prerequisite), the charger then closes its connection once the Accepted is out and
+    connects again at once with the new password (scenario steps 2-4), so the CSMS, which
+    no longer accepts the old one (A01.FR.03), sees it now rather than at some later
+    reconnect.  With profile 3 the key is stored and waits: the connection does not use it.
+    """
+    wb.log(now, "security: AuthorizationKey changed")
+    if wb.config.get_int("SecurityProfile") in (1, 2):
+        wb.reconnect()
 
 
 def clear_cache(wb: Wallbox, payload: dict[str, Any], now: float) -> dict[str, Any]:
