@@ -256,16 +256,23 @@ def _write(path: Path, data: bytes, *, mode: int) -> None:
         raise SetupError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int) -> None:
+def write_atomically(path: str | Path, data: bytes, *, mode: int, tag: str = "") -> None:
     """``data`` in ``path`` or nothing: a temporary file in the same folder, created with
-    ``mode`` (so a secret is never readable by others, not even for a moment), renamed."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    ``mode`` (so a secret is never readable by others, not even for a moment), renamed.
+    ``tag`` makes the temporary name unique (default: random)."""
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.{tag or secrets.token_hex(4)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
+        rest = memoryview(data)
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+        os.close(fd)
+        fd = -1
         os.replace(temporary, path)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         with suppress(OSError):
             os.unlink(temporary)
         raise
@@ -406,6 +413,7 @@ def issue_chunk(issuer: Issuer, folder: str, ids: Sequence[str]) -> int:
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
     ca = x509.load_pem_x509_certificates(issuer.chain_pem)[0]
     base = _base_builder(issuer, ca)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # one random read per chunk, not per file
     for charger_id in ids:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
@@ -420,10 +428,9 @@ def issue_chunk(issuer: Issuer, folder: str, ids: Sequence[str]) -> int:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        write_atomically(Path(folder, f"{charger_id}.key"), key_pem, mode=_SECRET_MODE)
-        write_atomically(
-            Path(folder, f"{charger_id}.pem"), certificate + issuer.chain_pem, mode=_PUBLIC_MODE
-        )
+        path = os.path.join(folder, charger_id)
+        write_atomically(f"{path}.key", key_pem, mode=_SECRET_MODE, tag=tag)
+        write_atomically(f"{path}.pem", certificate + issuer.chain_pem, mode=_PUBLIC_MODE, tag=tag)
     return len(ids)
 
 
