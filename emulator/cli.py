@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from emulator.fleet.runner import FleetStartError
-from emulator.fleet.scenario import ScenarioError
+from emulator.fleet.scenario import FleetSettings, ScenarioError
 from emulator.fleet.security import SecurityConfigError
 from emulator.run.console import error_line, output_console
 from emulator.run.identities import DEFAULT_CPO_NAME, VALIDITY_DAYS, IdentitiesRequest
@@ -152,14 +152,17 @@ def _add_identities_parser(sub: Any) -> None:
         "per charger a client certificate and key for security profile 3. Existing files "
         "are refused unless --force; nothing prints a password or a key.",
     )
-    identities.add_argument("--chargers", type=_positive_int, required=True, metavar="N")
+    identities.add_argument(
+        "--chargers", type=_positive_int, required=True, metavar="N", help="how many (rows)"
+    )
     identities.add_argument(
         "--out", type=Path, required=True, metavar="FILE", help="the identities file (CSV)"
     )
     identities.add_argument(
         "--id-prefix",
         metavar="P",
-        help="charger ids are P and the number as 6 digits, as [fleet] id_prefix (default CP)",
+        help="charger ids are P and the number as 6 digits, as [fleet] id_prefix (default "
+        f"{FleetSettings().id_prefix})",
     )
     identities.add_argument(
         "--cards", type=_positive_int, metavar="N", help="also write N RFID cards (Accepted)"
@@ -175,8 +178,10 @@ def _add_identities_parser(sub: Any) -> None:
         type=Path,
         metavar="DIR",
         help="write DIR/<id>.pem (certificate and CA: the chain) and DIR/<id>.key (ECDSA "
-        f"P-256, mode 0600) per charger, valid from now for {VALIDITY_DAYS} days (within the "
-        "CA's validity): what [security] client_cert_dir reads",
+        f"P-256, mode 0600) per charger: what [security] client_cert_dir reads. Valid from "
+        f"now (5 minutes back, for clock skew) for {VALIDITY_DAYS} days, within the CA's "
+        "validity: a test campaign's length, well before the month in which a charger "
+        "must renew",
     )
     identities.add_argument(
         "--ca-cert", type=Path, metavar="F", help="the CA certificate that signs (PEM)"
