@@ -1,5 +1,5 @@
-"""``ocpp-fleet``: run a fleet of emulated wallboxes, search a CSMS's capacity, or run the
-embedded reference CSMS.
+"""``ocpp-fleet``: run a fleet of emulated wallboxes, search a CSMS's capacity, run the
+embedded reference CSMS, or make the identities a CSMS imports.
 
 The CLI only parses: ``run`` and ``capacity`` build one :class:`~emulator.run.setup.RunSetup`
 from their options (:mod:`emulator.run.options` is the table both parsers and Locust's
@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from emulator.fleet.runner import FleetStartError
-from emulator.fleet.scenario import ScenarioError
+from emulator.fleet.scenario import FleetSettings, ScenarioError
 from emulator.fleet.security import SecurityConfigError
 from emulator.run.console import error_line, output_console
+from emulator.run.identities import DEFAULT_CPO_NAME, VALIDITY_DAYS, IdentitiesRequest
 from emulator.run.options import add_to_parser
 from emulator.run.setup import SetupError, build_setup
 
@@ -87,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_to_parser(capacity, "capacity")
     _add_csms_parser(sub)
-    for command in (run, capacity, sub.choices["csms"]):
+    _add_identities_parser(sub)
+    for command in (run, capacity, sub.choices["csms"], sub.choices["identities"]):
         _add_log_level(command, default=argparse.SUPPRESS)  # also after the command
     return parser
 
@@ -153,6 +155,77 @@ def _add_csms_parser(sub: Any) -> None:
     )
 
 
+def _add_identities_parser(sub: Any) -> None:
+    identities = sub.add_parser(
+        "identities",
+        help="make charger ids, passwords, cards and client certificates for a CSMS",
+        description="Write the files a CSMS imports and ocpp-fleet reads (docs/identities.md): "
+        "an identities file (CSV charger_id,password: the fleet's ids, a random 20-character "
+        "password each, mode 0600), a cards file (CSV id_tag,status: 7-byte RFID UIDs) and "
+        "per charger a client certificate and key for security profile 3. Existing files "
+        "are refused unless --force; nothing prints a password or a key.",
+    )
+    identities.add_argument(
+        "--chargers", type=_positive_int, required=True, metavar="N", help="how many (rows)"
+    )
+    identities.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="the identities file (CSV)"
+    )
+    identities.add_argument(
+        "--id-prefix",
+        metavar="P",
+        help="charger ids are P and the number as 6 digits, as [fleet] id_prefix (default "
+        f"{FleetSettings().id_prefix})",
+    )
+    identities.add_argument(
+        "--cards", type=_positive_int, metavar="N", help="also write N RFID cards (Accepted)"
+    )
+    identities.add_argument(
+        "--cards-out",
+        type=Path,
+        metavar="FILE",
+        help="the cards file (default: cards.csv in --out's folder)",
+    )
+    identities.add_argument(
+        "--certs",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/<id>.pem (certificate and CA: the chain) and DIR/<id>.key (ECDSA "
+        f"P-256, mode 0600) per charger: what [security] client_cert_dir reads. Valid from "
+        f"now (5 minutes back, for clock skew) for {VALIDITY_DAYS} days, within the CA's "
+        "validity: a test campaign's length, well before the month in which a charger "
+        "must renew",
+    )
+    identities.add_argument(
+        "--ca-cert", type=Path, metavar="F", help="the CA certificate that signs (PEM)"
+    )
+    identities.add_argument(
+        "--ca-key", type=Path, metavar="F", help="its private key (PEM, unencrypted)"
+    )
+    identities.add_argument(
+        "--cpo-name",
+        metavar="NAME",
+        help=f"the certificates' O (organizationName): the CPO's name (default {DEFAULT_CPO_NAME})",
+    )
+    identities.add_argument("--force", action="store_true", help="replace existing files")
+
+
+def identities_request(args: argparse.Namespace) -> IdentitiesRequest:
+    """The parsed ``identities`` options as the command takes them."""
+    return IdentitiesRequest(
+        chargers=args.chargers,
+        out=args.out,
+        id_prefix=args.id_prefix,
+        cards=args.cards,
+        cards_out=args.cards_out,
+        certs=args.certs,
+        ca_cert=args.ca_cert,
+        ca_key=args.ca_key,
+        cpo_name=args.cpo_name,
+        force=args.force,
+    )
+
+
 def version_text() -> str:
     """``ocpp-fleet X (ocpp A, websockets B, ...)``: what a result depends on."""
 
@@ -209,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "csms":
             return _run_loop(_csms(args))
+        if args.command == "identities":
+            from emulator.run.identities import identities_command
+
+            return identities_command(identities_request(args))
         setup = build_setup(args.command, args)
         from emulator.run.commands import capacity_command, run_command
 
