@@ -26,7 +26,7 @@ import numpy as np
 
 from emulator.core.metering import Ev
 from emulator.core.model import ChargerModel
-from emulator.fleet.scenario import EvSpec, SessionSettings
+from emulator.fleet.scenario import CardPool, EvSpec, IdTagPool, SessionSettings
 
 # Relative arrival intensity per local hour 0..23 (normalised to mean 1 below); shapes
 # after the published load curves of residential, workplace and public AC charging
@@ -144,14 +144,17 @@ class TagRegistry:
     stays what the seed makes it.  With every tag in use the arrival finds no driver.
 
     One registry per fleet (per process); ``sessions.shared_tags = true`` turns it off.
+    Where a taken card of a cards file sits in its file is looked up in a table made at
+    the first such collision (one per file pool), not by a scan of the file.
     """
 
-    __slots__ = ("exhausted", "in_use", "settings")
+    __slots__ = ("_positions", "exhausted", "in_use", "settings")
 
     def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
         self.in_use: set[str] = set()
         self.exhausted = 0  # arrivals that found every tag in use (and no driver)
+        self._positions: dict[int, dict[str, int]] = {}  # id(CardPool) -> card -> its n
 
     def claim(self, plan: SessionPlan) -> SessionPlan | None:
         """``plan`` with a tag no other visit holds, now held by it; None if there is none."""
@@ -171,7 +174,9 @@ class TagRegistry:
 
     def _free_near(self, tag: str) -> str | None:
         pools = self.settings.id_tags
-        home, index = next(((p, i) for p in pools if (i := p.index(tag)) is not None), (None, None))
+        home, index = next(
+            ((p, i) for p in pools if (i := self._index(p, tag)) is not None), (None, None)
+        )
         order = ([home] if home is not None else []) + [p for p in pools if p is not home]
         for pool in order:
             start = index + 1 if pool is home and index is not None else 0
@@ -180,6 +185,14 @@ class TagRegistry:
                 if candidate not in self.in_use:
                     return candidate
         return None
+
+    def _index(self, pool: IdTagPool, tag: str) -> int | None:
+        if not isinstance(pool, CardPool):
+            return pool.index(tag)  # arithmetic on the prefix's number
+        table = self._positions.get(id(pool))
+        if table is None:
+            table = self._positions[id(pool)] = {card: n for n, card in enumerate(pool.cards)}
+        return table.get(tag)
 
 
 def _pick_ev(evs: tuple[EvSpec, ...], rng: np.random.Generator) -> EvSpec:

@@ -167,8 +167,8 @@ def test_the_reference_csms_accepts_wallboxes_with_the_generated_certificates(
 ) -> None:
     make_certs(tmp_path, ca, "--id-prefix", "TLS", chargers=3)
     path = tmp_path / "secure.toml"
-    path.write_text(
-        '[scenario]\nname = "secure"\n[fleet]\nid_prefix = "TLS"\nconnect_timeout = 10.0\n'
+    path.write_text(  # the fleet's chargers are the identities file's: profile 3 finds their certs
+        '[scenario]\nname = "secure"\n[fleet]\nidentities = "ids.csv"\nconnect_timeout = 10.0\n'
         '[sessions]\nmode = "remote-only"\n'
         '[security]\nprofile = 3\nca_file = "ca.pem"\nclient_cert_dir = "certs"\n'
     )
