@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,28 +278,24 @@ def _flag(dest: str) -> str:
 
 
 def _scenario(path: str, read: _Reader) -> Scenario:
+    """The scenario with the options that replace its fields, in this order: an
+    identities file before an id prefix (which it refuses)."""
     try:
         scenario = load_scenario(path)
     except ScenarioError as exc:
         raise SetupError(str(exc)) from None
-    identities = read.text("identities")
-    if identities:
-        try:
-            scenario = scenario.with_identities(identities)
-        except ValueError as exc:
-            raise SetupError(f"--identities: {exc}") from None
-    start_time = read.text("start_time")
-    if start_time:
-        try:
-            scenario = scenario.with_start_time(start_time)
-        except ValueError as exc:
-            raise SetupError(f"--start-time: {exc}") from None
-    prefix = read.raw("id_prefix")
-    if prefix is not None and str(prefix) != "":
-        try:
-            scenario = scenario.with_id_prefix(str(prefix))
-        except ValueError as exc:
-            raise SetupError(f"--id-prefix: {exc}") from None
+    replacements: tuple[tuple[str, Callable[[Scenario, str], Scenario]], ...] = (
+        ("identities", Scenario.with_identities),
+        ("start_time", Scenario.with_start_time),
+        ("id_prefix", Scenario.with_id_prefix),
+    )
+    for dest, replace in replacements:
+        text = read.text(dest)
+        if text:
+            try:
+                scenario = replace(scenario, text)
+            except ValueError as exc:
+                raise SetupError(f"{_flag(dest)}: {exc}") from None
     return scenario
 
 

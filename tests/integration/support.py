@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Self
 
 import orjson
@@ -13,6 +16,21 @@ from websockets.asyncio.server import ServerConnection, serve
 from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import Scenario, parse_scenario
 from emulator.metrics.stats import RunStats
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ocpp_fleet(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``ocpp-fleet args`` in a process of its own, from the repository's root."""
+    return subprocess.run(
+        [sys.executable, "-m", "emulator.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
 
 FAST = """
 [scenario]

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def ocpp_fleet(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emulator.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+from tests.integration.support import ocpp_fleet
 
 
 def test_a_short_run_against_the_embedded_csms_prints_the_summary(tmp_path: Path) -> None:

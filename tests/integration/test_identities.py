@@ -8,8 +8,6 @@ import base64
 import json
 import secrets
 import string
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,9 +18,8 @@ from emulator.fleet.identities import read_identities
 from emulator.fleet.scenario import load_scenario
 from emulator.loadtest.options import WORKERS_OPTION, fleet_options
 from emulator.run.setup import SetupError, build_setup
-from tests.integration.support import eventually, running_fleet
+from tests.integration.support import eventually, ocpp_fleet, running_fleet
 
-ROOT = Path(__file__).resolve().parents[2]
 ALPHABET = string.ascii_letters + string.digits
 
 SCENARIO = """
@@ -71,24 +68,13 @@ def registered(folder: Path, *, chargers: int = 6, security: str = "profile = 1"
     return path
 
 
-def ocpp_fleet(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emulator.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        check=False,
-    )
-
-
 def test_a_run_logs_in_as_the_files_chargers_and_never_shows_a_password(tmp_path: Path) -> None:
     scenario = registered(tmp_path)
     out = tmp_path / "out"
     done = ocpp_fleet(
         "--log-level", "DEBUG", "run", "--scenario", str(scenario), "--duration", "12",
         "--no-progress", "--json", str(out / "summary.json"), "--ledger", str(out / "ledger"),
-        "--report", str(out / "report"),
+        "--report", str(out / "report"), timeout=90,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     ledger = (out / "ledger" / "csms-ledger.json").read_text()

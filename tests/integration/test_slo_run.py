@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,7 @@ from emulator.csms import ReferenceCsms
 from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import parse_scenario
 from emulator.metrics.stats import RunStats
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.support import ocpp_fleet
 
 # Ten wallboxes at 5 per second: the last one starts 1.8 s after the first.
 SCENARIO = """
@@ -61,17 +59,6 @@ def write_scenario(tmp_path: Path, **kwargs: Any) -> Path:
     path = tmp_path / "slo.toml"
     path.write_text(scenario_text(**kwargs))
     return path
-
-
-def ocpp_fleet(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emulator.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        check=False,
-    )
 
 
 def run(scenario: Path, *extra: str, duration: str = "4") -> subprocess.CompletedProcess[str]:
