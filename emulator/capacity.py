@@ -342,6 +342,8 @@ class Verdict:
     steps: list[Step] = field(default_factory=list)
     # What the largest size was, in the "max" sentence.
     ceiling: str = SEARCH_CEILING
+    # Seconds the search spent per phase (CapacitySearch.spent): where its time went.
+    spent: dict[str, float] = field(default_factory=dict)
 
     @property
     def violations(self) -> list[SloResult]:
@@ -377,6 +379,7 @@ class Verdict:
             "verdict": self.sentence(),
             "violations": [j.to_json() for j in self.violations],
             "steps": [s.to_json() for s in self.steps],
+            "seconds": {phase: round(t, 3) for phase, t in self.spent.items()},
             "scenario": scenario,
             "seed": seed,
             "start_time": start_time,
@@ -474,6 +477,9 @@ def _finite(value: float) -> float:
 # --------------------------------------------------------------------------- the search
 
 
+PHASES = ("ramping", "shrinking", "settling", "holding", "recovering")
+
+
 class CapacitySearch:
     """Grows ``fleet`` (created empty, serving) step by step and judges each hold.
 
@@ -501,6 +507,9 @@ class CapacitySearch:
         self.clock = clock
         self.size = 0
         self.steps: list[Step] = []
+        # Seconds per phase: growing the fleet and waiting for its boots, shrinking it,
+        # settling before a hold, holding, recovering after a failing step.
+        self.spent: dict[str, float] = dict.fromkeys(PHASES, 0.0)
 
     async def run(self) -> Verdict:
         settings = self.settings
@@ -534,20 +543,33 @@ class CapacitySearch:
         # largest passing and the smallest failing size, which decide.
         verdict = decide(self.steps)
         assert verdict is not None  # the search judged a step
+        verdict.spent = dict(self.spent)
         return verdict
+
+    def _count(self, phase: str, began: float) -> float:
+        """Add the time since ``began`` to ``phase``; returns now."""
+        now = self.clock.now()
+        self.spent[phase] += now - began
+        return now
 
     async def step(self, size: int) -> Step:
         """Resize to ``size``, wait for the boots, hold, judge."""
         self._phase(f"{size:,} chargers: resizing from {self.size:,}")
+        clock = self.clock
+        began = clock.now()
+        growing = size > self.size
         await self._resize(size)
         connected = await self._wait_booted(size)
+        began = self._count("ramping" if growing else "shrinking", began)
         await self._settle(size)
+        began = self._count("settling", began)
         self._phase(f"{size:,} chargers: {connected:,} booted, holding {self.settings.hold:g} s")
-        clock, health = self.clock, self.fleet.health
+        health = self.fleet.health
         health.reset()
         cpu_before = clock.cpu()
         before = self.stats.snapshot()
         await clock.sleep(self.settings.hold)
+        self._count("holding", began)
         window = self.stats.snapshot().since(before)
         cpu_share = (clock.cpu() - cpu_before) / max(window.elapsed, 1e-9)
         figures = health.percentiles()
@@ -572,9 +594,11 @@ class CapacitySearch:
         overload left (messages queued in the wallboxes, calls queued in the CSMS) has been
         worked off, for at most ten holds, so the next step starts from a steady state."""
         self._phase(f"{size:,} chargers: recovering from the failing step")
+        began = self.clock.now()
         await self._resize(size)
         await self._wait_booted(size)
-        await self._until(lambda: drained(self.fleet.gauges(), size), 10.0 * self.settings.hold)
+        await self._drain(size, 10.0 * self.settings.hold)
+        self._count("recovering", began)
 
     def _phase(self, text: str) -> None:
         if self.on_phase is not None:
@@ -600,9 +624,17 @@ class CapacitySearch:
 
     async def _settle(self, size: int) -> None:
         """Let the boots' burst (StatusNotifications, the warm-started transactions) drain
-        before the hold (:func:`drained`), for at most twice the hold (a CSMS past its
-        capacity never drains)."""
-        await self._until(lambda: drained(self.fleet.gauges(), size), 2.0 * self.settings.hold)
+        before the hold (:func:`drained`), for at most twice the hold."""
+        await self._drain(size, 2.0 * self.settings.hold)
+
+    async def _drain(self, size: int, within: float) -> bool:
+        """Wait until the backlog has drained (:func:`drained`), for at most ``within``
+        seconds (a CSMS past its capacity never drains).
+
+        Not sooner when the fleet's backlog stops falling: while a CSMS works a burst off,
+        every wallbox may have its one call in flight and wait in the CSMS's queue, so the
+        fleet's backlog stays level however fast the queue it cannot see shrinks."""
+        return await self._until(lambda: drained(self.fleet.gauges(), size), within)
 
     async def _wait_booted(self, size: int) -> int:
         """Wait until every wallbox is connected and accepted (or the connect timeout)."""

@@ -236,6 +236,13 @@ def test_a_backlog_that_never_drains_is_waited_for_two_holds_before_a_step_and_t
             assert 10 * hold <= waited <= 10 * hold + 0.5 + 0.2, (phase, waited)
     assert [s for s in outline if s.startswith("recover")] == ["recover 20", "recover 30"]
     assert done.verdict.capacity == 30
+    # Where the time went, as the verdict JSON says: five holds, five settles of two holds
+    # each (never drained), two recoveries of ten holds each.
+    spent = done.verdict.spent
+    assert spent["holding"] == pytest.approx(5 * hold, abs=0.1)
+    assert spent["settling"] == pytest.approx(5 * 2 * hold, abs=0.5)
+    assert spent["recovering"] == pytest.approx(2 * 10 * hold, abs=2.0)
+    assert spent["ramping"] > 0 and sum(spent.values()) == pytest.approx(done.clock.now(), abs=0.5)
 
 
 def test_a_step_whose_wallboxes_do_not_all_boot_is_held_after_the_connect_timeout() -> None:
