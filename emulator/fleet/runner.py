@@ -101,7 +101,6 @@ class Fleet:
         chargers: int,
         seed: int,
         reporter: Reporter,
-        id_prefix: str | None = None,
         first_index: int = 1,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
@@ -137,8 +136,6 @@ class Fleet:
         # scenario.fleet.max_transfers sessions instead of opening them all at once.
         self.transfers = FileTransfers(max_concurrent=scenario.fleet.max_transfers)
         self._stop = asyncio.Event()
-        self.prefix = scenario.fleet.id_prefix if id_prefix is None else id_prefix
-        self.identities = scenario.identities  # charger n is its row n, when there is one
         # (id of the drawn model, the identities row's model) -> (drawn, the model used)
         self._shared_models: dict[tuple[int, str | None], tuple[ChargerModel, ChargerModel]] = {}
         # Security profile: passwords, CA and client certificates are checked here, once,
@@ -183,7 +180,8 @@ class Fleet:
         """Charger ``number``'s model: the one its identities row names, else ``drawn``
         (the scenario's mix), with the scenario's security profile.  Wallboxes of one
         model share one instance."""
-        name = None if self.identities is None else self.identities.model_of(number)
+        identities = self.scenario.identities
+        name = None if identities is None else identities.model_of(number)
         profile = self.scenario.security.profile
         if name is None and not profile:
             return drawn
@@ -200,11 +198,9 @@ class Fleet:
         return model
 
     def charger_id(self, number: int) -> str:
-        """Row ``number`` of the identities file, else the prefix and the number;
-        ValueError past the file's rows."""
-        if self.identities is not None:
-            return self.identities.charger_id(number)
-        return f"{self.prefix}{number:06d}"
+        """Charger ``number``'s id, as the scenario names it (its identities file's row,
+        else its id prefix and the number); ValueError past the file's rows."""
+        return self.scenario.charger_id(number)
 
     def _create(self, number: int, model: ChargerModel, now: float) -> WallboxDriver:
         # Child number-1 of the seed (what root.spawn() hands the number-th charger),
@@ -284,7 +280,7 @@ class Fleet:
     # ------------------------------------------------------------------ runtime changes
 
     def add_wallbox(self, number: int, model: ChargerModel) -> WallboxDriver:
-        """Add charger ``number`` (its id is ``prefix`` + number) and, if the fleet is
+        """Add charger ``number`` (its id: :meth:`charger_id`) and, if the fleet is
         serving, connect it now.  Call on the fleet's loop."""
         if number in self._by_number:
             raise ValueError(f"charger {self.charger_id(number)} is already in the fleet")

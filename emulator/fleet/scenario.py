@@ -626,6 +626,13 @@ def _with_card_files(sessions: SessionSettings, base: Path, source: str) -> Sess
         return sessions
     pools: list[IdTagPool] = []
     owner: dict[str, str] = {}  # upper-cased card -> the file that holds it
+    # The prefix pools, each with its prefix as written and an upper-cased copy of it:
+    # cards compare case-insensitively.
+    prefixed = [
+        (p.prefix, msgspec.structs.replace(p, prefix=p.prefix.upper()))
+        for p in sessions.id_tags
+        if p.file is None
+    ]
     for i, pool in enumerate(sessions.id_tags):
         if pool.file is None:
             pools.append(pool)
@@ -633,7 +640,7 @@ def _with_card_files(sessions: SessionSettings, base: Path, source: str) -> Sess
         at = f"sessions.id_tags[{i}].file"
         try:
             cards = read_cards(base / pool.file)
-            _check_card_owners(cards, owner, sessions.id_tags)
+            _check_card_owners(cards, owner, prefixed)
         except (IdentityFileError, ValueError) as exc:
             raise ScenarioError(f"{source}: {at}: {exc}", source=source, field=at) from None
         pools.extend(_card_pools(pool, cards))
@@ -655,16 +662,17 @@ def _card_pools(pool: IdTagPool, cards: Cards) -> list[IdTagPool]:
     ]
 
 
-def _check_card_owners(cards: Cards, owner: dict[str, str], pools: Sequence[IdTagPool]) -> None:
+def _check_card_owners(
+    cards: Cards, owner: dict[str, str], prefixed: Sequence[tuple[str, IdTagPool]]
+) -> None:
     for tags in cards.by_status.values():
         for tag in tags:
             key = tag.upper()
             other = owner.get(key) or next(
                 (
-                    f"the pool with prefix {p.prefix!r}"
-                    for p in pools
-                    if p.file is None
-                    and msgspec.structs.replace(p, prefix=p.prefix.upper()).index(key) is not None
+                    f"the pool with prefix {prefix!r}"
+                    for prefix, upper in prefixed
+                    if upper.index(key) is not None
                 ),
                 None,
             )

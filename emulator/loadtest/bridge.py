@@ -398,7 +398,6 @@ class _LoopSide:
             chargers=0,
             seed=options.seed,
             reporter=self.reporter,
-            id_prefix=options.id_prefix,
             source_addresses=options.source_addresses,
             health=self.health,
             tune_gc=True,  # a Locust process exists to run this fleet

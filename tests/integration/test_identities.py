@@ -124,8 +124,7 @@ def test_the_csms_refuses_an_unregistered_id_and_a_wrong_password(tmp_path: Path
     asyncio.run(main())
 
 
-def test_the_csms_command_reads_the_same_files(tmp_path: Path) -> None:
-    registered(tmp_path, chargers=2)
+def test_the_csms_command_refuses_an_identities_file_it_cannot_read(tmp_path: Path) -> None:
     done = ocpp_fleet("csms", "--port", "0", "--identities", str(tmp_path / "nope.csv"), timeout=30)
     assert done.returncode == 2
     assert done.stderr.strip().endswith("nope.csv: cannot read: No such file or directory")
