@@ -16,8 +16,9 @@ The verdict names the largest passing size and what limited it:
   processes before blaming it;
 * ``"max"``: ``--max`` was reached and passed.
 
-Between the boots and the hold the search waits for the boots' burst to drain (or at
-most two holds), so a step is judged on the fleet's steady traffic at that size, not on
+Between the boots and the hold the search waits for the boots' burst to drain (at most
+two holds, and only while the backlog keeps falling: a CSMS past its capacity is held and
+judged at once), so a step is judged on the fleet's steady traffic at that size, not on
 the arrival of its newest wallboxes.  After a failing step the search first goes back to
 the last passing size until the overload's backlog is worked off (at most ten holds):
 each step of the bisection starts from a steady state, not from the queue the failing
@@ -45,6 +46,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from emulator.fleet.behaviour import SessionBehaviour
+from emulator.fleet.faults import Behaviours
 from emulator.fleet.model_mix import ModelSequence
 from emulator.fleet.runner import Fleet
 from emulator.metrics.slo import (
@@ -55,6 +58,9 @@ from emulator.report import run_step
 from emulator.report.data import machine, versions
 
 CPU_LIMIT = 0.9  # share of one core: the event loop is one thread
+STALL_MIN_SECONDS = 10.0  # the shortest settle without progress that ends it (stall_seconds)
+POLL_SECONDS = 0.1  # how often the search looks at the fleet while it waits
+HOLD_LOOK_SECONDS = 1.0  # how often a hold looks whether it can end early (_hold)
 # What the largest size was, in the "max" sentence of a search.
 SEARCH_CEILING = "the most this search was allowed to try (--max)"
 
@@ -153,6 +159,11 @@ class SearchFleet(Protocol):
 
     def gauges(self) -> Backlog: ...
 
+    def starting(self) -> int:
+        """Wallboxes whose warm-started visit has not started its transaction yet (the
+        card comes within one sample interval of the boot)."""
+        ...
+
     async def serve(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -205,11 +216,19 @@ class LiveFleet:
     def gauges(self) -> Backlog:
         return self.fleet.gauges()
 
+    def starting(self) -> int:
+        return sum(1 for d in self.fleet.drivers if _sessions_starting(d.behaviour))
+
     async def serve(self) -> None:
         await self.fleet.serve()
 
     def stop(self) -> None:
         self.fleet.stop()
+
+
+def _sessions_starting(behaviour: object) -> bool:
+    parts = behaviour.parts if isinstance(behaviour, Behaviours) else (behaviour,)
+    return any(isinstance(p, SessionBehaviour) and p.starting for p in parts)
 
 
 # --------------------------------------------------------------------------- the rules
@@ -249,11 +268,38 @@ def bisect(passing: int, failing: int, precision: float) -> int | None:
     return (passing + failing) // 2
 
 
+def stall_seconds(hold: float) -> float:
+    """How long a settling fleet's backlog may go without a new low before the search
+    takes the CSMS to be past its capacity: a third of the hold, at least
+    :data:`STALL_MIN_SECONDS` (a draining backlog falls by some calls every second)."""
+    return max(STALL_MIN_SECONDS, hold / 3.0)
+
+
+class _Trend:
+    """A fleet's backlog since a moment: the lowest it has been, and when."""
+
+    __slots__ = ("low_at", "lowest")
+
+    def __init__(self, now: float) -> None:
+        self.lowest = math.inf
+        self.low_at = now
+
+    def since_low(self, backlog: Backlog, now: float) -> float:
+        """Seconds since the backlog last reached a new low (0 when it does now)."""
+        if (value := _backlog(backlog)) < self.lowest:
+            self.lowest, self.low_at = value, now
+        return now - self.low_at
+
+
+def _backlog(backlog: Backlog) -> int:
+    return backlog.queue_depth + backlog.in_flight
+
+
 def drained(backlog: Backlog, size: int) -> bool:
     """The boots' burst has drained at ``size`` wallboxes: at most one wallbox in 20 has
     a message queued or waiting for its answer.  A step's hold begins then (the search's
     settle and recovery, the steps shape's hold)."""
-    return backlog.queue_depth + backlog.in_flight <= max(1, size // 20)
+    return _backlog(backlog) <= max(1, size // 20)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -567,10 +613,8 @@ class CapacitySearch:
         health = self.fleet.health
         health.reset()
         cpu_before = clock.cpu()
-        before = self.stats.snapshot()
-        await clock.sleep(self.settings.hold)
+        window, note = await self._hold(size)
         self._count("holding", began)
-        window = self.stats.snapshot().since(before)
         cpu_share = (clock.cpu() - cpu_before) / max(window.elapsed, 1e-9)
         figures = health.percentiles()
         step = Step.judged(
@@ -583,6 +627,7 @@ class CapacitySearch:
             lateness_limit=health.lateness_limit,
             lag_limit=health.lag_limit,
             cpu_share=cpu_share,
+            note=note,
         )
         self.steps.append(step)
         if self.on_step is not None:
@@ -593,11 +638,23 @@ class CapacitySearch:
         """After a failing step, go back to the last passing size until the backlog the
         overload left (messages queued in the wallboxes, calls queued in the CSMS) has been
         worked off, for at most ten holds, so the next step starts from a steady state."""
-        self._phase(f"{size:,} chargers: recovering from the failing step")
-        began = self.clock.now()
+        clock = self.clock
+        waiting = _backlog(self.fleet.gauges())
+        self._phase(
+            f"{size:,} chargers: recovering from the failing step "
+            f"({waiting:,} messages queued or unanswered)"
+        )
+        began = clock.now()
         await self._resize(size)
         await self._wait_booted(size)
-        await self._drain(size, 10.0 * self.settings.hold)
+        done = await self._drain(size, 10.0 * self.settings.hold)
+        took = clock.now() - began
+        left = _backlog(self.fleet.gauges())
+        self._phase(
+            f"{size:,} chargers: recovered in {took:.0f} s"
+            if done
+            else f"{size:,} chargers: {left:,} messages still waiting after {took:.0f} s"
+        )
         self._count("recovering", began)
 
     def _phase(self, text: str) -> None:
@@ -624,16 +681,65 @@ class CapacitySearch:
 
     async def _settle(self, size: int) -> None:
         """Let the boots' burst (StatusNotifications, the warm-started transactions) drain
-        before the hold (:func:`drained`), for at most twice the hold."""
-        await self._drain(size, 2.0 * self.settings.hold)
+        before the hold (:func:`drained`, and every warm-started transaction begun: their
+        cards come within one sample interval), for at most twice the hold, and only while the
+        drain makes progress: a backlog that has reached no new low for
+        :func:`stall_seconds` means a CSMS past its capacity, and the step is held and
+        judged at once instead of letting its backlog grow for the rest of the settle (the
+        recovery after it would have to work that backlog off)."""
+        fleet, clock = self.fleet, self.clock
+        deadline = clock.now() + 2.0 * self.settings.hold
+        stall = stall_seconds(self.settings.hold)
+        trend = _Trend(clock.now())
+        while True:
+            gauges = fleet.gauges()
+            now = clock.now()
+            if drained(gauges, size):
+                if fleet.starting() == 0:
+                    return
+                trend.low_at = now  # drained: only the warm starts' cards are awaited
+            elif trend.since_low(gauges, now) >= stall:
+                self._phase(
+                    f"{size:,} chargers: the backlog has not fallen for {stall:g} s "
+                    f"({_backlog(gauges):,} messages): past the CSMS's capacity"
+                )
+                return
+            if now >= deadline:
+                return
+            await clock.sleep(POLL_SECONDS)
+
+    async def _hold(self, size: int) -> tuple[RunStats, str]:
+        """Measure for the hold; the window and a note when it ended early.
+
+        A hold ends early when the fleet's backlog has reached no new low for
+        :func:`stall_seconds` (a CSMS past its capacity: its queue only grows, and every
+        later round trip waits longer) and the SLOs judged over the window so far have
+        already failed: the rest of the hold could only fail them further, and would
+        leave a larger backlog for the recovery to work off."""
+        clock, hold = self.clock, self.settings.hold
+        stall = stall_seconds(hold)
+        before = self.stats.snapshot()
+        start = clock.now()
+        end = start + hold
+        trend = _Trend(start)
+        while (now := clock.now()) < end:
+            await clock.sleep(min(HOLD_LOOK_SECONDS, end - now))
+            now = clock.now()
+            if now >= end or trend.since_low(self.fleet.gauges(), now) < stall:
+                continue
+            window = self.stats.snapshot().since(before)
+            if not all(j.passed for j in self.judge(window)):
+                note = (
+                    f"hold ended after {now - start:.0f} of {hold:g} s: past the CSMS's "
+                    f"capacity (no fall of the backlog for {stall:g} s) and failing"
+                )
+                self._phase(f"{size:,} chargers: {note}")
+                return window, note
+        return self.stats.snapshot().since(before), ""
 
     async def _drain(self, size: int, within: float) -> bool:
         """Wait until the backlog has drained (:func:`drained`), for at most ``within``
-        seconds (a CSMS past its capacity never drains).
-
-        Not sooner when the fleet's backlog stops falling: while a CSMS works a burst off,
-        every wallbox may have its one call in flight and wait in the CSMS's queue, so the
-        fleet's backlog stays level however fast the queue it cannot see shrinks."""
+        seconds (a CSMS past its capacity never drains)."""
         return await self._until(lambda: drained(self.fleet.gauges(), size), within)
 
     async def _wait_booted(self, size: int) -> int:
@@ -647,7 +753,11 @@ class CapacitySearch:
 
 
 async def _until(
-    predicate: Callable[[], bool], *, within: float, clock: Clock = LOOP_CLOCK, every: float = 0.1
+    predicate: Callable[[], bool],
+    *,
+    within: float,
+    clock: Clock = LOOP_CLOCK,
+    every: float = POLL_SECONDS,
 ) -> bool:
     """Poll ``predicate`` until it holds (True) or ``within`` seconds passed (False)."""
     deadline = clock.now() + within

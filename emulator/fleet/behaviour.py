@@ -18,9 +18,13 @@ accepted; the EV is then plugged in within ``plug_in_delay``.
 
 With ``warm_start`` a charger may begin with a visit already under way, drawn from the
 stationary state at the start time (:mod:`emulator.fleet.stationary`): the EV is plugged
-in from the start, partly charged, and the driver presents the card as soon as the
-charger is accepted by the CSMS, so the transaction starts with the current register
-and time; the driver leaves when the residual stay is over.
+in from the start, partly charged, and the driver presents the card once the charger is
+accepted by the CSMS, so the transaction starts with the current register and time; the
+driver leaves when the residual stay is over.  The card comes at a uniformly random moment
+within one ``MeterValueSampleInterval`` of the acceptance: a charger samples every interval
+from the start of its transaction, and in a real fleet those starts are spread over time,
+so the samples of wallboxes that boot together must not arrive together for ever (the
+phases of a fleet in its stationary state are independent and uniform).
 
 With a :class:`~emulator.fleet.sessions.TagRegistry` (the fleet's, unless the scenario sets
 ``sessions.shared_tags``) a card is in one visit at a time: from arrival until the visit
@@ -71,6 +75,12 @@ class SessionBehaviour:
             if settings.warm_start:
                 self._warm_start(now)
             self._schedule_arrival(now)
+
+    @property
+    def starting(self) -> bool:
+        """A warm-started visit waits for its card: its transaction starts within one
+        sample interval (a capacity step's settle waits for it)."""
+        return self._under_way() is not None
 
     @property
     def busy(self) -> bool:
@@ -142,6 +152,17 @@ class SessionBehaviour:
             return None
         c = self.wallbox.connectors[1]
         return plan if c.plugged and c.transaction is None else None
+
+    def _sample_phase(self) -> float:
+        """Seconds until a warm-started visit's card: uniform within one sample interval
+        (none when the charger does not sample)."""
+        interval = self.wallbox.config.get_int("MeterValueSampleInterval")
+        return float(self.rng.uniform(0.0, interval)) if interval > 0 else 0.0
+
+    def _present_under_way(self, now: float) -> None:
+        under_way = self._under_way()
+        if under_way is not None:  # still plugged in, still no transaction
+            self.wallbox.present_id_tag(under_way.id_tag, now)
 
     def _schedule_arrival(self, now: float) -> None:
         if self._stopping:
@@ -243,9 +264,8 @@ class SessionBehaviour:
         for event in events:
             kind = event.kind
             if kind is EventKind.BOOT_ACCEPTED:
-                under_way = self._under_way()
-                if under_way is not None:  # a warm start: the driver's card, at once
-                    self.wallbox.present_id_tag(under_way.id_tag, now)
+                if self._under_way() is not None:  # a warm start: the driver's card
+                    self._at(now + self._sample_phase(), self._present_under_way)
             elif kind is EventKind.REMOTE_START_ACCEPTED:
                 if not plugged and self._visit is None:
                     # The CSMS chose the card (RemoteStartTransaction.idTag): none is held.

@@ -137,6 +137,9 @@ class ModelFleet:
     def gauges(self) -> Gauges:
         return Gauges(queue_depth=math.ceil(self.queue) + self.stuck, in_flight=0)
 
+    def starting(self) -> int:
+        return 0  # every booted wallbox sends at once
+
     async def serve(self) -> None:
         await self._stopped.wait()
 

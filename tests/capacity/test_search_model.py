@@ -46,7 +46,9 @@ class Searched:
     phases: list[tuple[float, str]]  # (the clock's time, the phase's line)
 
     def outline(self) -> list[str]:
-        """The phases in short: ``resize 0->20``, ``hold 20``, ``recover 160``."""
+        """The phases in short: ``resize 0->20``, ``stall 20`` (a settle that ended without
+        progress), ``hold 20``, ``cut 20`` (a hold ended early), ``recover 160``,
+        ``recovered 160``."""
         short = []
         for _, text in self.phases:
             size = int(text.split(" ")[0].replace(",", ""))
@@ -54,6 +56,12 @@ class Searched:
                 short.append(f"resize {grown[1].replace(',', '')}->{size}")
             elif "holding" in text:
                 short.append(f"hold {size}")
+            elif "hold ended" in text:
+                short.append(f"cut {size}")
+            elif "has not fallen" in text:
+                short.append(f"stall {size}")
+            elif "recovered in" in text or "still waiting" in text:
+                short.append(f"recovered {size}")
             else:
                 assert "recovering" in text, text
                 short.append(f"recover {size}")
@@ -100,12 +108,14 @@ def test_the_search_grows_until_a_step_fails_then_bisects_recovering_after_each_
         (260, True),
     ]
     # After each failing step the fleet goes back to the last passing size first; after a
-    # passing one the next size is tried from there.
+    # passing one the next size is tried from there.  Past the capacity (320, 280) the
+    # backlog never falls, and the settle ends after 10 s of that.
     assert done.outline() == [
         "resize 0->20", "hold 20", "resize 20->40", "hold 40", "resize 40->80", "hold 80",
-        "resize 80->160", "hold 160", "resize 160->320", "hold 320",
-        "recover 160", "resize 160->240", "hold 240", "resize 240->280", "hold 280",
-        "recover 240", "resize 240->260", "hold 260",
+        "resize 80->160", "hold 160", "resize 160->320", "stall 320", "hold 320",
+        "recover 160", "recovered 160", "resize 160->240", "hold 240",
+        "resize 240->280", "stall 280", "hold 280",
+        "recover 240", "recovered 240", "resize 240->260", "hold 260",
     ]  # fmt: skip
     verdict = done.verdict
     assert (verdict.capacity, verdict.limited_by) == (260, "slo")
@@ -140,7 +150,7 @@ def test_a_step_over_the_generators_limits_makes_the_verdict_a_lower_bound() -> 
         (200, True),
         (220, False),
     ]
-    assert [s for s in done.outline() if s.startswith("recover")] == [
+    assert [s for s in done.outline() if s.startswith("recover ")] == [
         "recover 160",
         "recover 160",
     ]
@@ -191,7 +201,7 @@ def test_a_search_that_reaches_max_says_the_capacity_is_at_least_that() -> None:
 def test_a_first_step_that_fails_ends_the_search_without_a_capacity() -> None:
     done = search(SearchSettings(start=300, hold=10.0), capacity=270)
     assert sizes(done.search.steps) == [(300, False)]
-    assert done.outline() == ["resize 0->300", "hold 300"]
+    assert done.outline() == ["resize 0->300", "stall 300", "hold 300"]
     assert done.verdict.capacity is None and done.verdict.limited_by == "slo"
     assert done.verdict.sentence() == (
         "Your CSMS failed its SLOs already at 300 chargers: *:p95<300ms was 1,008 ms."
@@ -227,14 +237,19 @@ def test_a_backlog_that_never_drains_is_waited_for_two_holds_before_a_step_and_t
     times = [t for t, _ in done.phases]
     for i, phase in enumerate(outline):
         if phase.startswith("hold"):
-            # The resize (at most 40 wallboxes at 50/s), the boots (1 s) and the settle.
-            waited = times[i] - times[i - 1]
+            # The resize (at most 40 wallboxes at 50/s), the boots (1 s) and the settle:
+            # the stuck backlog never falls, so the settle ends after two holds, or
+            # after 10 s without a new low (the same here), saying so.
+            resized = max(j for j in range(i) if outline[j].startswith("resize"))
+            waited = times[i] - times[resized]
             assert 2 * hold <= waited <= 2 * hold + 0.8 + 1.0 + 0.2, (phase, waited)
-        if phase.startswith("recover"):
+        if phase.startswith("recover "):
             # The next phase comes after ten holds (and the closes, 0.5 s, before them).
+            assert outline[i + 1] == phase.replace("recover", "recovered")
             waited = times[i + 1] - times[i]
             assert 10 * hold <= waited <= 10 * hold + 0.5 + 0.2, (phase, waited)
-    assert [s for s in outline if s.startswith("recover")] == ["recover 20", "recover 30"]
+    assert [s for s in outline if s.startswith("recover ")] == ["recover 20", "recover 30"]
+    assert "50 messages still waiting after" in done.phases[outline.index("recovered 20")][1]
     assert done.verdict.capacity == 30
     # Where the time went, as the verdict JSON says: five holds, five settles of two holds
     # each (never drained), two recoveries of ten holds each.
@@ -243,6 +258,34 @@ def test_a_backlog_that_never_drains_is_waited_for_two_holds_before_a_step_and_t
     assert spent["settling"] == pytest.approx(5 * 2 * hold, abs=0.5)
     assert spent["recovering"] == pytest.approx(2 * 10 * hold, abs=2.0)
     assert spent["ramping"] > 0 and sum(spent.values()) == pytest.approx(done.clock.now(), abs=0.5)
+
+
+def test_past_the_capacity_the_settle_and_the_hold_end_once_the_backlog_stops_falling() -> (
+    None
+):
+    # A hold of 60 s: a settle without a new low of the backlog for 20 s (a third of the
+    # hold) ends; so does a hold that has failed its SLOs by then.  Below the capacity
+    # every hold lasts its 60 s.
+    hold = 60.0
+    done = search(SearchSettings(start=200, growth=2.0, hold=hold), capacity=270)
+    assert sizes(done.search.steps)[:2] == [(200, True), (400, False)]
+    outline = done.outline()
+    assert outline[:6] == [
+        "resize 0->200", "hold 200", "resize 200->400", "stall 400", "hold 400", "cut 400",
+    ]  # fmt: skip
+    times = [t for t, _ in done.phases]
+    assert times[4] - times[3] == pytest.approx(0.0, abs=0.2)  # held at once
+    assert times[5] - times[4] == pytest.approx(20.0, abs=1.01)  # 20 s without a new low
+    failing = done.search.steps[1]
+    assert failing.window.elapsed == pytest.approx(20.0, abs=1.01)
+    assert re.match(r"hold ended after 2[01] of 60 s: past the CSMS's capacity", failing.note)
+    assert failing.to_json()["note"] == failing.note
+    for step in done.search.steps:
+        if step.passed:
+            assert step.window.elapsed == pytest.approx(hold) and not step.note
+    # 200 more wallboxes added at 50/s, booted 1 s later: the settle at 400 ended 20 s
+    # after that, not after two holds (120 s), and the overload lasted 4 + 1 + 20 + 21 s.
+    assert 4.0 + 1.0 + 20.0 <= times[3] - times[2] <= 4.0 + 1.0 + 20.0 + 1.0
 
 
 def test_a_step_whose_wallboxes_do_not_all_boot_is_held_after_the_connect_timeout() -> None:
