@@ -725,7 +725,11 @@ class CapacitySearch:
         while (now := clock.now()) < end:
             await clock.sleep(min(HOLD_LOOK_SECONDS, end - now))
             now = clock.now()
-            if now >= end or trend.since_low(self.fleet.gauges(), now) < stall:
+            gauges = self.fleet.gauges()
+            if drained(gauges, size):
+                trend.low_at = now  # nothing waits: a backlog at its floor makes no new low
+                continue
+            if now >= end or trend.since_low(gauges, now) < stall:
                 continue
             window = self.stats.snapshot().since(before)
             if not all(j.passed for j in self.judge(window)):

@@ -137,7 +137,7 @@ def _warm_pair(seed: int) -> tuple[InstantFleet, InstantFleet]:
     )
 
 
-def test_a_warm_charger_starts_its_transaction_once_booted_with_the_register_and_the_time() -> None:
+def test_a_warm_charger_starts_its_transaction_within_a_sample_interval_of_its_boot() -> None:
     cold, warm = _warm_pair(seed=3)
     registers = []
     for n, (wb, behaviour) in enumerate(zip(warm.wallboxes, warm.behaviours, strict=True)):
@@ -149,31 +149,42 @@ def test_a_warm_charger_starts_its_transaction_once_booted_with_the_register_and
         before = cold.wallboxes[n].connectors[1].meter.energy_wh
         assert wb.connectors[1].meter.energy_wh == pytest.approx(before + ev.delivered_wh)
         registers.append(math.floor(before + ev.delivered_wh))
+    interval = 60
+    for wb in warm.wallboxes:  # the reference charger's default is 0: no samples, no delay
+        wb.config.change("MeterValueSampleInterval", str(interval))
     booted_at = T0 + 7.0
     warm.run_until(booted_at)
     for wb in warm.wallboxes:
         wb.connected(booted_at)
         warm.step(warm.wallboxes.index(wb), booted_at)
-    warm.run_until(booted_at + 1.0)
+        assert warm.behaviours[warm.wallboxes.index(wb)].starting  # the card is yet to come
+    warm.run_until(booted_at + interval + 1.0)
+    starts = []
     for n in range(len(warm.wallboxes)):
         sent = [
-            (action, p)
-            for m, _, action, p in warm.sent
+            (at, action, p)
+            for m, at, action, p in warm.sent
             if m == n and p.get("connectorId") != 0  # the charge point's own status
         ]
-        assert [(a, p.get("status")) for a, p in sent[:4]] == [
+        assert [(a, p.get("status")) for _, a, p in sent[:4]] == [
             ("BootNotification", None),
             ("StatusNotification", "Preparing"),
             ("Authorize", None),
             ("StartTransaction", None),
         ]
         # Charging, or SuspendedEV when the EV was already full at the start.
-        assert sent[4][0] == "StatusNotification"
-        assert sent[4][1]["status"] in ("Charging", "SuspendedEV")
-        start = sent[3][1]
+        assert sent[4][1] == "StatusNotification"
+        assert sent[4][2]["status"] in ("Charging", "SuspendedEV")
+        at, _, start = sent[3]
         assert start["meterStart"] == registers[n]
-        assert start["timestamp"].startswith("2026-01-01T00:00:07")
         assert start["idTag"].startswith("CARD")
+        assert booted_at <= at < booted_at + interval
+        assert not warm.behaviours[n].starting
+        starts.append(at - booted_at)
+    # The cards come at independent moments within the interval, so the chargers sample
+    # in phases of their own: 20 uniform draws over 60 s spread over most of it.
+    assert len(set(starts)) == len(starts)
+    assert max(starts) - min(starts) > interval / 2
 
 
 def test_a_warm_visit_lasts_one_stay_from_its_arrival_before_the_run() -> None:
