@@ -255,6 +255,12 @@ def main() -> int:
     parser.add_argument("--measure", type=float, default=60.0, help="measurement window, s")
     parser.add_argument("--spawn-rate", type=float, default=1000.0, help="Locust users/s")
     parser.add_argument("--no-locust", action="store_true", help="skip phase (c)")
+    parser.add_argument(
+        "--transport",
+        choices=("websockets", "picows", "both"),
+        default="both",
+        help="the byte pump of phase (b): one, or both side by side (default)",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument(
         "--identities",
@@ -278,15 +284,20 @@ def main() -> int:
     )
     if args.identities:
         return identities_cost(args, common, budget)
+    transports = ["websockets", "picows"] if args.transport == "both" else [args.transport]
+    fleets = []
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "trace.jsonl"
-        responder, url = start_responder(trace)
-        try:
-            fleet = phase(
-                "fleet_phase.py", ["--url", url, "--scenario", args.scenario, *common], budget
-            )
-        finally:
-            stop_responder(responder)
+        for number, transport in enumerate(transports):
+            if number:
+                time.sleep(1.0)
+            # The first fleet's frames are the trace the floors replay.
+            responder, url = start_responder(None if number else trace)
+            try:
+                fleet_args = ["--url", url, "--scenario", args.scenario, "--transport", transport]
+                fleets.append(phase("fleet_phase.py", [*fleet_args, *common], budget))
+            finally:
+                stop_responder(responder)
         floors = []
         for transport in ("websockets", "picows"):
             time.sleep(1.0)
@@ -317,10 +328,11 @@ def main() -> int:
             )
         finally:
             stop_responder(responder)
-    results = [floor, picows_floor, fleet] + ([under] if under else [])
+    results = [floor, picows_floor, *fleets] + ([under] if under else [])
     print()
     print(table(results))
-    print(verdicts(floor, picows_floor, fleet, under))
+    for fleet in fleets:
+        print(verdicts(floor, picows_floor, fleet, under))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
     return 0

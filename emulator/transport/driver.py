@@ -277,7 +277,7 @@ class WallboxDriver:
         try:
             async with asyncio.timeout(None) as timeout:  # stop() reschedules it to now
                 self._timeout = timeout
-                ws = await _open(url, self.settings, headers, context)
+                ws = await open_connection(url, self.settings, headers, context)
         except TimeoutError as exc:
             if self.stopping and timeout.expired():
                 return  # stopped mid-handshake; websockets closed what it had opened
@@ -629,7 +629,7 @@ class WallboxDriver:
             _done, pending = await asyncio.wait(pending, timeout=0.5)
 
 
-async def _open(
+async def open_connection(
     url: str,
     settings: ConnectionSettings,
     headers: dict[str, str],

@@ -73,6 +73,7 @@ class PicowsConnection(WSListener):
     __slots__ = (
         "_close_timeout",
         "_closed",
+        "_failed",
         "_fragments",
         "_inbox",
         "_loop",
@@ -96,6 +97,7 @@ class PicowsConnection(WSListener):
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] | None = None
         self._ping_count = 0
         self._closed = False
+        self._failed = False  # we failed the connection (a close frame is out): no more frames
 
     # ------------------------------------------------------------------ picows' calls
 
@@ -103,12 +105,15 @@ class PicowsConnection(WSListener):
         self.ws = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self._failed:
+            return  # picows goes on with the frames already read: they are dropped
         kind = frame.msg_type
         if kind == _TEXT or kind == _BINARY:
             if self._fragments is not None:
+                self._fail()
                 raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "expected a continuation")
             if frame.fin:
-                self._deliver(_decoded(kind, frame.get_payload_as_bytes()))
+                self._deliver(self._decoded(kind, frame.get_payload_as_bytes()))
             else:
                 self._fragments = (kind, [frame.get_payload_as_bytes()], frame.payload_size)
         elif kind == _CONTINUATION:
@@ -122,6 +127,9 @@ class PicowsConnection(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closed = True
+        # picows keeps the failure that ended the connection (ours: a protocol error) for
+        # wait_disconnected; taken here, or asyncio logs it as never retrieved.
+        self._loop.create_task(transport.wait_disconnected()).add_done_callback(_retrieved)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(self._closed_error())
@@ -143,17 +151,35 @@ class PicowsConnection(WSListener):
     def _continue(self, frame: WSFrame) -> None:
         fragments = self._fragments
         if fragments is None:
+            self._fail()
             raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "unexpected continuation")
         kind, parts, size = fragments
         size += frame.payload_size
         if size > self._max_size:
+            self._fail()
             raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, f"message over {self._max_size}")
         parts.append(frame.get_payload_as_bytes())
         if frame.fin:
             self._fragments = None
-            self._deliver(_decoded(kind, b"".join(parts)))
+            self._deliver(self._decoded(kind, b"".join(parts)))
         else:
             self._fragments = (kind, parts, size)
+
+    def _decoded(self, kind: WSMsgType, payload: bytes) -> str | bytes:
+        """The message: text for a text frame (invalid UTF-8 fails the connection, 1007)."""
+        if kind != _TEXT:
+            return payload
+        try:
+            return payload.decode()
+        except UnicodeDecodeError:
+            self._fail()
+            raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8") from None
+
+    def _fail(self) -> None:
+        """What :meth:`on_ws_frame` raises next fails the connection (picows sends the
+        close frame of the WSProtocolError and disconnects)."""
+        self._failed = True
+        self._fragments = None
 
     def _ponged(self, payload: bytes) -> None:
         pings = self._pings
@@ -236,13 +262,9 @@ class PicowsConnection(WSListener):
             pass
 
 
-def _decoded(kind: WSMsgType, payload: bytes) -> str | bytes:
-    if kind != _TEXT:
-        return payload
-    try:
-        return payload.decode()
-    except UnicodeDecodeError:
-        raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8") from None
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _close(info: Any) -> Close | None:
