@@ -45,6 +45,8 @@ async def main(args: argparse.Namespace) -> None:
     # Before the scenario: the files it names (identities, cards) count as the fleet's.
     base = baseline_rss()
     scenario = load_scenario(args.scenario)
+    if args.transport:
+        scenario = scenario.with_transport(args.transport)
     # Connect everything at once, like the floor client: the benchmark measures the rate.
     scenario = msgspec.structs.replace(
         scenario,
@@ -105,7 +107,8 @@ async def main(args: argparse.Namespace) -> None:
     await asyncio.wait_for(run, 60)
     emit(
         {
-            "client": "ocpp-fleet",
+            "client": f"ocpp-fleet {scenario.fleet.transport}",
+            "transport": scenario.fleet.transport,
             "chargers": args.chargers,
             "connected": counts.connected,
             "booted": counts.booted,
@@ -133,4 +136,5 @@ if __name__ == "__main__":
     parser = phase_parser()
     parser.add_argument("--scenario", required=True)
     parser.add_argument("--source-address", default="")
+    parser.add_argument("--transport", default="", help="default: the scenario's")
     uvloop.run(main(parser.parse_args()))

@@ -6,6 +6,9 @@ recorded offset from the connection's opening, waiting for the answer (decoded w
 orjson, unique id checked) before the next, and a WebSocket ping every
 ``--ping-interval`` seconds, as the wallboxes do.  No schemas, no model, no state: the
 least any OCPP client has to do for this traffic.  Prints one JSON line.
+
+``--transport picows`` makes it the picows floor: the same replay over picows
+(bench/floor_picows.py) instead of websockets, so the benchmark can print both floors.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import argparse
 import asyncio
 import math
 import time
+from typing import Any
 
+import floor_picows
 import orjson
 import uvloop
 from common import baseline_rss, cpu, emit, log, phase_parser, raise_fd_limit, rss
@@ -37,17 +42,22 @@ class Floor:
 
     async def charger(self, charger: str, frames: list[tuple[float, str, str]]) -> None:
         loop = asyncio.get_running_loop()
+        url = f"{self.args.url}/{charger}"
+        ws: Any
         try:
-            ws = await connect(
-                f"{self.args.url}/{charger}",
-                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                compression=None,
-                ping_interval=None,
-                ping_timeout=None,
-                open_timeout=10.0,
-                max_queue=16,
-                user_agent_header=None,
-            )
+            if self.args.transport == "websockets":
+                ws = await connect(
+                    url,
+                    subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                    compression=None,
+                    ping_interval=None,
+                    ping_timeout=None,
+                    open_timeout=10.0,
+                    max_queue=16,
+                    user_agent_header=None,
+                )
+            else:
+                ws = await floor_picows.connect(url, use_aiofastnet=self.args.aiofastnet)
         except (OSError, TimeoutError) as exc:
             self.failures += 1
             log(f"floor: {charger}: {exc!r}")
@@ -146,7 +156,7 @@ async def main(args: argparse.Namespace) -> None:
     p50, p99 = floor.lateness.percentiles((50, 99)) if floor.lateness.count else (0.0, 0.0)
     emit(
         {
-            "client": "floor",
+            "client": "floor" if args.transport == "websockets" else f"{args.transport} floor",
             "chargers": len(chargers),
             "connected": floor.connected,
             "booted": floor.booted,
@@ -172,4 +182,12 @@ if __name__ == "__main__":
     parser = phase_parser()
     parser.add_argument("--trace", required=True)
     parser.add_argument("--ping-interval", type=float, default=60.0)
+    parser.add_argument("--transport", choices=("websockets", "picows"), default="websockets")
+    parser.add_argument(
+        "--aiofastnet",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="picows over aiofastnet's transports (picows' default; +4-5 KiB a connection "
+        "here) or uvloop's (default: as the wallbox driver's picows pump)",
+    )
     uvloop.run(main(parser.parse_args()))

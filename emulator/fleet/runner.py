@@ -154,6 +154,7 @@ class Fleet:
             cert_expired=credentials.cert_expired,
             stop_transactions_on_shutdown=scenario.fleet.shutdown_transactions == "stop",
             drain_timeout=scenario.fleet.shutdown_drain_seconds,
+            transport=scenario.fleet.transport,
         )
         self._lenient_csms = not strict_csms
         self._settings: list[ConnectionSettings] = [

@@ -42,6 +42,7 @@ from emulator.fleet.identities import (
     read_identities,
 )
 from emulator.fleet.scenario_errors import explain, show, toml_message
+from emulator.transport.connection import DEFAULT_TRANSPORT, TRANSPORTS, Transport
 
 __all__ = [
     "CsmsOperation",
@@ -178,6 +179,9 @@ class FleetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # send) or a counter per wallbox ("1", "2", ...: exposes a CSMS that correlates answers
     # by id across chargers).
     message_ids: Literal["uuid", "counter"] = "uuid"
+    # What pumps the websocket bytes (emulator.transport.connection): the same OCPP over
+    # either; picows costs less CPU and memory per wallbox (docs/loadtest.md).
+    transport: Transport = DEFAULT_TRANSPORT
 
     def charger_id(self, index: int) -> str:
         """Charge point identity of the ``index``-th charger (1-based)."""
@@ -460,6 +464,15 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 f"A-Za-z0-9._~-, got {id_prefix!r}"
             )
         fleet = msgspec.structs.replace(self.fleet, id_prefix=id_prefix)
+        return msgspec.structs.replace(self, fleet=fleet)
+
+    def with_transport(self, transport: str) -> Scenario:
+        """This scenario with ``fleet.transport`` replaced (``--transport``).
+
+        Raises ValueError naming the transports there are."""
+        if transport not in TRANSPORTS:
+            raise ValueError(f"expected one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        fleet = msgspec.structs.replace(self.fleet, transport=transport)
         return msgspec.structs.replace(self, fleet=fleet)
 
     def charger_id(self, index: int) -> str:

@@ -125,6 +125,13 @@ OPTIONS: tuple[Option, ...] = (
         "10.1.0.5,10.1.0.6: each holds ~28k connections to one CSMS address (docs/loadtest.md)",
     ),
     Option(
+        flag="--transport",
+        metavar="websockets|picows",
+        web_ui=True,
+        help="what pumps the websocket bytes: websockets or picows (less CPU and memory "
+        "per wallbox; docs/loadtest.md) (default: the scenario's fleet.transport)",
+    ),
+    Option(
         flag="--slo",
         kind="list",
         metavar="EXPR",

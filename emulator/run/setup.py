@@ -288,6 +288,7 @@ def _scenario(path: str, read: _Reader) -> Scenario:
         ("identities", Scenario.with_identities),
         ("start_time", Scenario.with_start_time),
         ("id_prefix", Scenario.with_id_prefix),
+        ("transport", Scenario.with_transport),
     )
     for dest, replace in replacements:
         text = read.text(dest)

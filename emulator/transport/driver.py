@@ -4,7 +4,9 @@ The OCPP-J conversation is the sans-I/O :class:`~emulator.core.link.ChargerLink`
 driver only does what needs I/O around it:
 
 * connect (TLS, Basic auth, the ``ocpp1.6`` subprotocol) and reconnect with full-jitter
-  exponential backoff, counting every failed attempt with a bounded reason;
+  exponential backoff, counting every failed attempt with a bounded reason;  the bytes
+  are pumped by websockets or picows (``ConnectionSettings.transport``), both behind
+  :class:`~emulator.transport.connection.Connection`;
 * move text: every frame received goes to ``link.receive_text``, every frame of
   ``link.frames_to_send`` goes out (after the added latency of injected network faults);
 * run the link's effects: websocket pings (and abort a connection whose pong never
@@ -16,7 +18,8 @@ driver only does what needs I/O around it:
 Every timer of the wallbox and of its session behaviour is one deadline
 (``next_deadline``), so a wallbox costs one task and one pending ``recv`` whatever
 it is doing: no ping task, no heartbeat task, no per-message thread-pool hop.  The
-wait is an ``asyncio.timeout_at`` around ``recv()`` (cancel-safe in websockets ≥ 13);
+wait is an ``asyncio.timeout_at`` around ``recv()`` (cancel-safe in websockets ≥ 13 and
+in the picows pump);
 :meth:`WallboxDriver.wake` reschedules that timeout to run at once, which is how the
 fleet asks a wallbox to stop or to act on something done from outside.
 """
@@ -24,7 +27,6 @@ fleet asks a wallbox to stop or to act on something done from outside.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -36,14 +38,13 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
     InvalidMessage,
     InvalidStatus,
 )
-from websockets.uri import parse_uri
 
 from emulator.core.effects import Event, Reboot, Reconnect, SendPing
 from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redact_url
@@ -51,6 +52,14 @@ from emulator.core.link import ChargerLink, CsmsCallAnswered
 from emulator.core.transaction import StopReason
 from emulator.core.wallbox import Wallbox
 from emulator.protocol.redaction import websockets_logger
+from emulator.transport.connection import (
+    DEFAULT_TRANSPORT,
+    SUBPROTOCOL,
+    Connection,
+    Transport,
+    bound_socket,
+)
+from emulator.transport.picows_pump import open_picows
 from emulator.transport.transfers import FileTransfers, TransferError
 
 if TYPE_CHECKING:
@@ -59,7 +68,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUBPROTOCOL = "ocpp1.6"
 # websockets' own logger, which at DEBUG would print the Basic header and the frames that
 # set an AuthorizationKey (emulator.protocol.redaction).
 _WEBSOCKETS_LOG = websockets_logger("websockets.client")
@@ -95,6 +103,7 @@ class ConnectionSettings:
     passwords: Mapping[str, str] | None = field(default=None, repr=False)
     ssl_for: Callable[[str], ssl.SSLContext] | None = field(default=None, repr=False)  # wss
     cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)  # profile 3
+    transport: Transport = DEFAULT_TRANSPORT  # what pumps the bytes (emulator.transport.connection)
 
 
 def charger_url(base: str, charge_point_id: str) -> str:
@@ -144,7 +153,7 @@ class WallboxDriver:
         self.clock = clock
         self._rng = rng  # reconnect jitter (deferred by the fleet: drawn only on a reconnect)
         self._failed_attempts = 0  # connection attempts since the last success (backoff)
-        self.ws: ClientConnection | None = None
+        self.ws: Connection | None = None
         self.stopping = False
         self.finished = False  # run() has returned (a flag: nothing awaits it)
         self.ever_connected = False
@@ -234,7 +243,8 @@ class WallboxDriver:
             return
         url = charger_url(self.settings.url, wb.charge_point_id)
         started = perf_counter()
-        kwargs: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        context: ssl.SSLContext | None = None
         # ChangeConfiguration AuthorizationKey replaces the password (Security Whitepaper
         # A01): the bytes it stands for, not its hexadecimal digits (§7.2).  Else the
         # charger's own password (an identities file's row), else the fleet's.
@@ -247,10 +257,10 @@ class WallboxDriver:
                 password = text.encode("utf-8", "surrogateescape")
         if password is not None:
             header = basic_authorization(wb.charge_point_id, password)
-            kwargs["additional_headers"] = {"Authorization": header}
+            headers["Authorization"] = header
         if self.settings.ssl_for is not None and url.startswith("wss://"):
             try:
-                kwargs["ssl"] = self.settings.ssl_for(wb.charge_point_id)
+                context = self.settings.ssl_for(wb.charge_point_id)
             except (ValueError, OSError, ssl.SSLError) as exc:  # e.g. no certificate for it
                 self.last_failure = str(exc)
                 self.reporter.connect_failed("tls_client_cert_missing")
@@ -267,16 +277,16 @@ class WallboxDriver:
         try:
             async with asyncio.timeout(None) as timeout:  # stop() reschedules it to now
                 self._timeout = timeout
-                ws = await _open(url, self.settings, kwargs)
+                ws = await open_connection(url, self.settings, headers, context)
         except TimeoutError as exc:
             if self.stopping and timeout.expired():
                 return  # stopped mid-handshake; websockets closed what it had opened
-            await self._connect_failed(exc, tls="ssl" in kwargs)
+            await self._connect_failed(exc, tls=context is not None)
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every connect failure is this wallbox's, never the fleet's
-            await self._connect_failed(exc, tls="ssl" in kwargs)
+            await self._connect_failed(exc, tls=context is not None)
             return
         finally:
             self._timeout = None
@@ -291,10 +301,6 @@ class WallboxDriver:
             await self._idle_until(self._reconnect_at)
             return
         self.reporter.connected(perf_counter() - started)
-        # The handshake request (headers, HTTP objects: ~1.3 KiB) stays on the connection
-        # for inspection only; nothing reads it after the upgrade.  (The response must
-        # stay: websockets tells the handshake from later frames by `response is None`.)
-        ws.request = None
         self.ws = ws
         self._pong = None
         self._pong_due = None
@@ -435,7 +441,7 @@ class WallboxDriver:
         except ConnectionClosed as exc:
             self._lost(f"closed {exc.rcvd.code if exc.rcvd else 1006}")
 
-    def _dead(self, ws: ClientConnection) -> bool:
+    def _dead(self, ws: Connection) -> bool:
         """The last ping went unanswered for its whole timeout: a half-open connection (a
         load balancer or NAT that dropped it silently).  Abort it and reconnect, as a real
         charger does; True when it was aborted here."""
@@ -461,7 +467,7 @@ class WallboxDriver:
         delay = self._backoff() if reconnect_after is None else reconnect_after
         self._reconnect_at = self.clock() + delay
 
-    async def _flush(self, ws: ClientConnection) -> bool:
+    async def _flush(self, ws: Connection) -> bool:
         """Do the pings, reboot or reconnect the link asked for, then send what it has to
         send; True when the connection was closed here.
 
@@ -486,7 +492,7 @@ class WallboxDriver:
         await self._send_frames(ws)
         return False
 
-    async def _send_frames(self, ws: ClientConnection) -> None:
+    async def _send_frames(self, ws: Connection) -> None:
         network = self.network
         for text in self.link.frames_to_send(self.clock()):
             if network is not None and network.latency[1] > 0:
@@ -495,7 +501,7 @@ class WallboxDriver:
             await ws.send(text)
             self.reporter.message_sent()
 
-    async def _receive(self, ws: ClientConnection, data: str | bytes) -> None:
+    async def _receive(self, ws: Connection, data: str | bytes) -> None:
         """One frame from the CSMS: through the link, then its answer goes out at once."""
         started = perf_counter()
         now = self.clock()
@@ -503,7 +509,7 @@ class WallboxDriver:
         self._after_link(now, perf_counter() - started)
         await self._send_frames(ws)
 
-    async def _ping(self, ws: ClientConnection, pong_timeout: float) -> None:
+    async def _ping(self, ws: Connection, pong_timeout: float) -> None:
         """Send a ping; without its pong within ``pong_timeout`` :meth:`_dead` aborts the
         connection."""
         sent = perf_counter()
@@ -623,15 +629,35 @@ class WallboxDriver:
             _done, pending = await asyncio.wait(pending, timeout=0.5)
 
 
-async def _open(url: str, settings: ConnectionSettings, kwargs: dict[str, Any]) -> ClientConnection:
+async def open_connection(
+    url: str,
+    settings: ConnectionSettings,
+    headers: dict[str, str],
+    context: ssl.SSLContext | None,
+) -> Connection:
     """One connect attempt: TCP (from the source address, if any), TLS, the upgrade."""
+    if settings.transport == "picows":
+        return await open_picows(
+            url,
+            headers=headers,
+            ssl_context=context,
+            open_timeout=settings.open_timeout,
+            close_timeout=settings.close_timeout,
+            max_size=settings.max_size,
+            source_address=settings.source_address,
+        )
+    kwargs: dict[str, Any] = {}
+    if headers:
+        kwargs["additional_headers"] = headers
+    if context is not None:
+        kwargs["ssl"] = context
     sock: socket.socket | None = None
     if settings.source_address:
         async with asyncio.timeout(settings.open_timeout):
-            sock = await _bound_socket(url, settings.source_address)
-        kwargs = {**kwargs, "sock": sock}
+            sock = await bound_socket(url, settings.source_address)
+        kwargs["sock"] = sock
     try:
-        return await connect(
+        ws = await connect(
             url,
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             compression=None,  # 46 KiB -> 14 KiB per connection; OCPP frames are small
@@ -649,37 +675,11 @@ async def _open(url: str, settings: ConnectionSettings, kwargs: dict[str, Any]) 
         if sock is not None:
             sock.close()
         raise
-
-
-async def _bound_socket(url: str, source_address: str) -> socket.socket:
-    """A TCP socket from ``source_address`` to the URL's host and port, connected.
-
-    With IP_BIND_ADDRESS_NO_PORT the kernel picks the local port at connect time, for
-    that destination only.  A plain bind to (address, 0), what asyncio's ``local_addr``
-    does, makes it search the ephemeral range at bind time for a port free for every
-    destination: with 10,000 sockets per address that search took most of the host's
-    CPU (system time) and stalled the handshakes of a 40,000-wallbox fleet."""
-    uri = parse_uri(url)
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in source_address else socket.AF_INET
-    infos = await loop.getaddrinfo(uri.host, uri.port, family=family, type=socket.SOCK_STREAM)
-    if not infos:
-        raise OSError(f"{uri.host} has no address reachable from {source_address}")
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):  # not on every kernel: then a plain bind
-            sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
-        sock.bind((source_address, 0))
-        await loop.sock_connect(sock, address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux >= 4.2
+    # The handshake request (headers, HTTP objects: ~1.3 KiB) stays on the connection
+    # for inspection only; nothing reads it after the upgrade.  (The response must
+    # stay: websockets tells the handshake from later frames by `response is None`.)
+    ws.request = None
+    return ws
 
 
 class _TickWhileConnecting:

@@ -16,6 +16,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import Scenario, parse_scenario
 from emulator.metrics.stats import RunStats
+from emulator.transport.connection import DEFAULT_TRANSPORT, Transport
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +42,7 @@ id_prefix = "IT"
 connect_timeout = 10.0
 response_timeout = {response_timeout}
 ramp_per_second = 200.0
+transport = "{transport}"
 
 [[models]]
 name = "socket"
@@ -76,6 +78,7 @@ def scenario(
     response_timeout: float = 5.0,
     extra_config: str = "",
     energy: str = "[0.005, 0.02]",
+    transport: Transport = DEFAULT_TRANSPORT,
 ) -> Scenario:
     text = FAST.format(
         mode=mode,
@@ -86,6 +89,7 @@ def scenario(
         response_timeout=response_timeout,
         extra_config=extra_config,
         energy=energy,
+        transport=transport,
     )
     return parse_scenario(text, source="<integration>")
 

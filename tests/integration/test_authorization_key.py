@@ -28,6 +28,7 @@ from emulator.fleet.runner import Fleet
 from emulator.fleet.scenario import Scenario, load_scenario
 from emulator.metrics.stats import RunStats
 from emulator.protocol.authorization_key import PLAIN_TEXT_KEY
+from emulator.transport.connection import Transport
 from emulator.transport.driver import basic_authorization
 from tests.integration.support import eventually
 
@@ -51,11 +52,12 @@ class WatchingCsms(ReferenceCsms):
         return super()._authorised(charger_id, request)
 
 
-def secure_scenario(folder: Path) -> Scenario:
+def secure_scenario(folder: Path, transport: Transport) -> Scenario:
     (folder / "pw").write_text(PASSWORD + "\n")
     path = folder / "secure.toml"
     path.write_text(
         '[scenario]\nname = "authorization-key"\n[fleet]\nid_prefix = "AK"\nconnect_timeout = 10.0\n'
+        f'transport = "{transport}"\n'
         "[[models]]\n[models.configuration]\nClockAlignedDataInterval = 0\n"
         'MeterValueSampleInterval = 5\n[sessions]\nmode = "remote-only"\n'
         '[security]\nprofile = 1\npassword_file = "pw"\n'
@@ -65,12 +67,12 @@ def secure_scenario(folder: Path) -> Scenario:
 
 @contextlib.asynccontextmanager
 async def booted_fleet(
-    csms: ReferenceCsms, folder: Path, *, strict_csms: bool = False
+    csms: ReferenceCsms, folder: Path, transport: Transport, *, strict_csms: bool = False
 ) -> AsyncIterator[tuple[Fleet, RunStats]]:
     """One wallbox on profile 1, booted; stopped gracefully on exit."""
     stats = RunStats()
     fleet = Fleet(
-        scenario=secure_scenario(folder),
+        scenario=secure_scenario(folder, transport),
         csms_url=csms.url,
         chargers=1,
         seed=1,
@@ -110,9 +112,13 @@ async def refused_with(csms: ReferenceCsms, password: bytes) -> int | None:
 
 def test_a_hex_key_is_sent_decoded_after_a_reconnect_and_the_old_password_is_refused(
     tmp_path: Path,
+    transport: Transport,
 ) -> None:
     async def main() -> None:
-        async with WatchingCsms() as csms, booted_fleet(csms, tmp_path) as (fleet, stats):
+        async with (
+            WatchingCsms() as csms,
+            booted_fleet(csms, tmp_path, transport) as (fleet, stats),
+        ):
             wb = fleet.wallboxes[0]
             await csms.call(CP, "RemoteStartTransaction", {"idTag": "DRIVER1", "connectorId": 1})
             await eventually(lambda: wb.status() is Status.CHARGING, 5.0, "Charging")
@@ -143,9 +149,14 @@ def test_a_hex_key_is_sent_decoded_after_a_reconnect_and_the_old_password_is_ref
     asyncio.run(main())
 
 
-def test_a_binary_key_that_is_not_utf8_works_end_to_end(tmp_path: Path) -> None:
+def test_a_binary_key_that_is_not_utf8_works_end_to_end(
+    tmp_path: Path, transport: Transport
+) -> None:
     async def main() -> None:
-        async with WatchingCsms() as csms, booted_fleet(csms, tmp_path) as (_fleet, stats):
+        async with (
+            WatchingCsms() as csms,
+            booted_fleet(csms, tmp_path, transport) as (_fleet, stats),
+        ):
             assert await change_key(csms, BINARY.hex()) == "Accepted"
             await reconnected(csms)
             assert basic_credentials(csms.headers[-1]) == (CP.encode(), BINARY)
@@ -155,11 +166,16 @@ def test_a_binary_key_that_is_not_utf8_works_end_to_end(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_plain_text_key_is_taken_as_is_and_counted_as_a_deviation(tmp_path: Path) -> None:
+def test_a_plain_text_key_is_taken_as_is_and_counted_as_a_deviation(
+    tmp_path: Path, transport: Transport
+) -> None:
     plain = "plain-text-key-18c"
 
     async def main() -> None:
-        async with WatchingCsms() as csms, booted_fleet(csms, tmp_path) as (fleet, _stats):
+        async with (
+            WatchingCsms() as csms,
+            booted_fleet(csms, tmp_path, transport) as (fleet, _stats),
+        ):
             assert await change_key(csms, plain) == "Accepted"
             await reconnected(csms)
             assert basic_credentials(csms.headers[-1]) == (CP.encode(), plain.encode())
@@ -172,11 +188,12 @@ def test_a_plain_text_key_is_taken_as_is_and_counted_as_a_deviation(tmp_path: Pa
 
 def test_with_strict_csms_a_plain_text_key_is_rejected_and_the_old_password_stays(
     tmp_path: Path,
+    transport: Transport,
 ) -> None:
     async def main() -> None:
         async with (
             WatchingCsms() as csms,
-            booted_fleet(csms, tmp_path, strict_csms=True) as (fleet, _),
+            booted_fleet(csms, tmp_path, transport, strict_csms=True) as (fleet, _),
         ):
             assert await change_key(csms, "plain-text-key-18c") == "Rejected"
             kind = fleet.conformance.violations["call", "ChangeConfiguration", PLAIN_TEXT_KEY]
@@ -194,9 +211,14 @@ def test_with_strict_csms_a_plain_text_key_is_rejected_and_the_old_password_stay
     ["s" * 15, "s" * 21, "a" * 33, "z" * 40, "a" * 41],
     ids=["15 chars", "21 chars", "33 hex digits", "40 non-hex", "41 chars"],
 )
-def test_a_key_of_neither_form_is_rejected_and_nothing_changes(tmp_path: Path, value: str) -> None:
+def test_a_key_of_neither_form_is_rejected_and_nothing_changes(
+    tmp_path: Path, value: str, transport: Transport
+) -> None:
     async def main() -> None:
-        async with WatchingCsms() as csms, booted_fleet(csms, tmp_path) as (fleet, _stats):
+        async with (
+            WatchingCsms() as csms,
+            booted_fleet(csms, tmp_path, transport) as (fleet, _stats),
+        ):
             assert await change_key(csms, value) == "Rejected"
             config = fleet.wallboxes[0].config
             assert config.authorization_key is None
@@ -209,13 +231,18 @@ def test_a_key_of_neither_form_is_rejected_and_nothing_changes(tmp_path: Path, v
 
 
 def test_no_form_of_the_key_reaches_the_logs_at_debug(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    transport: Transport,
 ) -> None:
     plain = "PlainMarkerSecret#"
     oversized = "OversizedMarker-" + "q" * 500  # breaks CiString500: a schema violation
 
     async def main() -> None:
-        async with WatchingCsms() as csms, booted_fleet(csms, tmp_path) as (fleet, _stats):
+        async with (
+            WatchingCsms() as csms,
+            booted_fleet(csms, tmp_path, transport) as (fleet, _stats),
+        ):
             assert await change_key(csms, SECRET_HEX.lower()) == "Accepted"
             await reconnected(csms)
             assert await change_key(csms, plain) == "Accepted"

@@ -12,6 +12,7 @@ from emulator.csms import ReferenceCsms
 from emulator.fleet.faults import csms_misbehaviour
 from emulator.fleet.ledger import compare, fleet_ledger
 from emulator.fleet.scenario import parse_scenario
+from emulator.transport.connection import Transport
 from tests.integration.support import drain_after_faults, running_fleet
 
 FAULTY = """
@@ -55,8 +56,8 @@ csms_delay = [0.0, 0.05]
 
 
 @pytest.mark.timeout(300)
-def test_a_fault_injected_fleet_loses_nothing_and_the_ledgers_match() -> None:
-    scenario = parse_scenario(FAULTY, source="<faulty>")
+def test_a_fault_injected_fleet_loses_nothing_and_the_ledgers_match(transport: Transport) -> None:
+    scenario = parse_scenario(FAULTY, source="<faulty>").with_transport(transport)
 
     async def main() -> dict[str, Any]:
         hook = csms_misbehaviour(scenario.faults, np.random.default_rng(3))

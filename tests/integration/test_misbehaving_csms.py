@@ -13,6 +13,7 @@ from emulator.csms import ReferenceCsms
 from emulator.csms.misbehaviour import AnswerCallError, AnswerGarbage, DropConnection, Silence
 from emulator.fleet.ledger import compare, fleet_ledger
 from emulator.protocol.codec import Call
+from emulator.transport.connection import Transport
 from tests.integration.support import RawCsms, eventually, running_fleet, scenario
 from tests.ports import free_port
 
@@ -24,11 +25,14 @@ def _ledger_matches(csms: ReferenceCsms, wallboxes: list[Any]) -> None:
     assert comparison.matched >= 1
 
 
-def test_csms_down_at_start_the_wallbox_connects_when_it_comes_up() -> None:
+def test_csms_down_at_start_the_wallbox_connects_when_it_comes_up(transport: Transport) -> None:
     async def main() -> None:
         port = free_port()
         url = f"ws://127.0.0.1:{port}/ocpp"
-        async with running_fleet(scenario(mode="remote-only"), url) as (fleet, stats):
+        async with running_fleet(scenario(transport=transport, mode="remote-only"), url) as (
+            fleet,
+            stats,
+        ):
             await eventually(
                 lambda: sum(stats.connect_failures.values()) >= 1, 5.0, "a refused connect"
             )
@@ -42,7 +46,9 @@ def test_csms_down_at_start_the_wallbox_connects_when_it_comes_up() -> None:
     asyncio.run(main())
 
 
-def test_connection_dropped_mid_transaction_reconnects_without_reboot_and_loses_nothing() -> None:
+def test_connection_dropped_mid_transaction_reconnects_without_reboot_and_loses_nothing(
+    transport: Transport,
+) -> None:
     async def main() -> None:
         dropped: list[str] = []
 
@@ -54,7 +60,8 @@ def test_connection_dropped_mid_transaction_reconnects_without_reboot_and_loses_
 
         async with ReferenceCsms(misbehave=hook) as csms:
             async with running_fleet(
-                scenario(arrivals=3600.0, sample=4, energy="[0.05, 0.06]"), csms.url
+                scenario(transport=transport, arrivals=3600.0, sample=4, energy="[0.05, 0.06]"),
+                csms.url,
             ) as (fleet, stats):
                 await eventually(lambda: bool(dropped), 20.0, "a dropped MeterValues")
                 wb = fleet.wallboxes[0]
@@ -69,7 +76,7 @@ def test_connection_dropped_mid_transaction_reconnects_without_reboot_and_loses_
     asyncio.run(main())
 
 
-def test_callerror_on_start_transaction_is_retried_and_recorded_once() -> None:
+def test_callerror_on_start_transaction_is_retried_and_recorded_once(transport: Transport) -> None:
     async def main() -> None:
         refused: list[str] = []
 
@@ -80,7 +87,10 @@ def test_callerror_on_start_transaction_is_retried_and_recorded_once() -> None:
             return None
 
         async with ReferenceCsms(misbehave=hook) as csms:
-            async with running_fleet(scenario(arrivals=3600.0), csms.url) as (fleet, stats):
+            async with running_fleet(scenario(transport=transport, arrivals=3600.0), csms.url) as (
+                fleet,
+                stats,
+            ):
                 wb = fleet.wallboxes[0]
                 await eventually(
                     lambda: bool(wb.transactions) and wb.transactions[0].transaction_id is not None,
@@ -99,7 +109,9 @@ def test_callerror_on_start_transaction_is_retried_and_recorded_once() -> None:
     asyncio.run(main())
 
 
-def test_exhausted_attempts_drop_the_message_by_rule_and_the_wallbox_keeps_running() -> None:
+def test_exhausted_attempts_drop_the_message_by_rule_and_the_wallbox_keeps_running(
+    transport: Transport,
+) -> None:
     async def main() -> None:
         def hook(charger_id: str, call: Call) -> Any:
             if call.action == "StopTransaction":
@@ -107,7 +119,9 @@ def test_exhausted_attempts_drop_the_message_by_rule_and_the_wallbox_keeps_runni
             return None
 
         async with ReferenceCsms(misbehave=hook) as csms:
-            async with running_fleet(scenario(arrivals=3600.0, attempts=2), csms.url) as (fleet, _):
+            async with running_fleet(
+                scenario(transport=transport, arrivals=3600.0, attempts=2), csms.url
+            ) as (fleet, _):
                 wb = fleet.wallboxes[0]
                 rule = "StopTransaction: TransactionMessageAttempts (2) exhausted"
                 await eventually(
@@ -119,7 +133,7 @@ def test_exhausted_attempts_drop_the_message_by_rule_and_the_wallbox_keeps_runni
     asyncio.run(main())
 
 
-def test_garbage_and_schema_violating_answers_are_counted_and_retried() -> None:
+def test_garbage_and_schema_violating_answers_are_counted_and_retried(transport: Transport) -> None:
     async def main() -> None:
         spoiled: list[str] = []
 
@@ -135,7 +149,7 @@ def test_garbage_and_schema_violating_answers_are_counted_and_retried() -> None:
             return None
 
         async with ReferenceCsms(misbehave=hook) as csms:
-            sc = scenario(arrivals=3600.0, response_timeout=1.0)
+            sc = scenario(transport=transport, arrivals=3600.0, response_timeout=1.0)
             async with running_fleet(sc, csms.url) as (fleet, stats):
                 wb = fleet.wallboxes[0]
                 await eventually(lambda: len(spoiled) == 2, 20.0, "two spoiled answers")
@@ -156,7 +170,7 @@ def test_garbage_and_schema_violating_answers_are_counted_and_retried() -> None:
     asyncio.run(main())
 
 
-def test_a_csms_that_never_answers_times_out_and_the_wallbox_goes_on() -> None:
+def test_a_csms_that_never_answers_times_out_and_the_wallbox_goes_on(transport: Transport) -> None:
     async def main() -> None:
         silenced: list[str] = []
 
@@ -167,7 +181,7 @@ def test_a_csms_that_never_answers_times_out_and_the_wallbox_goes_on() -> None:
             return None
 
         async with ReferenceCsms(misbehave=hook) as csms:
-            sc = scenario(mode="remote-only", response_timeout=1.0)
+            sc = scenario(transport=transport, mode="remote-only", response_timeout=1.0)
             async with running_fleet(sc, csms.url) as (fleet, stats):
                 cp = fleet.wallboxes[0].charge_point_id
                 await eventually(lambda: bool(silenced), 10.0, "a silenced call")
@@ -197,10 +211,12 @@ MALFORMED = [
 ]
 
 
-def test_malformed_csms_calls_get_the_right_callerror_and_the_wallbox_keeps_serving() -> None:
+def test_malformed_csms_calls_get_the_right_callerror_and_the_wallbox_keeps_serving(
+    transport: Transport,
+) -> None:
     async def main() -> None:
         async with RawCsms() as raw:
-            async with running_fleet(scenario(mode="remote-only"), raw.url):
+            async with running_fleet(scenario(transport=transport, mode="remote-only"), raw.url):
                 await eventually(lambda: bool(raw.connections), 10.0, "a connection")
                 await eventually(
                     lambda: any(

@@ -15,6 +15,7 @@ import trustme
 from emulator.csms import ReferenceCsms
 from emulator.fleet.scenario import Scenario, load_scenario
 from emulator.fleet.security import SecurityConfigError
+from emulator.transport.connection import Transport
 from tests.integration.support import eventually, running_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +36,11 @@ def server_context(ca: trustme.CA, *, client_certs: bool) -> ssl.SSLContext:
     return context
 
 
-def write_scenario(folder: Path, security: str) -> Scenario:
+def write_scenario(folder: Path, security: str, transport: Transport) -> Scenario:
     path = folder / "secure.toml"
     path.write_text(
         '[scenario]\nname = "secure"\n[fleet]\nid_prefix = "SEC"\nconnect_timeout = 10.0\n'
+        f'transport = "{transport}"\n'
         "[[models]]\n[models.configuration]\nClockAlignedDataInterval = 0\n"
         f'[sessions]\nmode = "remote-only"\n[security]\n{security}\n'
     )
@@ -51,11 +53,16 @@ def booted(csms: ReferenceCsms, charger: str) -> bool:
 
 
 def test_profile_2_tls_and_basic_auth_connects_and_a_wrong_password_is_counted(
-    ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ca: trustme.CA,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: Transport,
 ) -> None:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     monkeypatch.setenv("CSMS_PW", PASSWORD)
-    scenario = write_scenario(tmp_path, 'profile = 2\npassword_env = "CSMS_PW"\nca_file = "ca.pem"')
+    scenario = write_scenario(
+        tmp_path, 'profile = 2\npassword_env = "CSMS_PW"\nca_file = "ca.pem"', transport
+    )
 
     async def main() -> None:
         auth = {"SEC000001": PASSWORD, "SEC000002": "something else entirely"}
@@ -74,11 +81,13 @@ def test_profile_2_tls_and_basic_auth_connects_and_a_wrong_password_is_counted(
     asyncio.run(main())
 
 
-def test_an_unknown_ca_fails_with_a_clear_counted_reason(ca: trustme.CA, tmp_path: Path) -> None:
+def test_an_unknown_ca_fails_with_a_clear_counted_reason(
+    ca: trustme.CA, tmp_path: Path, transport: Transport
+) -> None:
     trustme.CA().cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
     (tmp_path / "pw").write_text(PASSWORD + "\n")
     scenario = write_scenario(
-        tmp_path, 'profile = 2\npassword_file = "pw"\nca_file = "other-ca.pem"'
+        tmp_path, 'profile = 2\npassword_file = "pw"\nca_file = "other-ca.pem"', transport
     )
 
     async def main() -> None:
@@ -98,7 +107,9 @@ def issue_client_cert(ca: trustme.CA, folder: Path, charger: str, **validity: dt
 
 
 def test_profile_3_client_certificates_and_an_expired_one_is_refused(
-    ca: trustme.CA, tmp_path: Path
+    ca: trustme.CA,
+    tmp_path: Path,
+    transport: Transport,
 ) -> None:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     certs = tmp_path / "certs"
@@ -113,7 +124,7 @@ def test_profile_3_client_certificates_and_an_expired_one_is_refused(
         not_after=now - dt.timedelta(days=1),
     )
     scenario = write_scenario(
-        tmp_path, 'profile = 3\nca_file = "ca.pem"\nclient_cert_dir = "certs"'
+        tmp_path, 'profile = 3\nca_file = "ca.pem"\nclient_cert_dir = "certs"', transport
     )
 
     async def main() -> None:
@@ -133,12 +144,14 @@ def test_profile_3_client_certificates_and_an_expired_one_is_refused(
 
 
 def test_a_missing_client_certificate_is_one_clear_error_before_connecting(
-    ca: trustme.CA, tmp_path: Path
+    ca: trustme.CA,
+    tmp_path: Path,
+    transport: Transport,
 ) -> None:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     (tmp_path / "certs").mkdir()
     scenario = write_scenario(
-        tmp_path, 'profile = 3\nca_file = "ca.pem"\nclient_cert_dir = "certs"'
+        tmp_path, 'profile = 3\nca_file = "ca.pem"\nclient_cert_dir = "certs"', transport
     )
     with pytest.raises(SecurityConfigError, match=r"no client certificate .*SEC000001"):
         asyncio.run(_fleet_only(scenario))
@@ -157,10 +170,13 @@ async def _fleet_only(scenario: Scenario) -> None:
 
 
 def test_an_unset_password_variable_is_a_clear_error_and_secrets_never_reach_the_output(
-    ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ca: trustme.CA,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: Transport,
 ) -> None:
     scenario_path = tmp_path / "secure.toml"
-    write_scenario(tmp_path, 'profile = 1\npassword_env = "NOT_SET_ANYWHERE"')
+    write_scenario(tmp_path, 'profile = 1\npassword_env = "NOT_SET_ANYWHERE"', transport)
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     result = subprocess.run(
         [sys.executable, "-m", "emulator.cli", "run", "--scenario", str(scenario_path), "--no-progress"],
@@ -168,7 +184,7 @@ def test_an_unset_password_variable_is_a_clear_error_and_secrets_never_reach_the
     )  # fmt: skip
     assert result.returncode == 2 and "NOT_SET_ANYWHERE is not set" in result.stderr
     # With the password set, a whole run (summary, ledger, JSON) never prints it.
-    write_scenario(tmp_path, 'profile = 1\npassword_env = "FLEET_PW"')
+    write_scenario(tmp_path, 'profile = 1\npassword_env = "FLEET_PW"', transport)
     report = tmp_path / "report.json"
     result = subprocess.run(
         [sys.executable, "-m", "emulator.cli", "--log-level", "DEBUG", "run", "--scenario", str(scenario_path),

@@ -9,15 +9,18 @@ import sys
 import time
 from pathlib import Path
 
+from emulator.transport.connection import Transport
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sigterm_stops_transactions_flushes_writes_the_ledger_and_exits_zero(
     tmp_path: Path,
+    transport: Transport,
 ) -> None:
     scenario = tmp_path / "busy.toml"
     scenario.write_text(
-        '[scenario]\nname = "busy"\n[fleet]\nramp_per_second = 100.0\n'
+        f'[scenario]\nname = "busy"\n[fleet]\nramp_per_second = 100.0\ntransport = "{transport}"\n'
         "[[models]]\n[models.configuration]\nClockAlignedDataInterval = 0\n"
         "[sessions]\narrivals_per_hour = 3600.0\nenergy_kwh = [inf, inf]\nplug_in_delay = [0.1, 0.3]\n"
     )

@@ -29,6 +29,7 @@ from emulator.metrics.stats import RunStats
 from emulator.protocol.codec import Call
 from emulator.protocol.timefmt import parse_timestamp
 from emulator.transport import driver as driver_module
+from emulator.transport.connection import Transport
 from tests.integration.support import eventually, running_fleet, scenario
 
 HOLD = 8.0  # seconds an overloaded CSMS holds each websocket upgrade
@@ -64,7 +65,9 @@ class HoldingCsms(ReferenceCsms):
         await super().__aexit__(*exc)
 
 
-def test_samples_due_while_the_handshake_is_held_reach_the_csms_with_their_own_time() -> None:
+def test_samples_due_while_the_handshake_is_held_reach_the_csms_with_their_own_time(
+    transport: Transport,
+) -> None:
     async def main() -> None:
         received: list[tuple[float, dict[str, Any]]] = []  # (arrival, payload) of MeterValues
 
@@ -73,7 +76,7 @@ def test_samples_due_while_the_handshake_is_held_reach_the_csms_with_their_own_t
                 received.append((time.time(), call.payload))
 
         async with HoldingCsms(misbehave=record) as csms:
-            sc = scenario(arrivals=36000.0, sample=5, energy="[inf, inf]")
+            sc = scenario(transport=transport, arrivals=36000.0, sample=5, energy="[inf, inf]")
             async with running_fleet(sc, csms.url) as (fleet, stats):
                 driver = fleet.drivers[0]
                 wb = driver.wallbox
@@ -111,13 +114,15 @@ def test_samples_due_while_the_handshake_is_held_reach_the_csms_with_their_own_t
     asyncio.run(main())
 
 
-def test_stopping_during_a_hanging_handshake_is_prompt_and_leaves_nothing_pending() -> None:
+def test_stopping_during_a_hanging_handshake_is_prompt_and_leaves_nothing_pending(
+    transport: Transport,
+) -> None:
     async def main() -> None:
         async with HoldingCsms() as csms:
             csms.hold = HOLD
             stats = RunStats()
             fleet = Fleet(
-                scenario=scenario(mode="remote-only"),
+                scenario=scenario(transport=transport, mode="remote-only"),
                 csms_url=csms.url,
                 chargers=3,
                 seed=1,
@@ -159,9 +164,9 @@ class _Closer(asyncio.Protocol):
 
 
 async def _fleet_against_a_closer(
-    url: str, chargers: int, reason: str, sc: Scenario | None = None
+    url: str, chargers: int, reason: str, transport: Transport, sc: Scenario | None = None
 ) -> None:
-    sc = scenario(mode="remote-only") if sc is None else sc
+    sc = scenario(transport=transport, mode="remote-only") if sc is None else sc
     async with running_fleet(sc, url, chargers=chargers) as (
         fleet,
         stats,
@@ -179,14 +184,16 @@ async def _fleet_against_a_closer(
 
 
 @pytest.mark.parametrize("partial", [False, True], ids=["closed-at-once", "partial-response"])
-def test_a_csms_that_closes_before_the_upgrade_is_a_counted_retried_failure(partial: bool) -> None:
+def test_a_csms_that_closes_before_the_upgrade_is_a_counted_retried_failure(
+    partial: bool, transport: Transport
+) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Closer(partial), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
             await _fleet_against_a_closer(
-                f"ws://127.0.0.1:{port}/ocpp", 20, "closed_during_handshake"
+                f"ws://127.0.0.1:{port}/ocpp", 20, "closed_during_handshake", transport
             )
         finally:
             server.close()
@@ -226,6 +233,7 @@ class _TlsThenClose(asyncio.Protocol):
 
 def test_a_tls_terminator_that_closes_after_the_tls_handshake_does_not_crash_the_fleet(
     tmp_path: Path,
+    transport: Transport,
 ) -> None:
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
@@ -244,10 +252,10 @@ def test_a_tls_terminator_that_closes_after_the_tls_handshake_does_not_crash_the
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _TlsThenClose(context), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        sc = load_scenario(tmp_path / "tls.toml")
+        sc = load_scenario(tmp_path / "tls.toml").with_transport(transport)
         try:
             url = f"wss://127.0.0.1:{port}/ocpp"
-            await _fleet_against_a_closer(url, 5, "closed_during_handshake", sc)
+            await _fleet_against_a_closer(url, 5, "closed_during_handshake", transport, sc)
         finally:
             server.close()
             await server.wait_closed()
@@ -256,14 +264,18 @@ def test_a_tls_terminator_that_closes_after_the_tls_handshake_does_not_crash_the
 
 
 def test_an_unexpected_connect_error_is_logged_once_and_counted_not_a_crash(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: Transport,
 ) -> None:
     monkeypatch.setattr(driver_module, "_unexpected_logged", set(), raising=False)
 
     async def main() -> None:
         # websockets raises ValueError (not one of its documented errors) for this URL.
         url = "ws://127.0.0.1:99999/ocpp"
-        async with running_fleet(scenario(mode="remote-only"), url, chargers=3) as (fleet, stats):
+        async with running_fleet(
+            scenario(transport=transport, mode="remote-only"), url, chargers=3
+        ) as (fleet, stats):
             await eventually(
                 lambda: all(d.connect_failures >= 2 for d in fleet.drivers),
                 8.0,

@@ -26,6 +26,7 @@ from emulator.core.wallbox import Wallbox
 from emulator.metrics import RunStats
 from emulator.protocol.schemas import SchemaRegistry
 from emulator.protocol.timefmt import format_timestamp
+from emulator.transport.connection import Transport
 from emulator.transport.driver import ConnectionSettings, WallboxDriver
 from tests.integration.support import LoopbackServer, eventually
 
@@ -77,7 +78,7 @@ class Csms(LoopbackServer):
         return [t for t, f in self.received if f[0] == 2 and f[2] == action]
 
 
-def make_driver(url: str, **settings: Any) -> WallboxDriver:
+def make_driver(url: str, transport: Transport, **settings: Any) -> WallboxDriver:
     now = time.time()
     wallbox = Wallbox(
         charge_point_id="CP-DRIVER-1",
@@ -88,7 +89,7 @@ def make_driver(url: str, **settings: Any) -> WallboxDriver:
     return WallboxDriver(
         link=ChargerLink(wallbox=wallbox, schemas=SCHEMAS, strict_outgoing=True),
         behaviour=None,
-        settings=ConnectionSettings(url=url, **settings),
+        settings=ConnectionSettings(url=url, transport=transport, **settings),
         reporter=RunStats(),
         rng=np.random.default_rng(8),
     )
@@ -105,7 +106,9 @@ async def running(driver: WallboxDriver) -> AsyncIterator[asyncio.Task[None]]:
 
 
 @in_loop
-async def test_failed_attempts_back_off_with_full_jitter_under_a_doubling_ceiling() -> None:
+async def test_failed_attempts_back_off_with_full_jitter_under_a_doubling_ceiling(
+    transport: Transport,
+) -> None:
     attempts: list[float] = []
 
     async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -117,7 +120,9 @@ async def test_failed_attempts_back_off_with_full_jitter_under_a_doubling_ceilin
 
     server = await asyncio.start_server(refuse, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    driver = make_driver(f"ws://127.0.0.1:{port}/ocpp", backoff_initial=0.05, backoff_max=0.4)
+    driver = make_driver(
+        f"ws://127.0.0.1:{port}/ocpp", transport, backoff_initial=0.05, backoff_max=0.4
+    )
     async with server, running(driver):
         await eventually(lambda: len(attempts) >= 12, 20.0, "twelve connect attempts")
     gaps = np.diff(attempts[:12])
@@ -163,9 +168,11 @@ class Metronome:
 
 
 @in_loop
-async def test_the_driver_waits_on_the_next_deadline_and_a_csms_call_ends_the_wait() -> None:
+async def test_the_driver_waits_on_the_next_deadline_and_a_csms_call_ends_the_wait(
+    transport: Transport,
+) -> None:
     async with Csms(interval=300) as csms:
-        driver = make_driver(csms.url)
+        driver = make_driver(csms.url, transport)
         metronome = Metronome(0.3)
         driver.behaviour = metronome
         async with running(driver):
@@ -190,9 +197,11 @@ async def test_the_driver_waits_on_the_next_deadline_and_a_csms_call_ends_the_wa
 
 
 @in_loop
-async def test_a_reboot_closes_with_1001_and_connects_again_after_its_delay() -> None:
+async def test_a_reboot_closes_with_1001_and_connects_again_after_its_delay(
+    transport: Transport,
+) -> None:
     async with Csms(interval=300) as csms:
-        driver = make_driver(csms.url)
+        driver = make_driver(csms.url, transport)
         async with running(driver):
             await eventually(lambda: driver.wallbox.accepted, 10.0, "booted")
             lost = time.monotonic()
@@ -209,10 +218,10 @@ async def test_a_reboot_closes_with_1001_and_connects_again_after_its_delay() ->
 
 @pytest.mark.parametrize("phase", ["online", "backing off"])
 @in_loop
-async def test_stop_ends_any_wait_at_once(phase: str) -> None:
+async def test_stop_ends_any_wait_at_once(phase: str, transport: Transport) -> None:
     async with Csms(interval=300) as csms:
         url = csms.url if phase == "online" else "ws://127.0.0.1:9/ocpp"  # nothing listens
-        driver = make_driver(url, backoff_initial=600.0, backoff_max=600.0)
+        driver = make_driver(url, transport, backoff_initial=600.0, backoff_max=600.0)
         task = asyncio.create_task(driver.run())
         if phase == "online":
             await eventually(lambda: driver.wallbox.accepted, 10.0, "booted")

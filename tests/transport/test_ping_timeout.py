@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 
 from emulator.csms import ReferenceCsms
+from emulator.transport.connection import Transport
 from tests.integration.support import eventually, running_fleet, scenario
 
 
@@ -66,14 +67,19 @@ class SwallowingProxy:
                 sink.close()  # the end of the stream goes through too
 
 
-def test_an_unanswered_ping_aborts_the_connection_and_the_wallbox_reconnects() -> None:
+def test_an_unanswered_ping_aborts_the_connection_and_the_wallbox_reconnects(
+    transport: Transport,
+) -> None:
     async def main() -> None:
         async with ReferenceCsms() as csms, SwallowingProxy(csms.port) as proxy:
             url = f"ws://127.0.0.1:{proxy.port}/ocpp"
             # WebSocketPingInterval 10 s (its minimum): the ping at 10 s goes unanswered,
             # and at 20 s the connection is declared dead.  Heartbeats are far away.
             sc = scenario(
-                mode="remote-only", heartbeat=600, extra_config="WebSocketPingInterval = 10"
+                transport=transport,
+                mode="remote-only",
+                heartbeat=600,
+                extra_config="WebSocketPingInterval = 10",
             )
             async with running_fleet(sc, url) as (fleet, stats):
                 cp = fleet.wallboxes[0].charge_point_id
