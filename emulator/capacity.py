@@ -160,8 +160,8 @@ class SearchFleet(Protocol):
     def gauges(self) -> Backlog: ...
 
     def starting(self) -> int:
-        """Wallboxes whose warm-started visit has not started its transaction yet (the
-        card comes within one sample interval of the boot)."""
+        """Booted wallboxes whose warm-started visit has not started its transaction yet
+        (the card comes within one sample interval of the boot)."""
         ...
 
     async def serve(self) -> None: ...
@@ -217,7 +217,11 @@ class LiveFleet:
         return self.fleet.gauges()
 
     def starting(self) -> int:
-        return sum(1 for d in self.fleet.drivers if _sessions_starting(d.behaviour))
+        return sum(
+            1
+            for d in self.fleet.drivers
+            if d.connected and d.wallbox.accepted and _sessions_starting(d.behaviour)
+        )
 
     async def serve(self) -> None:
         await self.fleet.serve()
