@@ -20,8 +20,16 @@ the files cost per wallbox.
 
 Each connects all its chargers at once (Locust at --spawn-rate), waits --warmup seconds,
 then measures for --measure seconds: RSS per wallbox above the process's baseline
-(taken before the fleet exists), CPU seconds per OCPP round trip, connect rate, and how
-late scheduled sends went out (p99).  Timings are printed, never asserted.
+(taken before the fleet exists), CPU seconds per OCPP round trip, connect rate, how
+late scheduled sends went out (p99) and, for (b), the connections lost in the window.
+Timings are printed, never asserted.
+
+With ``--fleet-only`` it runs (b) alone: how many wallboxes one process holds, e.g.
+``--chargers 19000 --measure 600 --fleet-only`` (the open-file limit, raised to the hard
+limit by every process here, the responder too, is the ceiling: one socket a wallbox).
+When the scenario's first card pool is smaller than --chargers, a copy with one card per
+charger is used, so that every charger still finds a driver (a card is at one charger at
+a time).
 """
 
 from __future__ import annotations
@@ -196,6 +204,56 @@ def verdicts(
     return "\n".join(lines)
 
 
+def enough_cards(scenario: Path, chargers: int, folder: Path) -> Path:
+    """``scenario``, or a copy in ``folder`` whose first card pool has ``chargers`` cards
+    when it had fewer."""
+    text = scenario.read_text()
+    found = re.search(r"^count = (\d+)$", text, flags=re.MULTILINE)
+    if found is None or int(found.group(1)) >= chargers:
+        return scenario
+    copy = folder / f"{scenario.stem}-{chargers}-cards.toml"
+    copy.write_text(text[: found.start()] + f"count = {chargers}" + text[found.end() :])
+    return copy
+
+
+def held(fleet: dict[str, Any]) -> str:
+    """Did one process hold every wallbox through the window?  The check line."""
+    d = derived(fleet)
+    lost = fleet.get("lost_in_window", math.nan)
+    ok = (
+        fleet["connected"] == fleet["chargers"]
+        and fleet["booted"] == fleet["chargers"]
+        and lost == 0
+        and d["lateness_p99_ms"] < 250
+    )
+    reasons = fleet.get("lost_reasons") or {}
+    return (
+        f"one process held {fleet['connected']} of {fleet['chargers']} wallboxes (booted "
+        f"{fleet['booted']}) for {fleet['window_seconds']:.0f} s: {lost} connections lost"
+        + (f" {reasons}" if reasons else "")
+        + f", {fleet['reconnects_in_window']} reconnects, p99 send lateness "
+        f"{d['lateness_p99_ms']:.0f} ms (target: none lost, < 250 ms) " + ("ok" if ok else "MISSED")
+    )
+
+
+def fleet_only(args: argparse.Namespace, scenario: str, common: list[str], budget: float) -> int:
+    """Phase (b) alone, with its held check."""
+    transport = "websockets" if args.transport == "both" else args.transport
+    responder, url = start_responder(None)
+    try:
+        fleet_args = ["--url", url, "--scenario", scenario, "--transport", transport]
+        fleet = phase("fleet_phase.py", [*fleet_args, *common], budget)
+    finally:
+        stop_responder(responder)
+    print()
+    print(table([fleet]))
+    print()
+    print(held(fleet))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "results": [fleet]}, indent=2))
+    return 0
+
+
 def with_identity_files(scenario: Path, chargers: int, folder: Path) -> Path:
     """A copy of ``scenario`` whose chargers and cards come from files made here."""
     rng = random.Random(1)
@@ -261,6 +319,11 @@ def main() -> int:
         default="both",
         help="the byte pump of phase (b): one, or both side by side (default)",
     )
+    parser.add_argument(
+        "--fleet-only",
+        action="store_true",
+        help="only phase (b): does one process hold --chargers wallboxes for --measure s?",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument(
         "--identities",
@@ -284,6 +347,11 @@ def main() -> int:
     )
     if args.identities:
         return identities_cost(args, common, budget)
+    # A copy of the scenario with enough cards, if one is needed (removed at exit).
+    cards = tempfile.TemporaryDirectory()
+    args.scenario = str(enough_cards(Path(args.scenario), args.chargers, Path(cards.name)))
+    if args.fleet_only:
+        return fleet_only(args, args.scenario, common, budget)
     transports = ["websockets", "picows"] if args.transport == "both" else [args.transport]
     fleets = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -333,6 +401,7 @@ def main() -> int:
     print(table(results))
     for fleet in fleets:
         print(verdicts(floor, picows_floor, fleet, under))
+        print(f"  {held(fleet)}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
     return 0

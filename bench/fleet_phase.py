@@ -96,8 +96,10 @@ async def main(args: argparse.Namespace) -> None:
     )
     recording = asyncio.create_task(series.record())
     rt0, cpu0, t0 = round_trips(stats), cpu(), time.monotonic()
+    lost0, connects0 = stats.disconnects.copy(), stats.connects
     await asyncio.sleep(args.measure)
     rt1, cpu1, t1 = round_trips(stats), cpu(), time.monotonic()
+    lost, reconnects = +(stats.disconnects - lost0), stats.connects - connects0
     recording.cancel()
     fleet.health.close_window()
     figures = fleet.health.percentiles()
@@ -126,6 +128,9 @@ async def main(args: argparse.Namespace) -> None:
             "loop_lag_p99": figures["loop_lag_p99"],
             "connect_failures": sum(stats.connect_failures.values()),
             "timeouts": sum(a.outcomes[TIMEOUT] for a in stats.actions.values()),
+            "lost_in_window": lost.total(),  # connections that closed in the window
+            "lost_reasons": dict(lost),
+            "reconnects_in_window": reconnects,
             "timeseries_rows": len(series.rows),
             "timeseries_cpu": series.cpu_seconds,
         }

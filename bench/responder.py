@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import resource
 import signal
 import sys
 import time
@@ -187,6 +188,11 @@ async def main() -> None:
         "--reuse-port", action="store_true", help="share the port with other responders"
     )
     args = parser.parse_args()
+    # One socket per charger: the clients' process raises its soft open-file limit to the
+    # hard one (19,000 wallboxes under a 20,000 limit), so this process must as well.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     responder = Responder(record=args.record is not None, interval=args.interval)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

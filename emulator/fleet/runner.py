@@ -20,10 +20,10 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from emulator.fleet.health import GeneratorHealth
 from emulator.fleet.scenario import Scenario
 from emulator.fleet.security import resolve as resolve_security
 from emulator.fleet.sessions import TagRegistry
-from emulator.fleet.stopping import StopPacer
+from emulator.fleet.stopping import StopPacer, stop_work
 from emulator.metrics import MultiReporter
 from emulator.metrics.conformance import ConformanceListener, CsmsConformance
 from emulator.metrics.fleetview import FleetCounts, FleetGauges, count, gauges
@@ -90,6 +90,46 @@ def parse_address_pool(text: str) -> list[str]:
     if not addresses:
         raise ValueError("empty address pool")
     return addresses
+
+
+class Drivers(Sequence[WallboxDriver]):
+    """The fleet's drivers in the order they joined: a read-only view of the fleet's
+    table by charger number (a dict keeps insertion order), so a wallbox leaves in O(1)
+    where a list's ``remove`` searched and shifted.
+
+    Iterating, ``len`` and ``in`` cost what the dict's do; an index or a slice walks the
+    table (O(n): for tests and inspection, not for a hot path).  Like a dict, it must not
+    change while iterated: copy it (``list(fleet.drivers)``) to add or remove meanwhile.
+    """
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: dict[int, WallboxDriver]) -> None:
+        self._table = table
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __iter__(self) -> Iterator[WallboxDriver]:
+        return iter(self._table.values())
+
+    def __reversed__(self) -> Iterator[WallboxDriver]:
+        return reversed(self._table.values())
+
+    def __contains__(self, driver: object) -> bool:
+        return any(d is driver for d in self._table.values())
+
+    @overload
+    def __getitem__(self, index: int) -> WallboxDriver: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[WallboxDriver]: ...
+
+    def __getitem__(self, index: int | slice) -> WallboxDriver | list[WallboxDriver]:
+        return list(self._table.values())[index]
+
+    def __repr__(self) -> str:
+        return f"Drivers({len(self._table)} wallboxes)"
 
 
 class Fleet:
@@ -160,11 +200,14 @@ class Fleet:
         self._settings: list[ConnectionSettings] = [
             replace(settings, source_address=address) for address in source_addresses
         ] or [settings]
-        self.drivers: list[WallboxDriver] = []
+        # Charger number -> driver, in the order they joined; drivers is its view.
         self._by_number: dict[int, WallboxDriver] = {}
+        self.drivers = Drivers(self._by_number)
         self._removing: set[int] = set()
         self._group: asyncio.TaskGroup | None = None
-        self._pacer: StopPacer | None = None  # while serving: stops at the loop's pace
+        self._pacer: StopPacer[WallboxDriver] | None = (
+            None  # while serving: stops at the loop's pace
+        )
         # Called on the fleet's loop with the number and driver of a removed wallbox
         # once the driver has finished (connection closed): the number may be reused.
         self.on_removed: Callable[[int, WallboxDriver], None] | None = None
@@ -269,7 +312,6 @@ class Fleet:
             on_late=self._late,
             transfers=self.transfers,
         )
-        self.drivers.append(driver)
         self._by_number[number] = driver
         return driver
 
@@ -322,8 +364,6 @@ class Fleet:
         driver = self._by_number.pop(number, None)
         self._removing.discard(number)
         if driver is not None:
-            # O(n), but only per removed wallbox, never per message.
-            self.drivers.remove(driver)
             if self.on_removed is not None:
                 self.on_removed(number, driver)
 
@@ -353,7 +393,7 @@ class Fleet:
         group waits until all of them have finished."""
         async with asyncio.TaskGroup() as group:
             helpers = self._start_helpers(group)
-            pacer = self._pacer = StopPacer()
+            pacer = self._pacer = StopPacer[WallboxDriver](work=stop_work)
             group.create_task(pacer.run(), name="stop-pacer")
             self._group = group
             try:

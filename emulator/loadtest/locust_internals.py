@@ -7,7 +7,8 @@ apart), ``runner.quit``/``stop``/``register_message``/``send_message``,
 web UI's ``app``, ``template_args`` and ``auth_required_if_enabled``.  What lives here
 is not: module globals raised at start-up, a runner's method replaced, a private method
 called, runner states and a master's worker bookkeeping, the web UI's endpoint name, the
-spawn handler's option test, and how an ``init`` listener may end the process.
+spawn handler's option test, how an ``init`` listener may end the process, and a user's
+life in its greenlet (:func:`park`).
 
 :func:`broken_assumptions` lists what of that an installed Locust no longer does;
 ``tests/loadtest/test_locust_internals.py`` runs it in a child process after every
@@ -29,8 +30,11 @@ import locust.log
 import locust.main
 import locust.runners as locust_runners
 import locust.stats
+import locust.user.users as locust_users
 import locust.web
-from locust import argument_parser
+from gevent import GreenletExit, get_hub
+from locust import User, argument_parser
+from locust.exception import StopTest, StopUser
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "default_args_dict",
     "error_rows",
     "live_client_ids",
+    "park",
     "replace_default_args_dict",
     "run_before_quit",
     "running_workers",
@@ -77,6 +82,37 @@ def allow_missed_heartbeats(beats: int) -> None:
     heartbeats (read when a worker connects or beats): raise it to ``beats``."""
     if locust_runners.HEARTBEAT_LIVENESS < beats:
         locust_runners.HEARTBEAT_LIVENESS = beats
+
+
+# --------------------------------------------------------------------------- users
+
+
+def park(user: User) -> None:
+    """A user's life without tasks, in place of ``User.run``: ``on_start``, then wait in
+    its greenlet until Locust kills it, then ``on_stop``.
+
+    ``User.run`` makes a ``DefaultTaskSet`` and loops over the tasks: a wallbox user's
+    greenlet woke every ``wait_time`` to do nothing, with a timer each and a deep stack
+    saved at every switch.  Parked, it is a greenlet switched out at the hub with no
+    watcher: only Locust's kill (``GreenletExit`` thrown in) resumes it.  It waits in
+    Locust's ``LOCUST_STATE_WAITING``, so a graceful stop (``stop_timeout``) kills it at
+    once, as it would a user sleeping between tasks.  An ``on_start`` failure is logged
+    and reported as ``User.run`` does (``user_error``)."""
+    user._state = locust_users.LOCUST_STATE_RUNNING
+    try:
+        try:
+            user.on_start()
+        except Exception as exc:
+            log.exception("a wallbox user could not start")
+            if not isinstance(exc, (StopUser, StopTest)):
+                user.environment.events.user_error.fire(
+                    user_instance=user, exception=exc, tb=exc.__traceback__
+                )
+            raise
+        user._state = locust_users.LOCUST_STATE_WAITING
+        get_hub().switch()  # nothing switches back: only a kill ends the wait
+    except (GreenletExit, StopUser, StopTest):
+        user.on_stop()
 
 
 # --------------------------------------------------------------------------- runners
@@ -244,6 +280,18 @@ def _init_fires_before_a_headless_start() -> bool:
     return 0 <= init_at < main.find("start_automatic_run()", init_at)
 
 
+def _a_user_lives_in_run_and_a_waiting_one_is_killed_at_once() -> bool:
+    start, stop, run = _source(User.start), _source(User.stop), _source(User.run)
+    return (
+        "user.run()" in start
+        and "self._state in (None, LOCUST_STATE_WAITING)" in stop
+        and "self._group.killone(self._greenlet)" in stop
+        and "except (GreenletExit, StopUser, StopTest):" in run
+        and "self.on_stop()" in run
+        and "user_error.fire(user_instance=self, exception=e, tb=e.__traceback__)" in run
+    )
+
+
 def _swarm_endpoint_refuses_with_a_message() -> bool:
     web = _source(locust.web)
     return (
@@ -310,6 +358,11 @@ _ASSUMPTIONS: tuple[tuple[str, Callable[[], bool]], ...] = (
     (
         "Locust fires init before a headless run starts its users",
         _init_fires_before_a_headless_start,
+    ),
+    (
+        "a user's greenlet calls user.run(), whose GreenletExit runs on_stop; stop() kills a "
+        "user in LOCUST_STATE_WAITING at once (park)",
+        _a_user_lives_in_run_and_a_waiting_one_is_killed_at_once,
     ),
     (
         f"the web UI's POST /swarm is the endpoint {SWARM_ENDPOINT} and refuses a start with "

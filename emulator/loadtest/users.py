@@ -6,6 +6,7 @@ from typing import Any
 
 from locust import User, constant, task
 
+from emulator.loadtest.locust_internals import park
 from emulator.loadtest.plugin import plugin_of
 
 __all__ = ["WallboxUser"]
@@ -19,7 +20,8 @@ class WallboxUser(User):
     connecting, booting and charging as its scenario says, and every OCPP exchange is
     reported to Locust.  Stopping the user stops the wallbox cleanly: running
     transactions are stopped (reason Local), their messages get the scenario's drain
-    time, and the websocket closes with 1001.  The user's greenlet itself only idles.
+    time, and the websocket closes with 1001.  The user's greenlet itself only waits
+    (:func:`~emulator.loadtest.locust_internals.park`): no task runs, no timer wakes it.
     """
 
     abstract = True
@@ -35,9 +37,12 @@ class WallboxUser(User):
         self.charger_number = bridge.add_user()
         self.charger_id = bridge.charger_id(self.charger_number)
 
+    def run(self) -> None:  # type: ignore[misc]  # final in Locust: park replaces its loop
+        park(self)
+
     @task
     def idle(self) -> None:
-        """The wallbox works on the fleet loop; the greenlet just waits to be stopped."""
+        """Never run (see :meth:`run`): Locust wants a user class to have a task."""
 
     def on_stop(self) -> None:
         number, self.charger_number = self.charger_number, None

@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from emulator.fleet.stopping import StopPacer, StopProgress
+from emulator.fleet.stopping import (
+    CHARGING_STOP_WORK,
+    STOP_BATCH,
+    STOP_BUDGET,
+    StopPacer,
+    StopProgress,
+)
 
 
 def test_a_stop_that_keeps_moving_is_waited_for_until_the_cap() -> None:
@@ -39,8 +45,9 @@ def test_times_must_be_positive(stall: float, cap: float) -> None:
 class FakeDriver:
     """Stopping schedules the work a real stop makes ready (its first frame) on the loop."""
 
-    def __init__(self, name: int, log: list[tuple[str, int]]) -> None:
+    def __init__(self, name: int, log: list[tuple[str, int]], work: int = 1) -> None:
         self.name = name
+        self.work = work
         self.stopping = False
         self.log = log
 
@@ -50,13 +57,22 @@ class FakeDriver:
         asyncio.get_running_loop().call_soon(self.log.append, ("worked", self.name))
 
 
+def work_of(driver: FakeDriver) -> int:
+    return driver.work
+
+
 async def paced(
-    drivers: int, *, batch: int, extra: list[int] | None = None
-) -> tuple[StopPacer, list[tuple[str, int]]]:
+    drivers: int | list[int],
+    *,
+    budget: int,
+    extra: list[int] | None = None,
+) -> tuple[StopPacer[FakeDriver], list[tuple[str, int]]]:
+    """Queue fakes (``drivers``: how many of work 1, or the work of each) and close."""
     log: list[tuple[str, int]] = []
-    pacer = StopPacer(batch=batch)
+    pacer = StopPacer[FakeDriver](budget, work=work_of)
     task = asyncio.ensure_future(pacer.run())
-    fakes = [FakeDriver(i, log) for i in range(drivers)]
+    works = [1] * drivers if isinstance(drivers, int) else drivers
+    fakes = [FakeDriver(i, log, work) for i, work in enumerate(works)]
     for fake in fakes:
         pacer.stop(fake)
     for i in extra or []:
@@ -66,16 +82,30 @@ async def paced(
     return pacer, log
 
 
+def asked_by_turn(log: list[tuple[str, int]]) -> list[list[int]]:
+    """The wallboxes each turn asked: a turn's asks come before the work they made."""
+    turns: list[list[int]] = []
+    working = True
+    for what, name in log:
+        if what == "asked":
+            if working:
+                turns.append([])
+            turns[-1].append(name)
+        working = what == "worked"
+    return turns
+
+
 def test_every_queued_wallbox_is_asked_once_and_the_pacer_ends_when_closed() -> None:
-    pacer, log = asyncio.run(paced(1000, batch=32, extra=[0, 5, 999]))
+    pacer, log = asyncio.run(paced(1000, budget=32, extra=[0, 5, 999]))
     asked = [name for what, name in log if what == "asked"]
     assert sorted(asked) == list(range(1000))  # once each, duplicates skipped
     assert pacer.turns == 32  # ceil(1000 / 32): the duplicates did not use up a batch
+    assert pacer.asked == 1000
     assert pacer.pending == 0
 
 
 def test_the_next_batch_waits_until_the_last_batchs_work_has_run() -> None:
-    _, log = asyncio.run(paced(100, batch=10))
+    _, log = asyncio.run(paced(100, budget=10))
     worked: set[int] = set()
     for what, name in log:
         if what == "worked":
@@ -84,6 +114,25 @@ def test_the_next_batch_waits_until_the_last_batchs_work_has_run() -> None:
             assert worked >= set(range(name - name % 10)), name
 
 
-def test_a_batch_is_at_least_one() -> None:
+def test_a_turn_asks_wallboxes_in_queue_order_until_their_work_fills_the_budget() -> None:
+    # Work 1, 1, 13, 1, 13, 13, 1 with a budget of 14: a turn stops once it reached 14.
+    _, log = asyncio.run(paced([1, 1, 13, 1, 13, 13, 1], budget=14))
+    assert asked_by_turn(log) == [[0, 1, 2], [3, 4], [5, 6]]
+
+
+def test_a_wallbox_with_more_work_than_the_budget_is_asked_alone() -> None:
+    _, log = asyncio.run(paced([50, 50, 1], budget=10))
+    assert asked_by_turn(log) == [[0], [1], [2]]
+
+
+def test_idle_wallboxes_stop_thirteen_times_faster_than_charging_ones() -> None:
+    idle, _ = asyncio.run(paced(10_000, budget=STOP_BUDGET))
+    charging, _ = asyncio.run(paced([CHARGING_STOP_WORK] * 10_000, budget=STOP_BUDGET))
+    assert charging.turns == -(-10_000 // STOP_BATCH)  # 32 a turn, the pace measured
+    assert idle.turns == -(-10_000 // STOP_BUDGET)  # 416 a turn
+    assert charging.turns >= 13 * (idle.turns - 1)
+
+
+def test_the_budget_is_at_least_one() -> None:
     with pytest.raises(ValueError):
-        StopPacer(batch=0)
+        StopPacer(0)
