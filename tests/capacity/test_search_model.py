@@ -260,9 +260,7 @@ def test_a_backlog_that_never_drains_is_waited_for_two_holds_before_a_step_and_t
     assert spent["ramping"] > 0 and sum(spent.values()) == pytest.approx(done.clock.now(), abs=0.5)
 
 
-def test_past_the_capacity_the_settle_and_the_hold_end_once_the_backlog_stops_falling() -> (
-    None
-):
+def test_past_the_capacity_the_settle_and_the_hold_end_once_the_backlog_stops_falling() -> None:
     # A hold of 60 s: a settle without a new low of the backlog for 20 s (a third of the
     # hold) ends; so does a hold that has failed its SLOs by then.  Below the capacity
     # every hold lasts its 60 s.

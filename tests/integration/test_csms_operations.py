@@ -154,6 +154,7 @@ action = "GetLocalListVersion"
 
 def operations_scenario() -> str:
     base = FAST.format(
+        transport="websockets",
         mode="remote-only",
         arrivals=0,
         sample=60,

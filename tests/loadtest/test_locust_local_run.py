@@ -204,7 +204,15 @@ def test_the_start_time_option_sets_the_virtual_clock_of_a_warm_fleet() -> None:
                 "--start-time",
                 start_time,
             )
-            return code, out, len(csms.ledger.transactions)
+            # A busy charger's cable is in from its boot (Preparing until its driver's card,
+            # which comes within one sample interval, then Charging; Finishing once the
+            # stop has ended its transaction): its connector was never left Available.
+            busy = sum(
+                1
+                for record in csms.chargers.values()
+                if (status := record.statuses.get(1)) is not None and status.status != "Available"
+            )
+            return code, out, busy
 
     async def main() -> list[tuple[int, str, int]]:
         return [await run("03:00"), await run("14:00"), await run("25:00")]
