@@ -288,6 +288,10 @@ class _Trend:
         self.lowest = math.inf
         self.low_at = now
 
+    def restart(self, now: float) -> None:
+        """Count from ``now``: the backlog is at its floor, where it makes no new low."""
+        self.low_at = now
+
     def since_low(self, backlog: Backlog, now: float) -> float:
         """Seconds since the backlog last reached a new low (0 when it does now)."""
         if (value := _backlog(backlog)) < self.lowest:
@@ -701,7 +705,7 @@ class CapacitySearch:
             if drained(gauges, size):
                 if fleet.starting() == 0:
                     return
-                trend.low_at = now  # drained: only the warm starts' cards are awaited
+                trend.restart(now)  # drained: only the warm starts' cards are awaited
             elif trend.since_low(gauges, now) >= stall:
                 self._phase(
                     f"{size:,} chargers: the backlog has not fallen for {stall:g} s "
@@ -731,7 +735,7 @@ class CapacitySearch:
             now = clock.now()
             gauges = self.fleet.gauges()
             if drained(gauges, size):
-                trend.low_at = now  # nothing waits: a backlog at its floor makes no new low
+                trend.restart(now)  # nothing waits
                 continue
             if now >= end or trend.since_low(gauges, now) < stall:
                 continue

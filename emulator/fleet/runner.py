@@ -205,9 +205,8 @@ class Fleet:
         self.drivers = Drivers(self._by_number)
         self._removing: set[int] = set()
         self._group: asyncio.TaskGroup | None = None
-        self._pacer: StopPacer[WallboxDriver] | None = (
-            None  # while serving: stops at the loop's pace
-        )
+        # While serving: stops wallboxes at the loop's pace.
+        self._pacer: StopPacer[WallboxDriver] | None = None
         # Called on the fleet's loop with the number and driver of a removed wallbox
         # once the driver has finished (connection closed): the number may be reused.
         self.on_removed: Callable[[int, WallboxDriver], None] | None = None
