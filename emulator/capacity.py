@@ -1,8 +1,9 @@
 """Capacity search: how many chargers a CSMS holds within its SLOs (``ocpp-fleet capacity``).
 
 One fleet grows in steps.  Wallboxes that are connected stay connected; new ones join at
-the scenario's ramp rate, and with ``warm_start`` they join busy, in the stationary state
-of the session clock.  Each step is judged over its *hold* only: once the step's
+most at the scenario's ramp rate and no faster than the CSMS answers them (so their
+periodic messages start at independent phases, as a real fleet's do), and with
+``warm_start`` they join busy, in the stationary state of the session clock.  Each step is judged over its *hold* only: once the step's
 wallboxes are connected and booted, the SLOs are evaluated on what happened during the
 next ``hold`` seconds (the ramp and the boots are excluded).  The search stops at the
 first failing step and then bisects between the last passing and the first failing
@@ -61,6 +62,7 @@ CPU_LIMIT = 0.9  # share of one core: the event loop is one thread
 STALL_MIN_SECONDS = 10.0  # the shortest settle without progress that ends it (stall_seconds)
 POLL_SECONDS = 0.1  # how often the search looks at the fleet while it waits
 HOLD_LOOK_SECONDS = 1.0  # how often a hold looks whether it can end early (_hold)
+PACED_HOLDS = 2.0  # how long (in holds) a growth waits for the CSMS's answers (_grow)
 # What the largest size was, in the "max" sentence of a search.
 SEARCH_CEILING = "the most this search was allowed to try (--max)"
 
@@ -303,11 +305,16 @@ def _backlog(backlog: Backlog) -> int:
     return backlog.queue_depth + backlog.in_flight
 
 
+def drained_level(size: int) -> int:
+    """The backlog of ``size`` wallboxes that counts as drained: one in 20 of them with a
+    message queued or waiting for its answer (at least one)."""
+    return max(1, size // 20)
+
+
 def drained(backlog: Backlog, size: int) -> bool:
-    """The boots' burst has drained at ``size`` wallboxes: at most one wallbox in 20 has
-    a message queued or waiting for its answer.  A step's hold begins then (the search's
-    settle and recovery, the steps shape's hold)."""
-    return _backlog(backlog) <= max(1, size // 20)
+    """The boots' burst has drained at ``size`` wallboxes (:func:`drained_level`).  A
+    step's hold begins then (the search's settle and recovery, the steps shape's hold)."""
+    return _backlog(backlog) <= drained_level(size)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -612,11 +619,12 @@ class CapacitySearch:
         clock = self.clock
         began = clock.now()
         growing = size > self.size
-        await self._resize(size)
+        past_capacity = await self._resize(size)
         connected = await self._wait_booted(size)
         began = self._count("ramping" if growing else "shrinking", began)
-        await self._settle(size)
-        began = self._count("settling", began)
+        if not past_capacity:  # else the growth has waited for the backlog already
+            await self._settle(size)
+            began = self._count("settling", began)
         self._phase(f"{size:,} chargers: {connected:,} booted, holding {self.settings.hold:g} s")
         health = self.fleet.health
         health.reset()
@@ -669,16 +677,13 @@ class CapacitySearch:
         if self.on_phase is not None:
             self.on_phase(text)
 
-    async def _resize(self, size: int) -> None:
-        fleet, clock = self.fleet, self.clock
+    async def _resize(self, size: int) -> bool:
+        """Grow or shrink the fleet to ``size``; True when a growth found the CSMS past its
+        capacity (:meth:`_grow`)."""
+        fleet = self.fleet
+        past_capacity = False
         if size > self.size:
-            ramp = fleet.ramp_per_second
-            began = clock.now()
-            for i, number in enumerate(range(self.size + 1, size + 1)):
-                delay = began + i / ramp - clock.now()
-                if delay > 0:
-                    await clock.sleep(delay)
-                fleet.add_wallbox(number)
+            past_capacity = await self._grow(size)
         elif size < self.size:
             leaving = range(size + 1, self.size + 1)
             for number in leaving:
@@ -686,6 +691,59 @@ class CapacitySearch:
             # Removed wallboxes stop their transactions and close (bounded by the drain).
             await self._until(lambda: fleet.wallboxes() <= size, fleet.drain_seconds + 10.0)
         self.size = size
+        return past_capacity
+
+    async def _grow(self, size: int) -> bool:
+        """Add wallboxes up to ``size``: at most at the scenario's ramp rate, and no faster
+        than the CSMS answers them.  Wallboxes join only while the fleet's backlog is below
+        the step's :func:`drained_level`, as many as fit under it (each one's
+        BootNotification is in flight at once), and the search looks again every
+        :data:`POLL_SECONDS`.  So the joining wallboxes' boots, cards and first
+        transactions are answered as they come instead of queueing behind each other.
+        Queued together, their answers would leave the CSMS one service time apart, and
+        the sample timers they start would stay that close for the rest of the run: a
+        train of periodic messages that a real fleet, whose chargers joined over hours,
+        never sends.  When the backlog has made no new low for :func:`stall_seconds` (a
+        CSMS past its capacity), the rest join at the ramp rate and True is returned: the
+        step is held at once, without a settle (it has waited for the backlog already),
+        and fails either way.  Near its capacity a CSMS has little time to spare for
+        boots, so after :data:`PACED_HOLDS` holds the rest join at the ramp rate too, and
+        the settle waits for their burst as it would have for an unpaced one."""
+        fleet, clock = self.fleet, self.clock
+        interval = 1.0 / fleet.ramp_per_second
+        stall, level = stall_seconds(self.settings.hold), drained_level(size)
+        began = next_at = clock.now()
+        until = began + PACED_HOLDS * self.settings.hold
+        trend = _Trend(began)
+        room = 0  # wallboxes that may join before the next look at the backlog
+        paced, past_capacity = True, False
+        for number in range(self.size + 1, size + 1):
+            if (delay := next_at - clock.now()) > 0:
+                await clock.sleep(delay)
+            while paced and room <= 0:
+                gauges, now = fleet.gauges(), clock.now()
+                room = level - _backlog(gauges)
+                rest = f"the other {size - number + 1:,} join at the scenario's ramp"
+                if room > 0:
+                    trend = _Trend(now)
+                elif past_capacity := trend.since_low(gauges, now) >= stall:
+                    paced = False
+                    self._phase(
+                        f"{size:,} chargers: the backlog has not fallen for {stall:g} s "
+                        f"({_backlog(gauges):,} messages): past the CSMS's capacity; {rest}"
+                    )
+                elif now >= until:
+                    paced = False
+                    self._phase(
+                        f"{size:,} chargers: {number - 1 - self.size:,} joined in "
+                        f"{now - began:.0f} s as the CSMS answered them; {rest}"
+                    )
+                else:
+                    await clock.sleep(POLL_SECONDS)
+            room -= 1
+            fleet.add_wallbox(number)
+            next_at = clock.now() + interval
+        return past_capacity
 
     async def _settle(self, size: int) -> None:
         """Let the boots' burst (StatusNotifications, the warm-started transactions) drain

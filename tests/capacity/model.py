@@ -58,8 +58,8 @@ class Gauges:
 class ModelFleet:
     """Wallboxes in front of a CSMS that keeps up with the traffic of ``capacity`` of them.
 
-    * A wallbox added at *t* boots at *t* + ``boot_seconds`` (one BootNotification
-      recorded then, and ``burst`` messages queued); the CSMS accepts only the first
+    * A wallbox added at *t* boots at *t* + ``boot_seconds`` (its BootNotification in
+      flight until then; recorded then, and ``burst`` messages queued); the CSMS accepts only the first
       ``accepts`` wallboxes (the others never boot).  A removed one stops sending at once
       and closes ``close_seconds`` later.
     * Every booted wallbox sends ``rate`` MeterValues a second, answered in 50 ms while at
@@ -83,7 +83,7 @@ class ModelFleet:
         rate: float = 0.25,
         burst: int = 2,
         stuck: int = 0,
-        boot_seconds: float = 1.0,
+        boot_seconds: float = 0.1,
         close_seconds: float = 0.5,
         ramp_per_second: float = 50.0,
         connect_timeout: float = 30.0,
@@ -112,6 +112,7 @@ class ModelFleet:
         self.queue = 0.0
         self._calls = 0.0  # the fraction of a call carried to the next advance
         self.history: list[tuple[float, int]] = []  # (time, queue depth) after each advance
+        self.joined: list[tuple[float, int, int]] = []  # (time, number, queue depth) per add
         self._stopped = asyncio.Event()
         clock.listeners.append(self._advance)
 
@@ -119,6 +120,7 @@ class ModelFleet:
 
     def add_wallbox(self, number: int) -> None:
         assert number not in self.present, number
+        self.joined.append((self.clock.now(), number, self.gauges().queue_depth))
         self.present.add(number)
         if number <= self.accepts:
             self._boots.append((self.clock.now() + self.boot_seconds, number))
@@ -135,7 +137,8 @@ class ModelFleet:
         return len(self.booted_ones)
 
     def gauges(self) -> Gauges:
-        return Gauges(queue_depth=math.ceil(self.queue) + self.stuck, in_flight=0)
+        # A wallbox waiting for its boot has its BootNotification in flight.
+        return Gauges(queue_depth=math.ceil(self.queue) + self.stuck, in_flight=len(self._boots))
 
     def starting(self) -> int:
         return 0  # every booted wallbox sends at once
