@@ -1037,10 +1037,11 @@ class Wallbox:
 
     def security_event(self, kind: str, now: float, tech_info: str | None = None) -> None:
         """A security event (Security Whitepaper §8, A04), with the extension (else
-        nothing): a line of the charger's log (A04.FR.04) and a SecurityEventNotification, queued with the
-        transaction messages (A04.FR.02 "queued with a guaranteed delivery": kept while
-        offline and across restarts, resent on a CALLERROR or no answer).  ``tech_info``
-        must hold no secret."""
+        nothing): a line of the charger's log (A04.FR.04) and a SecurityEventNotification
+        queued with the transaction messages (A04.FR.02 "queued with a guaranteed
+        delivery": kept while offline and across restarts, resent on a CALLERROR or no
+        answer, sent once the registration is Accepted).  ``tech_info`` must hold no
+        secret."""
         if not self.model.security_extension:
             return
         self.log(now, f"security event {kind}" + (f": {tech_info}" if tech_info else ""))
