@@ -216,6 +216,24 @@ def _authorization_key(raw: str) -> str:
     return raw
 
 
+def _cpo_name(raw: str) -> str:
+    """CpoName (Security Whitepaper §7.5): the O (organizationName) RDN of the CSR, so at
+    most 64 characters (RFC 5280 ub-organization-name); empty: not set (A02's
+    prerequisite "CpoName MUST be set" then refuses a SignChargePointCertificate)."""
+    if len(raw) > 64:
+        raise ConfigurationValueError(f"{len(raw)} characters, at most 64 (X.509 O)")
+    return raw
+
+
+def _chain_size(raw: str) -> str:
+    """CertificateSignedMaxChainSize (Security Whitepaper §7.3): "a maximum limit of
+    10.000 characters"."""
+    value = _parse_int(raw)
+    if not 0 <= value <= 10_000:
+        raise ConfigurationValueError(f"{value} is outside 0-10000")
+    return str(value)
+
+
 WRITE_ONLY_KEYS: frozenset[str] = frozenset({"AuthorizationKey"})
 """Never reported by GetConfiguration (Security Whitepaper §7.2: write-only), and shown as
 ``***`` wherever the configuration is shown (a secret: A01.FR.12)."""
@@ -426,6 +444,39 @@ KEY_SPECS: tuple[KeySpec, ...] = (
         profile="Security",
         check=lambda raw, _config: _authorization_key(raw),
     ),
+    # --- Security extension (OCPP 1.6 Security Whitepaper §7; with security_extension) ---
+    KeySpec(
+        name="CpoName",
+        type=KeyType.STRING,
+        readonly=False,
+        default="",
+        profile="SecurityExtension",
+        check=lambda raw, _config: _cpo_name(raw),
+    ),
+    KeySpec(
+        name="CertificateSignedMaxChainSize",
+        type=INT,
+        readonly=True,
+        default="10000",
+        profile="SecurityExtension",
+        check=lambda raw, _config: _chain_size(raw),
+    ),
+    KeySpec(
+        name="CertificateStoreMaxLength",
+        type=INT,
+        readonly=True,
+        default="10",
+        profile="SecurityExtension",
+        check=int_range((0, 1000)),
+    ),
+    KeySpec(
+        name="AdditionalRootCertificateCheck",
+        type=B,
+        readonly=True,
+        default="false",
+        profile="SecurityExtension",
+        check=boolean,
+    ),
     # --- Reservation ---
     KeySpec(
         name="ReserveConnectorZeroSupported",
@@ -438,10 +489,10 @@ KEY_SPECS: tuple[KeySpec, ...] = (
 
 SPECS_BY_NAME: Mapping[str, KeySpec] = {spec.name: spec for spec in KEY_SPECS}
 
-# Start-up configurations by (profiles, overrides, read-only overrides, security profile):
-# one per model of a scenario.  Their dicts are shared and never changed.
+# Start-up configurations by (profiles, overrides, read-only overrides, security profile,
+# security extension): one per model of a scenario.  Their dicts are shared, never changed.
 _TEMPLATES: dict[
-    tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int],
+    tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], int, bool],
     Configuration,
 ] = {}
 _MAX_TEMPLATES = 256
@@ -477,12 +528,16 @@ class Configuration:
         overrides: Mapping[str, str] | None = None,
         readonly_overrides: Mapping[str, str] | None = None,
         security_profile: int = 0,
+        security_extension: bool = False,
     ) -> None:
+        """``security_extension``: the Security Whitepaper's keys (CpoName, the certificate
+        store's limits) and SecurityProfile / AuthorizationKey even without a profile."""
         key = (
             tuple(profiles),
             tuple((overrides or {}).items()),
             tuple((readonly_overrides or {}).items()),
             security_profile,
+            security_extension,
         )
         template = _TEMPLATES.get(key)
         if template is None:
@@ -503,11 +558,14 @@ class Configuration:
         overrides: tuple[tuple[str, str], ...],
         readonly_overrides: tuple[tuple[str, str], ...],
         security_profile: int,
+        security_extension: bool,
     ) -> Configuration:
         self = object.__new__(Configuration)
         self._profiles = profiles
         self.last_rejection = ""
-        with_security = ("Security",) if security_profile > 0 else ()
+        with_security: tuple[str, ...] = ("Security",) if security_profile > 0 else ()
+        if security_extension:
+            with_security = ("Security", "SecurityExtension")
         self._specs = {
             name: s
             for name, s in SPECS_BY_NAME.items()

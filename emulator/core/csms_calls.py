@@ -19,6 +19,7 @@ from emulator.core.handlers import (
     local_list,
     remote_trigger,
     reservation,
+    security,
     smart_charging,
 )
 from emulator.core.wallbox import Wallbox
@@ -26,6 +27,11 @@ from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 from emulator.protocol.schemas import CSMS_SECURITY_EXTENSION
 
 Handler = Callable[[Wallbox, dict[str, Any], float], dict[str, Any]]
+
+SECURITY_EXTENSION: Final = "Security"
+"""The "profile" of the Security Whitepaper's calls: answered when the charger model has
+``security_extension`` (it is no feature profile of OCPP 1.6 §3.1, so it is not in the
+model's ``profiles``)."""
 
 CSMS_CALLS: Final[dict[str, tuple[str, Handler]]] = {
     "ChangeAvailability": ("Core", core.change_availability),
@@ -47,6 +53,11 @@ CSMS_CALLS: Final[dict[str, tuple[str, Handler]]] = {
     "GetCompositeSchedule": ("SmartCharging", smart_charging.get_composite_schedule),
     "SetChargingProfile": ("SmartCharging", smart_charging.set_charging_profile),
     "TriggerMessage": ("RemoteTrigger", remote_trigger.trigger_message),
+    "CertificateSigned": (SECURITY_EXTENSION, security.certificate_signed),
+    "DeleteCertificate": (SECURITY_EXTENSION, security.delete_certificate),
+    "ExtendedTriggerMessage": (SECURITY_EXTENSION, security.extended_trigger_message),
+    "GetInstalledCertificateIds": (SECURITY_EXTENSION, security.get_installed_certificate_ids),
+    "InstallCertificate": (SECURITY_EXTENSION, security.install_certificate),
 }
 """Action -> (feature profile of OCPP 1.6 §3.1, handler)."""
 
@@ -69,7 +80,12 @@ def answer_call(wb: Wallbox, action: str, payload: dict[str, Any], now: float) -
             )
         raise RemoteProtocolError(ErrorCode.NOT_IMPLEMENTED, f"unknown action {action}")
     profile, handler = entry
-    if profile not in wb.config.profiles:
+    if profile == SECURITY_EXTENSION:
+        if not wb.model.security_extension:
+            raise RemoteProtocolError(
+                ErrorCode.NOT_SUPPORTED, f"{action} is not supported by this charger"
+            )
+    elif profile not in wb.config.profiles:
         raise RemoteProtocolError(
             ErrorCode.NOT_SUPPORTED, f"feature profile {profile} is not supported"
         )

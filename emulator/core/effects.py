@@ -14,6 +14,8 @@ happened:
 * the FTP jobs of Firmware Management (:class:`~emulator.core.firmware.FtpUpload`,
   :class:`~emulator.core.firmware.FtpDownload`, :class:`~emulator.core.firmware.CancelTransfer`),
   run by the I/O layer, online or not, and reported back with ``transfer_done``;
+* :class:`ClientCertificate`: the charger's new certificate chain and its key, for its
+  TLS connections from now on (security profile 3; Security Whitepaper A02);
 * :class:`Event`: what happened, for the session behaviour and the fleet (a boot was
   accepted, a transaction started, a connector's status changed...).
 
@@ -22,7 +24,7 @@ Every effect is a frozen dataclass; the I/O layer matches on the type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload
@@ -81,5 +83,29 @@ class Reconnect:
     follows, as after any reconnect of an accepted charger."""
 
 
-Effect = SendPing | Reboot | Reconnect | FtpUpload | FtpDownload | CancelTransfer | Event
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """Use this certificate chain (PEM, the charger's own certificate first) and private
+    key (PKCS #8 PEM) as the TLS client certificate of this charger's next connections.
+
+    OCPP 1.6 Security Whitepaper A02.FR.08: "switch to the new certificate" once it is
+    valid (the core checked that, emulator.core.certificates); A00.FR.402: the Charge
+    Point certificate is the TLS client certificate of security profile 3.  The open
+    connection stays (a connection may outlive a certificate, §2.6.3).  The key is a
+    secret of this charger (A02.FR.05): never shown, logged or sent anywhere else."""
+
+    certificate_chain: str
+    private_key: bytes = field(repr=False)
+
+
+Effect = (
+    SendPing
+    | Reboot
+    | Reconnect
+    | FtpUpload
+    | FtpDownload
+    | CancelTransfer
+    | ClientCertificate
+    | Event
+)
 """Everything :meth:`~emulator.core.wallbox.Wallbox.take_effects` may return."""

@@ -59,6 +59,11 @@ class ChargerModel:
     # OCPP 1.6 Security Whitepaper profile 1-3 (0: none); adds SecurityProfile and the
     # write-only AuthorizationKey to the configuration.
     security_profile: int = 0
+    # The OCPP 1.6 Security Whitepaper's messages (edition 3, "Improved security for
+    # OCPP 1.6-J"): SecurityEventNotification, ExtendedTriggerMessage, the certificate
+    # messages and their configuration keys.  Off: those CALLs are answered NotSupported
+    # and nothing of it is sent, as by the reference charger.
+    security_extension: bool = False
     # Firmware Management (emulator.core.firmware): the FirmwareStatusNotification set,
     # the share of UpdateFirmware requests whose download / installation fails (drawn per
     # request from the wallbox's seeded generator) and how long installing takes.

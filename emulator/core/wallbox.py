@@ -32,6 +32,7 @@ from emulator.core.authorization import (
     IdTagInfo,
     same_tag,
 )
+from emulator.core.certificates import CertificateStore
 from emulator.core.configuration import Configuration
 from emulator.core.connector import Connector, Intent
 from emulator.core.effects import Effect, Event, EventKind, Reboot, Reconnect, SendPing
@@ -80,12 +81,14 @@ class Wallbox:
     # Slots: past 30 attributes an instance dict stops sharing its keys (~1.6 KiB each).
     __slots__ = (
         "__weakref__",  # the metrics collector keeps weak references to wallboxes
+        "_connect_failure",
         "_effects",
         "_tx_counter",
         "aligned_register",
         "auth",
         "boot_on_reconnect",
         "boot_retry_at",
+        "certificates",
         "charge_point_id",
         "config",
         "connectors",
@@ -139,6 +142,7 @@ class Wallbox:
             profiles=model.profiles,
             overrides=model.configuration,
             security_profile=model.security_profile,
+            security_extension=model.security_extension,
         )
         self.auth = Authorizer(
             config=self.config, offline_local_list_only=model.offline_local_list_only
@@ -192,6 +196,11 @@ class Wallbox:
             restart=self._firmware_restart,
         )
         self.firmware.record(now, f"power on, firmware {self.firmware_version}")
+        # Security extension: the certificate store is made on first use (a CSR, an
+        # InstallCertificate), so a wallbox that never needs one pays one slot.
+        self.certificates: CertificateStore | None = None
+        self._connect_failure: str | None = None  # the last one reported as an event
+        self.security_event("StartupOfTheDevice", now)
         # Reservation (ReserveNow, CancelReservation): see the section below.
         self.reservations = Reservations()
         # Smart Charging (charging profiles, composite schedule): see the section below.
@@ -204,6 +213,7 @@ class Wallbox:
 
     def connected(self, now: float) -> None:
         self.online = True
+        self._connect_failure = None
         self.log(now, "websocket connected")
         self.last_activity = now
         interval = self.config.get_int("WebSocketPingInterval")
@@ -851,8 +861,15 @@ class Wallbox:
 
     def _reboot(self, now: float, *, offline_for: float | None = None) -> None:
         """The charger restarts: the websocket closes, and after ``offline_for`` seconds
-        (``reboot_seconds`` by default) it connects again and a BootNotification follows."""
+        (``reboot_seconds`` by default) it connects again and a BootNotification follows.
+
+        Security events (Security Whitepaper §8): a reset or restart is ResetOrReboot; a
+        power loss is StartupOfTheDevice when the power is back."""
         self.reboot_deadline = None
+        if offline_for is None:
+            self.security_event("ResetOrReboot", now)
+        else:
+            self.security_event("StartupOfTheDevice", now + offline_for)
         for c in self.connectors:
             c.intent = None
             c.awaiting_authorization = None
@@ -1013,6 +1030,58 @@ class Wallbox:
         version = self.firmware.restarted(now, self.firmware_version)
         if version is not None:
             self.firmware_version = version  # the next BootNotification carries it
+
+    # ------------------------------------------------------------------ Security extension
+    # The OCPP 1.6 Security Whitepaper's messages (model.security_extension): the CSMS
+    # calls are emulator.core.handlers.security, the certificates emulator.core.certificates.
+
+    def security_event(self, kind: str, now: float, tech_info: str | None = None) -> None:
+        """A security event (Security Whitepaper §8, A04), with the extension (else
+        nothing): a line of the charger's log (A04.FR.04) and a SecurityEventNotification
+        queued with the transaction messages (A04.FR.02 "queued with a guaranteed
+        delivery": kept while offline and across restarts, resent on a CALLERROR or no
+        answer, sent once the registration is Accepted).  ``tech_info`` must hold no
+        secret."""
+        if not self.model.security_extension:
+            return
+        self.log(now, f"security event {kind}" + (f": {tech_info}" if tech_info else ""))
+        payload: dict[str, Any] = {"type": kind, "timestamp": format_timestamp(now)}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        self.outbox.add("SecurityEventNotification", payload, transactional=True)
+
+    def connect_failed(self, reason: str, now: float) -> None:
+        """The transport could not connect, for ``reason`` (its bounded label, e.g.
+        ``http_401``, ``tls_unknown_ca``).  A refused password is
+        FailedToAuthenticationAtCentralSystem, a server certificate that does not verify
+        InvalidCentralSystemCertificate (A00.FR.413); once per run of the same failure
+        (until a connection succeeds), not once per backoff attempt: a charger offline
+        for a day must not queue a thousand of them."""
+        kind = CONNECT_FAILURE_EVENTS.get(reason)
+        if kind is None or self._connect_failure == kind:
+            return
+        self._connect_failure = kind
+        self.security_event(kind, now, reason)
+
+    def certificate_store(self) -> CertificateStore:
+        """The charger's certificates, made on first use."""
+        if self.certificates is None:
+            self.certificates = CertificateStore()
+        return self.certificates
+
+    def request(self, effect: Effect) -> None:
+        """Ask the world around for ``effect`` (e.g. a new client certificate)."""
+        self._effects.append(effect)
+
+
+CONNECT_FAILURE_EVENTS: Final[dict[str, str]] = {
+    "http_401": "FailedToAuthenticationAtCentralSystem",
+    "tls_unknown_ca": "InvalidCentralSystemCertificate",
+    "tls_verify_failed": "InvalidCentralSystemCertificate",
+    "tls_server_cert_expired": "InvalidCentralSystemCertificate",
+}
+"""The transport's connect-failure labels (emulator.transport.driver) that are security
+events (Security Whitepaper §8; the spelling of its table)."""
 
 
 def _spawn_one(rng: np.random.Generator) -> np.random.Generator:

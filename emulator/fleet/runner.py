@@ -192,6 +192,7 @@ class Fleet:
             passwords=credentials.passwords,
             ssl_for=credentials.ssl_for,
             cert_expired=credentials.cert_expired,
+            install_client_certificate=credentials.install_client_certificate,
             stop_transactions_on_shutdown=scenario.fleet.shutdown_transactions == "stop",
             drain_timeout=scenario.fleet.shutdown_drain_seconds,
             transport=scenario.fleet.transport,

@@ -211,6 +211,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     firmware_download_failure_share: Probability = 0.0
     firmware_install_failure_share: Probability = 0.0
     firmware_install_seconds: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+    # The OCPP 1.6 Security Whitepaper's messages (emulator.core.model.ChargerModel).
+    security_extension: bool = False
     configuration: dict[str, ConfigValue] = {}
 
     def configuration_strings(self) -> dict[str, str]:
@@ -234,6 +236,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             firmware_download_failure_share=self.firmware_download_failure_share,
             firmware_install_failure_share=self.firmware_install_failure_share,
             firmware_install_seconds=self.firmware_install_seconds,
+            security_extension=self.security_extension,
         )
 
 

@@ -5,7 +5,10 @@
   ``password_file``, the same for every charger);
 * profile 2: TLS (``wss://``, the CSMS's certificate verified) + HTTP Basic;
 * profile 3: TLS with a client certificate per charger (``<dir>/<charger id>.pem``,
-  key inside it or beside it as ``<charger id>.key``), no password.
+  key inside it or beside it as ``<charger id>.key``), no password; once a charger has
+  had a CertificateSigned accepted (the security extension, Security Whitepaper A02),
+  its new certificate and key instead (:meth:`Credentials.install_client_certificate`),
+  held in memory only.
 
 Everything is resolved before the first connection, so a missing file, an unset
 environment variable or a missing certificate is one clear error at start-up, never
@@ -17,10 +20,13 @@ from __future__ import annotations
 
 import os
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography import x509
 
 from emulator.fleet.scenario import Scenario
 
@@ -39,6 +45,14 @@ class Credentials:
     # Profile 3: whether a charger's own certificate has expired.  A CSMS that refuses a
     # client certificate just closes the TLS connection, so the charger diagnoses itself.
     cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)
+    # Charger id -> (certificate chain PEM, private key PEM) the charger got over OCPP
+    # (Security Whitepaper A02); ``ssl_for`` presents it instead of the file's.
+    own_certificates: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
+
+    def install_client_certificate(self, charger_id: str, chain: str, key: bytes) -> None:
+        """The charger's certificate from now on (emulator.core.effects.ClientCertificate):
+        its next profile-3 connection presents it."""
+        self.own_certificates[charger_id] = (chain, key)
 
     def __repr__(self) -> str:  # never print a secret, even in a traceback
         return (
@@ -148,11 +162,16 @@ def resolve(scenario: Scenario, *, charger_ids: list[str], url: str) -> Credenti
     for charger_id in charger_ids:
         chain(charger_id)
     ca_file = None if sec.ca_file is None else str(_path(base, sec.ca_file))
+    own: dict[str, tuple[str, bytes]] = {}
 
     def ssl_for(charger_id: str) -> ssl.SSLContext:
         # One context per charger: each presents its own certificate (profile 3).
         per_charger = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
         per_charger.minimum_version = ssl.TLSVersion.TLSv1_2
+        signed = own.get(charger_id)
+        if signed is not None:
+            load_chain_from_memory(per_charger, *signed)
+            return per_charger
         cert, key = chain(charger_id)
         per_charger.load_cert_chain(str(cert), None if key is None else str(key))
         return per_charger
@@ -167,6 +186,9 @@ def resolve(scenario: Scenario, *, charger_ids: list[str], url: str) -> Credenti
             ) from None
 
     def cert_expired(charger_id: str) -> bool:
+        signed = own.get(charger_id)
+        if signed is not None:
+            return _pem_expired(signed[0])
         cert, _ = chain(charger_id)
         try:
             # CPython's own PEM decoder (what ssl uses for getpeercert()).
@@ -175,4 +197,34 @@ def resolve(scenario: Scenario, *, charger_ids: list[str], url: str) -> Credenti
         except (OSError, ValueError, KeyError, ssl.SSLError):
             return False
 
-    return Credentials(profile=3, ssl_for=ssl_for, cert_expired=cert_expired)
+    return Credentials(profile=3, ssl_for=ssl_for, cert_expired=cert_expired, own_certificates=own)
+
+
+def load_chain_from_memory(context: ssl.SSLContext, chain: str, key: bytes) -> None:
+    """``context.load_cert_chain`` for a chain and key held in memory: ``ssl`` reads only
+    files, so they go through an anonymous in-memory file (Linux ``memfd``, never on a
+    disk), else a private temporary file removed at once.  The key is never logged."""
+    data = chain.encode("ascii") + b"\n" + key
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("ocpp-fleet-client", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory() as folder:  # pragma: no cover - not Linux
+        path = Path(folder) / "client.pem"
+        path.touch(mode=0o600)
+        path.write_bytes(data)
+        context.load_cert_chain(str(path))
+
+
+def _pem_expired(chain: str) -> bool:
+    try:
+        leaf = x509.load_pem_x509_certificate(chain.encode("ascii"))
+    except ValueError:
+        return False
+    return leaf.not_valid_after_utc.timestamp() < time.time()

@@ -46,7 +46,7 @@ from websockets.exceptions import (
     InvalidStatus,
 )
 
-from emulator.core.effects import Event, Reboot, Reconnect, SendPing
+from emulator.core.effects import ClientCertificate, Event, Reboot, Reconnect, SendPing
 from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redact_url
 from emulator.core.link import ChargerLink, CsmsCallAnswered
 from emulator.core.transaction import StopReason
@@ -103,6 +103,11 @@ class ConnectionSettings:
     passwords: Mapping[str, str] | None = field(default=None, repr=False)
     ssl_for: Callable[[str], ssl.SSLContext] | None = field(default=None, repr=False)  # wss
     cert_expired: Callable[[str], bool] | None = field(default=None, repr=False)  # profile 3
+    # A charger's new certificate chain and key (ClientCertificate): its TLS identity from
+    # the next connection on (charger id, chain PEM, key PEM).
+    install_client_certificate: Callable[[str, str, bytes], None] | None = field(
+        default=None, repr=False
+    )
     transport: Transport = DEFAULT_TRANSPORT  # what pumps the bytes (emulator.transport.connection)
 
 
@@ -329,6 +334,9 @@ class WallboxDriver:
         self.connect_failures += 1
         self.last_failure = reason
         self.reporter.connect_failed(reason)
+        # The charger's own view (a security event for a 401 or a CSMS certificate that
+        # does not verify, Security Whitepaper §8): the core decides, the transport tells.
+        self.wallbox.connect_failed(reason, self.clock())
         self._reconnect_at = self.clock() + self._backoff()
         await self._idle_until(self._reconnect_at)
 
@@ -402,6 +410,12 @@ class WallboxDriver:
                     self._io = [effect]
                 else:
                     self._io.append(effect)
+            elif isinstance(effect, ClientCertificate):
+                install = self.settings.install_client_certificate
+                if install is not None:
+                    install(
+                        self.wallbox.charge_point_id, effect.certificate_chain, effect.private_key
+                    )
             else:
                 self._transfer_effect(effect)
         if events is not None and self.behaviour is not None:

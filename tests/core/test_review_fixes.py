@@ -474,7 +474,11 @@ def test_a_boolean_in_other_characters_is_rejected(csms: FakeCsms, value: str) -
     assert csms.change_configuration("LocalPreAuthorize", value) == "Rejected"
 
 
-WRITABLE = [spec.name for spec in KEY_SPECS if not spec.readonly and spec.profile != "Security"]
+WRITABLE = [
+    spec.name
+    for spec in KEY_SPECS
+    if not spec.readonly and spec.profile not in ("Security", "SecurityExtension")
+]
 _INT = re.compile(r"[ \t\r\n]*[+-]?[0-9]+[ \t\r\n]*")
 
 

@@ -69,6 +69,10 @@ def change_configuration(wb: Wallbox, payload: dict[str, Any], now: float) -> di
     key, value = payload["key"], payload["value"]
     status = wb.config.change(key, value)
     if status is ConfigurationStatus.ACCEPTED:
+        if key in ("SecurityProfile", "AuthorizationKey"):
+            # Security Whitepaper §8: "keys or the security profile used, were changed"
+            # (the key's name only: never its value, A01.FR.12).
+            wb.security_event("ReconfigurationOfSecurityParameters", now, f"{key} changed")
         _apply_configuration(wb, key, now)
     return {"status": status.value}
 
