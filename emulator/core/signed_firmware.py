@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final
 
 from cryptography import x509
@@ -283,7 +284,10 @@ class SignedFirmwareJob:
     phase: UpdatePhase
     next_at: float = 0.0
     attempt: int = 0
-    installing_acked: bool = False
+    # Installing, then InstallRebooting: each waits for its answer (or for
+    # INSTALLING_ACK_WAIT), so that the restart does not drop it from the queue.
+    rebooting: bool = False
+    acked: bool = False
 
 
 # --------------------------------------------------------------------------- the manager
@@ -465,18 +469,22 @@ class SecureFirmwareManagement(FirmwareManagement):
         job.phase = UpdatePhase.INSTALLING
         job.next_at = now + self.install_seconds
 
-        def acked(_at: float) -> None:
-            job.installing_acked = True
-
-        self._send_signed(SignedFirmwareStatus.INSTALLING, job, now, acked)
+        self._send_signed(SignedFirmwareStatus.INSTALLING, job, now, partial(_acked, job))
 
     def _signed_installed(self, job: SignedFirmwareJob, now: float) -> None:
+        """Installing is done (and answered): InstallRebooting; once that is answered too,
+        the restart (L01.FR.15: "before rebooting")."""
         if job.fail_install:
             self.signed_update = None
             self._send_signed(SignedFirmwareStatus.INSTALLATION_FAILED, job, now)
             return
+        if not job.rebooting:
+            job.rebooting, job.acked, job.next_at = True, False, now
+            self._send_signed(
+                SignedFirmwareStatus.INSTALL_REBOOTING, job, now, partial(_acked, job)
+            )
+            return
         job.phase = UpdatePhase.RESTARTING
-        self._send_signed(SignedFirmwareStatus.INSTALL_REBOOTING, job, now)  # L01.FR.15
         self._restart(now)
 
     # ------------------------------------------------------------------ GetLog
@@ -597,7 +605,7 @@ class SecureFirmwareManagement(FirmwareManagement):
             elif job.phase is UpdatePhase.DOWNLOADED and not busy:
                 times.append(job.next_at)  # installDateTime, or now
             elif job.phase is UpdatePhase.INSTALLING:
-                times.append(job.next_at + (0.0 if job.installing_acked else INSTALLING_ACK_WAIT))
+                times.append(job.next_at + (0.0 if job.acked else INSTALLING_ACK_WAIT))
         return min(times) if times else None
 
     def tick(self, now: float, *, busy: bool) -> None:
@@ -613,7 +621,7 @@ class SecureFirmwareManagement(FirmwareManagement):
         elif job.phase is UpdatePhase.DOWNLOADED and not busy and now >= job.next_at:
             self._signed_install(job, now)
         elif job.phase is UpdatePhase.INSTALLING and now >= job.next_at + (
-            0.0 if job.installing_acked else INSTALLING_ACK_WAIT
+            0.0 if job.acked else INSTALLING_ACK_WAIT
         ):
             self._signed_installed(job, now)
 
@@ -648,6 +656,10 @@ class SecureFirmwareManagement(FirmwareManagement):
             self.signed_update = None
             self._send_signed(SignedFirmwareStatus.INSTALLATION_FAILED, job, now)
         return version
+
+
+def _acked(job: SignedFirmwareJob, _at: float) -> None:
+    job.acked = True
 
 
 def _optional_time(value: Any) -> float | None:
