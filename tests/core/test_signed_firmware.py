@@ -7,7 +7,7 @@ import base64
 import datetime
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -22,7 +22,7 @@ from emulator.core.transaction import StopReason
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
 from emulator.protocol.timefmt import format_timestamp
 from tests.core.conftest import T0, FakeCsms
-from tests.core.signing import Signer, manufacturer_root, signing_certificate
+from tests.core.signing import KeyType, Signer, manufacturer_root, signing_certificate
 
 IMAGE = b"AC22-3P firmware 1.10.0\n" * 2000
 LOCATION = "ftp://fw:secret@127.0.0.1:2121/images/AC22-3P-1.10.0.bin"
@@ -94,10 +94,10 @@ def deliver(csms: FakeCsms, data: bytes = IMAGE) -> None:
     ("key_type", "scheme"), [("ec", "pkcs1"), ("rsa", "pkcs1"), ("rsa", "pss")]
 )
 def test_a_signed_update_is_verified_installed_and_reported_with_its_request_id(
-    ext: FakeCsms, key_type: str, scheme: str
+    ext: FakeCsms, key_type: KeyType, scheme: Literal["pkcs1", "pss"]
 ) -> None:
-    signer = signing_certificate(key_type=key_type)  # type: ignore[arg-type]
-    answer = signed_update(ext, signer, signature=signer.sign(IMAGE, scheme))  # type: ignore[arg-type]
+    signer = signing_certificate(key_type=key_type)
+    answer = signed_update(ext, signer, signature=signer.sign(IMAGE, scheme))
     assert answer == {"status": "Accepted"}
     transfer = download(ext)
     assert transfer == FtpDownload(transfer.job_id, LOCATION, digest=True)
@@ -198,7 +198,9 @@ def test_a_bad_signing_certificate_is_answered_invalid_certificate_with_a_securi
     assert reason in event["techInfo"] and event["timestamp"] == format_timestamp(ext.now)
     assert ext.transfers == [] and statuses(ext) == []
     assert ext.wb.firmware.signed_update is None
-    assert b"InvalidFirmwareSigningCertificate" in ext.wb.firmware.security_log.render()  # type: ignore[union-attr]
+    security_log = ext.wb.firmware.security_log
+    assert security_log is not None
+    assert b"InvalidFirmwareSigningCertificate" in security_log.render()
 
 
 def test_the_signing_certificate_must_be_issued_by_an_installed_manufacturer_root() -> None:
@@ -215,9 +217,10 @@ def test_the_signing_certificate_must_be_issued_by_an_installed_manufacturer_roo
 
 
 def test_a_signature_is_checked_over_the_digest_with_the_certificates_key() -> None:
-    for key_type in ("ec", "rsa"):
-        signer = signing_certificate(key_type=key_type)  # type: ignore[arg-type]
-        other = signing_certificate(key_type=key_type, number=1)  # type: ignore[arg-type]
+    key_types: tuple[KeyType, ...] = ("ec", "rsa")
+    for key_type in key_types:
+        signer = signing_certificate(key_type=key_type)
+        other = signing_certificate(key_type=key_type, number=1)
         digest = hashlib.sha256(IMAGE).digest()
         raw = base64.b64decode(signer.sign(IMAGE))
         assert signature_verifies(signer.certificate, raw, digest)
