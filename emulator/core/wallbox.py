@@ -192,8 +192,7 @@ class Wallbox:
             enqueue=self.outbox.add,
             request=self._effects.append,
             restart=self._firmware_restart,
-            security_event=self.security_event,
-            manufacturer_roots=self.manufacturer_root_certificates,
+            host=self,
         )
         self.firmware.record(now, f"power on, firmware {self.firmware_version}")
         # Reservation (ReserveNow, CancelReservation): see the section below.
