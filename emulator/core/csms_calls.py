@@ -45,6 +45,9 @@ CSMS_CALLS: Final[dict[str, tuple[str, Handler]]] = {
     "UnlockConnector": ("Core", core.unlock_connector),
     "GetDiagnostics": ("FirmwareManagement", firmware.get_diagnostics),
     "UpdateFirmware": ("FirmwareManagement", firmware.update_firmware),
+    # OCPP 1.6 Security Whitepaper (answered only by a model with security_extension)
+    "GetLog": ("FirmwareManagement", firmware.get_log),
+    "SignedUpdateFirmware": ("FirmwareManagement", firmware.signed_update_firmware),
     "GetLocalListVersion": ("LocalAuthListManagement", local_list.get_local_list_version),
     "SendLocalList": ("LocalAuthListManagement", local_list.send_local_list),
     "CancelReservation": ("Reservation", reservation.cancel_reservation),
@@ -73,19 +76,15 @@ def answer_call(wb: Wallbox, action: str, payload: dict[str, Any], now: float) -
     if wb.registration == "Rejected":
         raise RemoteProtocolError(ErrorCode.SECURITY_ERROR, "BootNotification was Rejected")
     entry = CSMS_CALLS.get(action)
+    if action in CSMS_SECURITY_EXTENSION and (entry is None or not wb.model.security_extension):
+        # known to OCPP 1.6, not to this charger (a model without the security extension)
+        raise RemoteProtocolError(
+            ErrorCode.NOT_SUPPORTED, f"{action} is not supported by this charger"
+        )
     if entry is None:
-        if action in CSMS_SECURITY_EXTENSION:  # known to OCPP 1.6, not to this charger
-            raise RemoteProtocolError(
-                ErrorCode.NOT_SUPPORTED, f"{action} is not supported by this charger"
-            )
         raise RemoteProtocolError(ErrorCode.NOT_IMPLEMENTED, f"unknown action {action}")
     profile, handler = entry
-    if profile == SECURITY_EXTENSION:
-        if not wb.model.security_extension:
-            raise RemoteProtocolError(
-                ErrorCode.NOT_SUPPORTED, f"{action} is not supported by this charger"
-            )
-    elif profile not in wb.config.profiles:
+    if profile != SECURITY_EXTENSION and profile not in wb.config.profiles:
         raise RemoteProtocolError(
             ErrorCode.NOT_SUPPORTED, f"feature profile {profile} is not supported"
         )

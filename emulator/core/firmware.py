@@ -76,13 +76,19 @@ class FtpUpload:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class FtpDownload:
-    """Download the file at ``url`` (ftp://user:pass@host/path/file)."""
+    """Download the file at ``url`` (ftp://user:pass@host/path/file).
+
+    ``digest``: the transport hashes the file as it arrives and reports its SHA256 with
+    ``transfer_done(..., sha256=)`` (a signed firmware's signature is checked over it,
+    emulator.core.signed_firmware); the bytes themselves are never kept.
+    """
 
     job_id: int
     url: str
+    digest: bool = False
 
     def __repr__(self) -> str:
-        return f"FtpDownload({self.job_id}, {redact_url(self.url)!r})"
+        return f"FtpDownload({self.job_id}, {redact_url(self.url)!r}, digest={self.digest})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,19 @@ class CancelTransfer:
 
 
 TransferEffect = FtpUpload | FtpDownload | CancelTransfer
+
+
+class TransferFailure(StrEnum):
+    """Why a transfer failed, as the transport classifies it (``transfer_done(failure=)``).
+
+    GetLog's LogStatusNotification names the reason "as precise as possible"
+    (security whitepaper N01.FR.10); GetDiagnostics and the downloads only see a failure.
+    """
+
+    FAILED = "failed"  # timed out, connection lost, any other refusal: worth a retry
+    PERMISSION_DENIED = "permission_denied"  # the login or the file was refused (530, 550)
+    NOT_SUPPORTED = "not_supported"  # a scheme or command the other side lacks (502)
+    BAD_MESSAGE = "bad_message"  # the location cannot be parsed, the reply is garbled
 
 
 def redact_url(url: str) -> str:
@@ -451,8 +470,21 @@ class FirmwareManagement:
 
     # ------------------------------------------------------------------ transfers
 
-    def transfer_done(self, job_id: int, ok: bool, detail: str, now: float) -> bool:
-        """The transport finished the transfer of ``job_id``; False for an unknown job."""
+    def transfer_done(
+        self,
+        job_id: int,
+        ok: bool,
+        detail: str,
+        now: float,
+        *,
+        sha256: bytes | None = None,
+        failure: TransferFailure | None = None,
+    ) -> bool:
+        """The transport finished the transfer of ``job_id``; False for an unknown job.
+
+        ``sha256`` (a download asked with ``digest``) and ``failure`` serve the security
+        extension's jobs (emulator.core.signed_firmware); these jobs have no use for them.
+        """
         diagnostics = self.diagnostics
         if diagnostics is not None and diagnostics.job_id == job_id and diagnostics.next_at is None:
             self._upload_done(diagnostics, ok, detail, now)

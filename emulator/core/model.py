@@ -71,3 +71,6 @@ class ChargerModel:
     firmware_download_failure_share: float = 0.0
     firmware_install_failure_share: float = 0.0
     firmware_install_seconds: float = 5.0
+    # OCPP 1.6 Security Whitepaper edition 3, "Improved security for OCPP 1.6-J": off, the
+    # charger answers the whitepaper's CSMS calls NotSupported (the reference charger).
+    security_extension: bool = False

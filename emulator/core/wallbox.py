@@ -32,16 +32,17 @@ from emulator.core.authorization import (
     IdTagInfo,
     same_tag,
 )
-from emulator.core.certificates import CertificateStore
+from emulator.core.certificates import CertificateStore, CertificateUse
 from emulator.core.configuration import Configuration
 from emulator.core.connector import Connector, Intent
 from emulator.core.effects import Effect, Event, EventKind, Reboot, Reconnect, SendPing
-from emulator.core.firmware import FirmwareManagement
+from emulator.core.firmware import TransferFailure
 from emulator.core.metering import Ev, Meter, sampled_values
 from emulator.core.model import ChargerModel, Variant
 from emulator.core.outbox import Message, Outbox, OutgoingCall
 from emulator.core.reservation import Reservations
 from emulator.core.rng import deferred
+from emulator.core.signed_firmware import SecureFirmwareManagement
 from emulator.core.smart_charging import (
     Capabilities,
     ConnectorState,
@@ -182,8 +183,9 @@ class Wallbox:
         # What the world around must do, in order (emulator.core.effects).  A list, not
         # a deque: drained whole, and an empty list is 56 bytes, a deque ~0.8 KiB.
         self._effects: list[Effect] = []
-        # Firmware Management (GetDiagnostics, UpdateFirmware): see the section below.
-        self.firmware = FirmwareManagement(
+        # Firmware Management (GetDiagnostics, UpdateFirmware, and the security extension's
+        # SignedUpdateFirmware and GetLog): see the section below.
+        self.firmware = SecureFirmwareManagement(
             charge_point_id=charge_point_id,
             statuses=model.firmware_statuses,
             download_failure_share=model.firmware_download_failure_share,
@@ -194,6 +196,7 @@ class Wallbox:
             enqueue=self.outbox.add,
             request=self._effects.append,
             restart=self._firmware_restart,
+            host=self,
         )
         self.firmware.record(now, f"power on, firmware {self.firmware_version}")
         # Security extension: the certificate store is made on first use (a CSR, an
@@ -1004,13 +1007,34 @@ class Wallbox:
     # GetDiagnostics / UpdateFirmware.  The logic is emulator.core.firmware;
     # these methods connect it to the wallbox: CSMS calls, transfers, notifications, restart.
 
-    def transfer_done(self, job_id: int, ok: bool, detail: str, now: float) -> None:
-        """The transport finished a transfer the wallbox asked for (``detail`` for the log)."""
-        self.firmware.transfer_done(job_id, ok, detail, now)
+    def transfer_done(
+        self,
+        job_id: int,
+        ok: bool,
+        detail: str,
+        now: float,
+        *,
+        sha256: bytes | None = None,
+        failure: TransferFailure | None = None,
+    ) -> None:
+        """The transport finished a transfer the wallbox asked for (``detail`` for the log;
+        ``sha256`` of a download asked with a digest, ``failure`` its kind when it failed)."""
+        self.firmware.transfer_done(job_id, ok, detail, now, sha256=sha256, failure=failure)
 
     def log(self, now: float, text: str) -> None:
         """A line of the charger's own event log (uploaded by GetDiagnostics)."""
         self.firmware.record(now, text)
+
+    def manufacturer_root_certificates(self) -> tuple[Any, ...]:
+        """The installed ManufacturerRootCertificates a firmware signing certificate must
+        chain to (cryptography ``x509.Certificate``s)."""
+        if self.certificates is None:
+            return ()
+        return tuple(
+            i.certificate
+            for i in self.certificates.installed
+            if i.use is CertificateUse.MANUFACTURER_ROOT
+        )
 
     def _transaction_running(self) -> bool:
         return any(c.transaction is not None for c in self.connectors)
@@ -1045,6 +1069,7 @@ class Wallbox:
         if not self.model.security_extension:
             return
         self.log(now, f"security event {kind}" + (f": {tech_info}" if tech_info else ""))
+        self.firmware.record_security_event(now, kind, tech_info)  # the log GetLog uploads
         payload: dict[str, Any] = {"type": kind, "timestamp": format_timestamp(now)}
         if tech_info:
             payload["techInfo"] = tech_info[:255]

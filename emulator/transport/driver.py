@@ -27,6 +27,7 @@ fleet asks a wallbox to stop or to act on something done from outside.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import socket
 import ssl
@@ -47,7 +48,13 @@ from websockets.exceptions import (
 )
 
 from emulator.core.effects import ClientCertificate, Event, Reboot, Reconnect, SendPing
-from emulator.core.firmware import CancelTransfer, FtpDownload, FtpUpload, redact_url
+from emulator.core.firmware import (
+    CancelTransfer,
+    FtpDownload,
+    FtpUpload,
+    TransferFailure,
+    redact_url,
+)
 from emulator.core.link import ChargerLink, CsmsCallAnswered
 from emulator.core.transaction import StopReason
 from emulator.core.wallbox import Wallbox
@@ -609,14 +616,20 @@ class WallboxDriver:
 
     async def _transfer(self, effect: FtpUpload | FtpDownload) -> None:
         wb = self.wallbox
+        sha256: bytes | None = None
+        failure: TransferFailure | None = None
         try:
             if isinstance(effect, FtpUpload):
                 detail = await self.transfers.upload(effect.url, effect.filename, effect.data)
+            elif effect.digest:  # a signed firmware: its signature is checked over the digest
+                hasher = hashlib.sha256()
+                detail = await self.transfers.download(effect.url, sink=hasher.update)
+                sha256 = hasher.digest()
             else:
                 detail = await self.transfers.download(effect.url)
             ok = True
         except TransferError as exc:
-            ok, detail = False, str(exc)
+            ok, detail, failure = False, str(exc), exc.failure
         except Exception as exc:  # a bug of ours (or aioftp's) must not kill the wallbox
             log.exception("%s: transfer %r failed", wb.charge_point_id, effect)
             ok, detail = False, f"internal error ({type(exc).__name__})"
@@ -626,7 +639,7 @@ class WallboxDriver:
         if log.isEnabledFor(logging.DEBUG):
             url = redact_url(effect.url)
             log.debug("%s: transfer %s %s: %s", wb.charge_point_id, url, ok, detail)
-        wb.transfer_done(effect.job_id, ok, detail, self.clock())
+        wb.transfer_done(effect.job_id, ok, detail, self.clock(), sha256=sha256, failure=failure)
         self.wake()
 
     async def _stop_transfers(self) -> None:

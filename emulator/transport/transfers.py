@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Final
@@ -27,12 +27,19 @@ from urllib.parse import unquote, urlsplit
 
 import aioftp
 
+from emulator.core.firmware import TransferFailure
+
 DEFAULT_MAX_CONCURRENT: Final = 64
 BLOCK_SIZE: Final = 64 * 1024
 
 
 class TransferError(Exception):
-    """A transfer failed; ``str(error)`` says where and why (never with the password)."""
+    """A transfer failed; ``str(error)`` says where and why (never with the password),
+    ``failure`` what kind of failure it was (GetLog reports it, security whitepaper N01)."""
+
+    def __init__(self, message: str, failure: TransferFailure = TransferFailure.FAILED) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +56,14 @@ class FtpLocation:
             parts = urlsplit(url)
             port = parts.port or 21
         except ValueError as exc:  # a bad port, an unbalanced [ ... ]
-            raise TransferError(f"invalid location: {exc}") from None
+            raise TransferError(f"invalid location: {exc}", TransferFailure.BAD_MESSAGE) from None
         if parts.scheme.lower() != "ftp":
-            raise TransferError(f"unsupported scheme {parts.scheme or '(none)'!r}: only ftp")
+            raise TransferError(
+                f"unsupported scheme {parts.scheme or '(none)'!r}: only ftp",
+                TransferFailure.NOT_SUPPORTED,
+            )
         if not parts.hostname:
-            raise TransferError("invalid location: no host")
+            raise TransferError("invalid location: no host", TransferFailure.BAD_MESSAGE)
         user = unquote(parts.username) if parts.username else "anonymous"
         password = unquote(parts.password) if parts.password is not None else "anon@"
         return cls(
@@ -110,11 +120,15 @@ class FileTransfers:
                 await client.quit()
         return f"{len(data)} bytes stored as {target}"
 
-    async def download(self, url: str) -> str:
-        """Fetch the file at ``url`` (counted, not kept); returns a summary."""
+    async def download(self, url: str, *, sink: Callable[[bytes], object] | None = None) -> str:
+        """Fetch the file at ``url`` (counted, not kept); returns a summary.
+
+        ``sink`` is given each block as it arrives (``hashlib.sha256().update``: a signed
+        firmware's digest), so the file is never held whole.
+        """
         location = FtpLocation.parse(url)
         if not location.path or location.path.endswith("/"):
-            raise TransferError("invalid location: no file name")
+            raise TransferError("invalid location: no file name", TransferFailure.BAD_MESSAGE)
         async with self._session(location) as (client, stage):
             stage[0] = "SIZE"
             expected: int | None = None
@@ -129,6 +143,8 @@ class FileTransfers:
             async with client.download_stream(location.path) as stream:
                 async for block in stream.iter_by_block(BLOCK_SIZE):
                     received += len(block)
+                    if sink is not None:
+                        sink(block)
                     _honour_cancellation()
             _honour_cancellation()
             if expected is not None and received != expected:
@@ -172,7 +188,8 @@ class FileTransfers:
         except TransferError:
             raise
         except aioftp.StatusCodeError as exc:
-            raise TransferError(_redact(f"{stage[0]}: {_status(exc)}", location)) from None
+            message = _redact(f"{stage[0]}: {_status(exc)}", location)
+            raise TransferError(message, _failure_of(exc)) from None
         except TimeoutError:
             raise TransferError(f"{stage[0]}: timed out") from None
         except (ConnectionError, asyncio.IncompleteReadError, EOFError):
@@ -203,6 +220,27 @@ def _honour_cancellation() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+PERMISSION_CODES: Final = frozenset({"530", "532", "550", "553"})
+"""RFC 959 replies that refuse the user or the file: not logged in, need an account,
+file unavailable (no access / not found), file name not allowed."""
+NOT_SUPPORTED_CODES: Final = frozenset({"502", "504"})
+"""RFC 959: command not implemented (for that parameter)."""
+BAD_MESSAGE_CODES: Final = frozenset({"500", "501"})
+"""RFC 959: syntax error in the command or in its parameters."""
+
+
+def _failure_of(exc: aioftp.StatusCodeError) -> TransferFailure:
+    """The kind of a refusal, from the server's reply code (never from its text)."""
+    codes = {str(code) for code in exc.received_codes}
+    if codes & PERMISSION_CODES:
+        return TransferFailure.PERMISSION_DENIED
+    if codes & NOT_SUPPORTED_CODES:
+        return TransferFailure.NOT_SUPPORTED
+    if codes & BAD_MESSAGE_CODES:
+        return TransferFailure.BAD_MESSAGE
+    return TransferFailure.FAILED
 
 
 def _status(exc: aioftp.StatusCodeError) -> str:

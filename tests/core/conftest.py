@@ -31,6 +31,7 @@ import pytest
 
 from emulator.core.csms_calls import answer_call
 from emulator.core.effects import Event, EventKind, Reboot, Reconnect, SendPing
+from emulator.core.firmware import TransferFailure
 from emulator.core.link import ChargerLink
 from emulator.core.metering import Ev
 from emulator.core.model import ChargerModel
@@ -329,9 +330,18 @@ class FakeCsms:
     def advance(self, seconds: float) -> None:
         self.run_until(self.now + seconds)
 
-    def finish_transfer(self, job_id: int, *, ok: bool = True, detail: str = "done") -> None:
-        """The transport reports the outcome of a transfer in :attr:`transfers`."""
-        self.wb.transfer_done(job_id, ok, detail, self.now)
+    def finish_transfer(
+        self,
+        job_id: int,
+        *,
+        ok: bool = True,
+        detail: str = "done",
+        sha256: bytes | None = None,
+        failure: TransferFailure | None = None,
+    ) -> None:
+        """The transport reports the outcome of a transfer in :attr:`transfers` (with the
+        download's digest, or the kind of failure, where the transport gives them)."""
+        self.wb.transfer_done(job_id, ok, detail, self.now, sha256=sha256, failure=failure)
         self._settle()
 
     @property

@@ -44,30 +44,17 @@ def extended_trigger_message(wb: Wallbox, payload: dict[str, Any], now: float) -
     if requested == "FirmwareStatusNotification":
         if not wb.outbox.has_queued("SignedFirmwareStatusNotification"):
             wb.outbox.add(
-                "SignedFirmwareStatusNotification", signed_firmware_status(wb), triggered=True
+                "SignedFirmwareStatusNotification",
+                wb.firmware.signed_firmware_status(),
+                triggered=True,
             )
     elif requested == "LogStatusNotification":
         if not wb.outbox.has_queued("LogStatusNotification"):
-            wb.outbox.add("LogStatusNotification", log_status(wb), triggered=True)
+            wb.outbox.add("LogStatusNotification", wb.firmware.log_status(), triggered=True)
     else:  # pragma: no cover - the schema's enum has no other value
         return {"status": "NotImplemented"}
     wb.log(now, f"extended trigger {requested}")
     return {"status": "Accepted"}
-
-
-def signed_firmware_status(wb: Wallbox) -> dict[str, Any]:
-    """The SignedFirmwareStatusNotification a trigger sends (§5.19): the firmware
-    update's status (emulator.core.firmware), without requestId when none runs."""
-    return {"status": wb.firmware.firmware_status()}
-
-
-def log_status(wb: Wallbox) -> dict[str, Any]:
-    """The LogStatusNotification a trigger sends (§5.13): Idle, "the Charge Point is not
-    uploading a log file" (§6.19).
-
-    GetLog's uploads are Firmware Management's (emulator.core.firmware): while one runs,
-    this becomes its status and requestId."""
-    return {"status": "Idle"}
 
 
 def _sign_charge_point_certificate(wb: Wallbox, now: float) -> dict[str, Any]:
