@@ -802,7 +802,7 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
 def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
     """``[[csms.operations]]``: a known CSMS action, a payload its OCPP 1.6 schema accepts
     (relative times filled in as if sent now), a target that can name chargers."""
-    from emulator.csms.operations import materialize
+    from emulator.csms.operations import materialize, with_placeholders
     from emulator.protocol.errors import RemoteProtocolError
     from emulator.protocol.schemas import CSMS_INITIATED, SchemaRegistry
 
@@ -821,7 +821,7 @@ def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
             )
             continue
         try:
-            payload = materialize(op.payload, 0.0)
+            payload = with_placeholders(op.action, materialize(op.payload, 0.0))
         except ValueError as exc:
             yield f"{at}.payload", str(exc)
             continue
