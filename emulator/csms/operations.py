@@ -72,6 +72,7 @@ __all__ = [
     "describe_answer",
     "extended_trigger_message",
     "fill_in",
+    "fleet_part",
     "get_composite_schedule",
     "get_diagnostics",
     "get_installed_certificate_ids",
@@ -142,8 +143,8 @@ class ScheduledCall(Protocol):
 
     @property
     def target(self) -> str | float | Sequence[int | str]:
-        """``"all"``, a share of the fleet in (0, 1], or charger numbers and/or ids
-        (:func:`select_targets`)."""
+        """``"all"``, ``"K/N"`` (the K-th of N parts of the fleet), a share of the fleet in
+        (0, 1], or charger numbers and/or ids (:func:`select_targets`)."""
         ...
 
     @property
@@ -498,6 +499,20 @@ def materialize(payload: Any, now: float) -> Any:
     return payload
 
 
+_PART = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def fleet_part(target: str) -> tuple[int, int] | None:
+    """``(K, N)`` for a target ``"K/N"`` with 1 <= K <= N, else None.  Part K holds the
+    chargers ``(K-1)*size//N + 1`` to ``K*size//N`` by number: the N parts are disjoint,
+    cover the fleet and differ in size by at most one."""
+    match = _PART.match(target)
+    if match is None:
+        return None
+    k, n = int(match[1]), int(match[2])
+    return (k, n) if 1 <= k <= n else None
+
+
 def select_targets(
     target: str | float | Sequence[int | str],
     charger_ids: Sequence[str],
@@ -505,15 +520,22 @@ def select_targets(
 ) -> list[str]:
     """The charger ids an operation goes to.
 
-    ``"all"``: every charger.  A number in (0, 1]: that share of the fleet (at least one
+    ``"all"``: every charger.  ``"K/N"``: the K-th of N parts of the fleet in charger
+    order (:func:`fleet_part`), so N operations ``"1/N"`` ... ``"N/N"`` reach every charger
+    once, in waves.  A number in (0, 1]: that share of the fleet (at least one
     charger), drawn with ``rng``, in charger order.  A list: charger numbers (1 is the
     first charger, ``charger_ids[0]``) and/or charger ids; numbers beyond the fleet are
     skipped.
     """
     if isinstance(target, str):
-        if target != "all":
-            raise ValueError(f'target: expected "all", a share or a list, got {target!r}')
-        return list(charger_ids)
+        if target == "all":
+            return list(charger_ids)
+        part = fleet_part(target)
+        if part is None:
+            raise ValueError(f'target: expected "all", "K/N", a share or a list, got {target!r}')
+        k, n = part
+        size = len(charger_ids)
+        return list(charger_ids[(k - 1) * size // n : k * size // n])
     if isinstance(target, bool):
         raise ValueError(f"target: expected a share in (0, 1], got {target!r}")
     if isinstance(target, int | float):
