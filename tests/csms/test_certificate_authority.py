@@ -185,7 +185,7 @@ def test_a_ca_loads_from_files_and_its_repr_shows_no_key(tmp_path: Path) -> None
     (tmp_path / "ca.pem").write_text(made.root_pem)
     (tmp_path / "ca.key").write_bytes(key_pem)
     loaded = CertificateAuthority.from_files(tmp_path / "ca.pem", tmp_path / "ca.key")
-    leaf, root = x509.load_pem_x509_certificates(loaded.sign_csr(csr_pem()).encode())
+    leaf, _root = x509.load_pem_x509_certificates(loaded.sign_csr(csr_pem()).encode())
     leaf.verify_directly_issued_by(made.certificate)
     text = repr(loaded)
     assert "CertificateAuthority(subject=" in text
