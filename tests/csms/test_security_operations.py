@@ -348,3 +348,46 @@ def _knows_security_extension() -> bool:
 def test_the_renewal_scenario_loads_with_its_security_extension_models() -> None:
     scenario = load_scenario(ROOT / "scenarios" / "certificate-renewal.toml")
     assert all(getattr(model, "security_extension", False) for model in scenario.models)
+
+
+# -- ocpp-fleet csms: the CA's options -----------------------------------------------------
+
+
+def csms_cli(*args: str) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "emulator.cli", "csms", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_the_csms_ca_key_needs_its_certificate(tmp_path: Path) -> None:
+    result = csms_cli("--ca-key", str(tmp_path / "ca.key"))
+    assert result.returncode == 2, result.stderr
+    assert "--ca-key needs --client-ca" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_csms_ca_key_that_is_not_a_key_is_named_without_its_content(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    server.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "ca.key").write_text("-----BEGIN PRIVATE KEY-----\nZG9ub3RwcmludA==\n")
+    result = csms_cli(
+        "--certfile",
+        str(tmp_path / "server.pem"),
+        "--client-ca",
+        str(tmp_path / "ca.pem"),
+        "--ca-key",
+        str(tmp_path / "ca.key"),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot use the CA:" in result.stderr and "ca.key" in result.stderr
+    assert "ZG9ub3RwcmludA" not in result.stderr + result.stdout
