@@ -22,7 +22,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from emulator.fleet.runner import FleetStartError
 from emulator.fleet.scenario import FleetSettings, ScenarioError
@@ -31,6 +31,9 @@ from emulator.run.console import error_line, output_console
 from emulator.run.identities import DEFAULT_CPO_NAME, VALIDITY_DAYS, IdentitiesRequest
 from emulator.run.options import add_to_parser
 from emulator.run.setup import SetupError, build_setup
+
+if TYPE_CHECKING:
+    from emulator.csms.certificate_authority import CertificateAuthority
 
 EXIT_USAGE = 2
 EXIT_START = 3
@@ -127,6 +130,20 @@ def _add_csms_parser(sub: Any) -> None:
     csms.add_argument("--keyfile", type=Path, help="its private key (default: in --certfile)")
     csms.add_argument(
         "--client-ca", type=Path, help="require client certificates signed by this CA (profile 3)"
+    )
+    csms.add_argument(
+        "--ca-key",
+        type=Path,
+        metavar="FILE",
+        help="sign chargers' CSRs (SignCertificate) with the --client-ca certificate and this "
+        "key (default: a root CA made at start, whose certificate --client-ca trusts too)",
+    )
+    csms.add_argument(
+        "--certificate-days",
+        type=_positive_int,
+        default=365,
+        metavar="DAYS",
+        help="validity of the charger certificates the CSMS signs (default 365)",
     )
     csms.add_argument(
         "--password-env",
@@ -322,6 +339,23 @@ def _csms_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _csms_ca(args: argparse.Namespace) -> CertificateAuthority:
+    """The CA that signs chargers' CSRs: the user's (--client-ca + --ca-key) or a new root."""
+    from datetime import timedelta
+
+    from emulator.csms.certificate_authority import CertificateAuthority
+
+    validity = timedelta(days=args.certificate_days)
+    if args.ca_key is None:
+        return CertificateAuthority.generate(validity=validity)
+    if args.client_ca is None:
+        raise UsageError("--ca-key needs --client-ca (the CA certificate it belongs to)")
+    try:
+        return CertificateAuthority.from_files(args.client_ca, args.ca_key, validity=validity)
+    except ValueError as exc:  # names the file, never its content
+        raise UsageError(f"cannot use the CA: {exc}") from None
+
+
 def _csms_books(args: argparse.Namespace) -> dict[str, Any]:
     """The chargers, passwords and cards the CSMS knows (``ReferenceCsms`` keywords)."""
     from emulator.csms import PasswordBook
@@ -362,6 +396,7 @@ async def _csms(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         ssl=context,
         service_time=args.service_time,
+        certificate_authority=_csms_ca(args),
         **_csms_books(args),
     )
     try:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from emulator.csms.certificate_authority import CertificateAuthority, CsrRejected
 from emulator.csms.records import ChargerRecord, ConnectorStatus, CsmsLedger
 from emulator.protocol.codec import Call
 from emulator.protocol.errors import ErrorCode, RemoteProtocolError
@@ -60,6 +61,14 @@ class CentralSystem:
     ``unknown_tag_status``. ``data_transfer_vendors`` maps vendorId -> handler; other
     vendors get ``UnknownVendorId`` (1.6 §4.3). ``boot_status``, ``heartbeat_interval``
     and ``unknown_tag_status`` are plain attributes a test may change between messages.
+
+    Security whitepaper (edition 3): SignCertificate is checked and signed by
+    ``certificate_authority`` (one is generated on the first CSR if none is given): a CSR
+    it accepts is answered Accepted and the signed chain waits in :meth:`take_follow_ups`
+    for the websocket layer to send as CertificateSigned.req (A02/A03 steps 4-8); one it
+    cannot process is answered Rejected (A02.FR.12).  SecurityEventNotification,
+    LogStatusNotification and SignedFirmwareStatusNotification are answered ``{}`` and
+    recorded (event types and statuses only: techInfo is not kept).
     """
 
     def __init__(
@@ -72,6 +81,7 @@ class CentralSystem:
         unknown_tag_status: str = "Accepted",
         data_transfer_vendors: Mapping[str, DataTransferHandler] | None = None,
         first_transaction_id: int = 1,
+        certificate_authority: CertificateAuthority | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if boot_status not in REGISTRATION_STATUSES:
@@ -89,6 +99,10 @@ class CentralSystem:
         }
         self._vendors = dict(data_transfer_vendors or {})
         self._clock = clock
+        self._authority = certificate_authority
+        # CSMS-initiated CALLs a charger's CALL calls for (CertificateSigned after an
+        # Accepted SignCertificate), by charger id, until the server takes them.
+        self._follow_ups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self._charger_actions = self.registry.known_actions("charger")
         self._handlers: dict[str, Callable[[ChargerRecord, dict[str, Any]], dict[str, Any]]] = {
             "Authorize": self._authorize,
@@ -101,12 +115,24 @@ class CentralSystem:
             "StartTransaction": self._start_transaction,
             "StatusNotification": self._status_notification,
             "StopTransaction": self._stop_transaction,
-            "LogStatusNotification": _empty,
-            "SecurityEventNotification": _empty,
-            "SignedFirmwareStatusNotification": self._firmware_status_notification,
-            # No certificate authority here: refuse CSRs, as 1.6 security whitepaper allows.
-            "SignCertificate": _rejected,
+            "LogStatusNotification": self._log_status_notification,
+            "SecurityEventNotification": self._security_event_notification,
+            "SignedFirmwareStatusNotification": self._signed_firmware_status_notification,
+            "SignCertificate": self._sign_certificate,
         }
+
+    @property
+    def certificate_authority(self) -> CertificateAuthority:
+        """The CA that signs CSRs; made on first use when none was given (an ECDSA P-256
+        key takes about a millisecond, but a CSMS that never sees a CSR needs none)."""
+        if self._authority is None:
+            self._authority = CertificateAuthority.generate()
+        return self._authority
+
+    def take_follow_ups(self, charger_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The CSMS-initiated CALLs (action, payload) owed to ``charger_id`` now, oldest
+        first; each is returned once."""
+        return self._follow_ups.pop(charger_id, [])
 
     # -- connection bookkeeping ------------------------------------------------------
 
@@ -237,13 +263,45 @@ class CentralSystem:
         record.firmware_history.append(payload["status"])
         return {}
 
+    # -- security whitepaper ---------------------------------------------------------
 
-def _empty(record: ChargerRecord, payload: dict[str, Any]) -> dict[str, Any]:
-    return {}
+    def _sign_certificate(self, record: ChargerRecord, payload: dict[str, Any]) -> dict[str, Any]:
+        """A02/A03: check and sign the CSR now (the CA's time is part of this CALL's
+        service), answer Accepted and owe the charger a CertificateSigned.req."""
+        record.csrs_received += 1
+        try:
+            chain = self.certificate_authority.sign_csr(
+                payload["csr"], expected_cn=record.charger_id
+            )
+        except CsrRejected as exc:
+            record.csrs_rejected += 1
+            record.last_csr_rejection = str(exc)
+            return {"status": "Rejected"}
+        record.certificates_issued += 1
+        self._follow_ups.setdefault(record.charger_id, []).append(
+            ("CertificateSigned", {"certificateChain": chain})
+        )
+        return {"status": "Accepted"}
 
+    def _security_event_notification(
+        self, record: ChargerRecord, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        events = record.security_events
+        events[payload["type"]] = events.get(payload["type"], 0) + 1
+        return {}
 
-def _rejected(record: ChargerRecord, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "Rejected"}
+    def _log_status_notification(
+        self, record: ChargerRecord, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        record.log_status = payload["status"]
+        record.log_history.append(payload["status"])
+        return {}
+
+    def _signed_firmware_status_notification(
+        self, record: ChargerRecord, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        record.signed_firmware_history.append(payload["status"])
+        return self._firmware_status_notification(record, payload)
 
 
 def _id_tag_info(tag: str, entry: IdTagEntry) -> dict[str, Any]:

@@ -10,7 +10,8 @@ unpacks into :meth:`ReferenceCsms.call` (one charger) and :meth:`ReferenceCsms.c
 
 Every CSMS-initiated operation of the five optional feature profiles of OCPP 1.6 has one
 (Firmware Management, Local Auth List Management, Reservation, Smart Charging, Remote
-Trigger); any other action goes through ``call`` with a hand-written payload.
+Trigger), and so has every CSMS call of the OCPP 1.6 security whitepaper (edition 3);
+any other action goes through ``call`` with a hand-written payload.
 
 **Scenarios.**  A scenario's ``[[csms.operations]]`` tables are run by
 :class:`OperationSchedule` while ``ocpp-fleet run`` drives a fleet against the embedded
@@ -21,6 +22,20 @@ attributes can be scheduled, whoever parsed it.
 A date-time field of the payload may be written ``"now"``, ``"now+900"`` or ``"now-60"``
 (seconds): it is filled in when the CALL is sent, so a reservation made 10 minutes into a
 run still expires in the future.
+
+**What the CSMS fills in** (security whitepaper): a scenario may leave out what only the
+CSMS's CA can produce, and the reference CSMS puts it in when the CALL is sent
+(:func:`csms_fills` lists it, :func:`fill_in` does it):
+
+* InstallCertificate without ``certificate``: the CA's certificate (M05), a root the
+  chargers can then check CertificateSigned chains and firmware signing certificates with;
+* DeleteCertificate without ``certificateHashData``: that certificate's hash data (M04);
+* SignedUpdateFirmware without ``firmware.signingCertificate`` and ``firmware.signature``
+  (both or neither): the CSMS downloads ``firmware.location`` (FTP) and signs the file
+  with its CA's Firmware Signing key (L01.FR.04, L01.FR.11).
+
+A scenario is checked before the run with stand-ins for these (:func:`with_placeholders`),
+so the rest of the payload still meets the action's schema.
 """
 
 from __future__ import annotations
@@ -33,13 +48,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import numpy as np
 
 from emulator.protocol.timefmt import format_timestamp
 
 if TYPE_CHECKING:
+    from emulator.csms.certificate_authority import CertificateAuthority
     from emulator.csms.server import ReferenceCsms
 
 __all__ = [
@@ -49,25 +65,49 @@ __all__ = [
     "OperationSchedule",
     "ScheduledCall",
     "cancel_reservation",
+    "certificate_signed",
     "clear_charging_profile",
+    "csms_fills",
+    "delete_certificate",
     "describe_answer",
+    "extended_trigger_message",
+    "fill_in",
+    "fleet_part",
     "get_composite_schedule",
     "get_diagnostics",
+    "get_installed_certificate_ids",
     "get_local_list_version",
+    "get_log",
+    "install_certificate",
     "materialize",
     "reserve_now",
     "select_targets",
     "send_local_list",
     "set_charging_profile",
+    "signed_update_firmware",
     "trigger_message",
     "update_firmware",
+    "with_placeholders",
 ]
 
 _log = logging.getLogger("emulator.csms")
 
 #: Fields of OCPP 1.6 CSMS-initiated requests whose schema type is a date-time.
 DATE_TIME_FIELDS: frozenset[str] = frozenset(
-    {"expiryDate", "retrieveDate", "startSchedule", "startTime", "stopTime", "validFrom", "validTo"}
+    {
+        "expiryDate",
+        "retrieveDate",
+        "startSchedule",
+        "startTime",
+        "stopTime",
+        "validFrom",
+        "validTo",
+        # security whitepaper: FirmwareType, LogParametersType
+        "installDateTime",
+        "latestTimestamp",
+        "oldestTimestamp",
+        "retrieveDateTime",
+    }
 )
 _RELATIVE = re.compile(r"^now(?:\s*(?P<sign>[+-])\s*(?P<seconds>\d+(?:\.\d+)?))?$")
 
@@ -103,8 +143,8 @@ class ScheduledCall(Protocol):
 
     @property
     def target(self) -> str | float | Sequence[int | str]:
-        """``"all"``, a share of the fleet in (0, 1], or charger numbers and/or ids
-        (:func:`select_targets`)."""
+        """``"all"``, ``"K/N"`` (the K-th of N parts of the fleet), a share of the fleet in
+        (0, 1], or charger numbers and/or ids (:func:`select_targets`)."""
         ...
 
     @property
@@ -264,6 +304,166 @@ def get_composite_schedule(
     return CsmsRequest("GetCompositeSchedule", payload)
 
 
+# ------------------------------------------------------------------ Security whitepaper
+
+
+def extended_trigger_message(requested: str, connector_id: int | None = None) -> CsmsRequest:
+    """ExtendedTriggerMessage.req (security whitepaper §5.5): BootNotification,
+    LogStatusNotification, FirmwareStatusNotification (a SignedFirmwareStatusNotification),
+    Heartbeat, MeterValues, SignChargePointCertificate (a SignCertificate, A02) or
+    StatusNotification."""
+    payload: dict[str, Any] = {"requestedMessage": requested}
+    _put(payload, "connectorId", connector_id)
+    return CsmsRequest("ExtendedTriggerMessage", payload)
+
+
+def certificate_signed(certificate_chain: str) -> CsmsRequest:
+    """CertificateSigned.req (§5.1): the charger's certificate and its CA's, PEM.  The
+    reference CSMS sends one by itself after each SignCertificate it accepts; this one is
+    for a chain of your own (e.g. one the charger must reject)."""
+    return CsmsRequest("CertificateSigned", {"certificateChain": certificate_chain})
+
+
+def install_certificate(certificate_type: str, certificate: str) -> CsmsRequest:
+    """InstallCertificate.req (§5.11): ``certificate_type`` CentralSystemRootCertificate or
+    ManufacturerRootCertificate, ``certificate`` PEM."""
+    return CsmsRequest(
+        "InstallCertificate", {"certificateType": certificate_type, "certificate": certificate}
+    )
+
+
+def delete_certificate(hash_data: Mapping[str, str]) -> CsmsRequest:
+    """DeleteCertificate.req (§5.3); ``hash_data`` as GetInstalledCertificateIds answers it
+    (:func:`emulator.csms.certificate_authority.certificate_hash_data` makes one)."""
+    return CsmsRequest("DeleteCertificate", {"certificateHashData": dict(hash_data)})
+
+
+def get_installed_certificate_ids(certificate_type: str) -> CsmsRequest:
+    """GetInstalledCertificateIds.req (§5.7)."""
+    return CsmsRequest("GetInstalledCertificateIds", {"certificateType": certificate_type})
+
+
+def signed_update_firmware(
+    *,
+    request_id: int,
+    location: str,
+    retrieve: Moment,
+    signing_certificate: str,
+    signature: str,
+    install: Moment | None = None,
+    retries: int | None = None,
+    retry_interval: int | None = None,
+) -> CsmsRequest:
+    """SignedUpdateFirmware.req (§5.21, L01): ``signature`` is base64 of the signature over
+    the whole file, verified with ``signing_certificate`` (PEM); a CertificateAuthority's
+    ``sign_firmware`` makes both."""
+    firmware: dict[str, Any] = {
+        "location": location,
+        "retrieveDateTime": _moment(retrieve),
+        "signingCertificate": signing_certificate,
+        "signature": signature,
+    }
+    _put(firmware, "installDateTime", None if install is None else _moment(install))
+    payload: dict[str, Any] = {"requestId": request_id, "firmware": firmware}
+    _put(payload, "retries", retries)
+    _put(payload, "retryInterval", retry_interval)
+    return CsmsRequest("SignedUpdateFirmware", payload)
+
+
+def get_log(
+    *,
+    log_type: str,
+    request_id: int,
+    location: str,
+    oldest: Moment | None = None,
+    latest: Moment | None = None,
+    retries: int | None = None,
+    retry_interval: int | None = None,
+) -> CsmsRequest:
+    """GetLog.req (§5.9, N01): ``log_type`` DiagnosticsLog or SecurityLog, uploaded to
+    ``location`` (an FTP directory, as for GetDiagnostics)."""
+    log: dict[str, Any] = {"remoteLocation": location}
+    _put(log, "oldestTimestamp", None if oldest is None else _moment(oldest))
+    _put(log, "latestTimestamp", None if latest is None else _moment(latest))
+    payload: dict[str, Any] = {"logType": log_type, "requestId": request_id, "log": log}
+    _put(payload, "retries", retries)
+    _put(payload, "retryInterval", retry_interval)
+    return CsmsRequest("GetLog", payload)
+
+
+# ------------------------------------------------------------------ what the CSMS fills in
+
+_SIGNATURE_FIELDS = ("signingCertificate", "signature")
+#: Stand-ins of the right type for the pre-run schema check (never sent).
+_PLACEHOLDER_HASH_DATA: Final = {
+    "hashAlgorithm": "SHA256",
+    "issuerNameHash": "0",
+    "issuerKeyHash": "0",
+    "serialNumber": "0",
+}
+
+
+def csms_fills(action: str, payload: Mapping[str, Any]) -> list[str]:
+    """The fields of ``payload`` the reference CSMS's CA will fill in, by path (``[]``: the
+    payload is sent as it is).  Raises ValueError for a SignedUpdateFirmware that gives
+    only one of signingCertificate and signature."""
+    if action == "InstallCertificate" and "certificate" not in payload:
+        return ["certificate"]
+    if action == "DeleteCertificate" and "certificateHashData" not in payload:
+        return ["certificateHashData"]
+    if action == "SignedUpdateFirmware" and isinstance(payload.get("firmware"), Mapping):
+        firmware = payload["firmware"]
+        missing = [name for name in _SIGNATURE_FIELDS if name not in firmware]
+        if len(missing) == 1:
+            given = next(name for name in _SIGNATURE_FIELDS if name in firmware)
+            raise ValueError(
+                f"firmware.{missing[0]}: give it with firmware.{given}, or leave both out "
+                "for the reference CSMS to sign the firmware"
+            )
+        return [f"firmware.{name}" for name in missing]
+    return []
+
+
+def with_placeholders(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` with stand-ins where the CSMS fills in (:func:`csms_fills`), for
+    checking the rest against the action's schema before the run."""
+    out = dict(payload)
+    for path in csms_fills(action, payload):
+        if path == "certificateHashData":
+            out[path] = dict(_PLACEHOLDER_HASH_DATA)
+        elif path.startswith("firmware."):
+            out["firmware"] = {**out["firmware"], path.removeprefix("firmware."): "-"}
+        else:
+            out[path] = "-"
+    return out
+
+
+async def fill_in(
+    action: str, payload: Mapping[str, Any], authority: CertificateAuthority
+) -> dict[str, Any]:
+    """``payload`` with what :func:`csms_fills` names produced by ``authority``.
+
+    Raises :class:`~emulator.csms.firmware_source.FirmwareFetchError` if the firmware to
+    sign cannot be downloaded (its message has no credentials)."""
+    out = dict(payload)
+    fills = csms_fills(action, payload)
+    if "certificate" in fills:
+        out["certificate"] = authority.root_pem
+    if "certificateHashData" in fills:
+        from emulator.csms.certificate_authority import certificate_hash_data
+
+        out["certificateHashData"] = certificate_hash_data(authority.root_pem)
+    if any(path.startswith("firmware.") for path in fills):
+        from emulator.csms.firmware_source import fetch_firmware
+
+        firmware = dict(out["firmware"])
+        signed = authority.sign_firmware(await fetch_firmware(str(firmware["location"])))
+        firmware["signingCertificate"] = signed.signing_certificate
+        firmware["signature"] = signed.signature
+        out["firmware"] = firmware
+    return out
+
+
 # ------------------------------------------------------------------ scenario operations
 
 
@@ -299,6 +499,20 @@ def materialize(payload: Any, now: float) -> Any:
     return payload
 
 
+_PART = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def fleet_part(target: str) -> tuple[int, int] | None:
+    """``(K, N)`` for a target ``"K/N"`` with 1 <= K <= N, else None.  Part K holds the
+    chargers ``(K-1)*size//N + 1`` to ``K*size//N`` by number: the N parts are disjoint,
+    cover the fleet and differ in size by at most one."""
+    match = _PART.match(target)
+    if match is None:
+        return None
+    k, n = int(match[1]), int(match[2])
+    return (k, n) if 1 <= k <= n else None
+
+
 def select_targets(
     target: str | float | Sequence[int | str],
     charger_ids: Sequence[str],
@@ -306,15 +520,22 @@ def select_targets(
 ) -> list[str]:
     """The charger ids an operation goes to.
 
-    ``"all"``: every charger.  A number in (0, 1]: that share of the fleet (at least one
+    ``"all"``: every charger.  ``"K/N"``: the K-th of N parts of the fleet in charger
+    order (:func:`fleet_part`), so N operations ``"1/N"`` ... ``"N/N"`` reach every charger
+    once, in waves.  A number in (0, 1]: that share of the fleet (at least one
     charger), drawn with ``rng``, in charger order.  A list: charger numbers (1 is the
     first charger, ``charger_ids[0]``) and/or charger ids; numbers beyond the fleet are
     skipped.
     """
     if isinstance(target, str):
-        if target != "all":
-            raise ValueError(f'target: expected "all", a share or a list, got {target!r}')
-        return list(charger_ids)
+        if target == "all":
+            return list(charger_ids)
+        part = fleet_part(target)
+        if part is None:
+            raise ValueError(f'target: expected "all", "K/N", a share or a list, got {target!r}')
+        k, n = part
+        size = len(charger_ids)
+        return list(charger_ids[(k - 1) * size // n : k * size // n])
     if isinstance(target, bool):
         raise ValueError(f"target: expected a share in (0, 1], got {target!r}")
     if isinstance(target, int | float):
@@ -472,6 +693,17 @@ class OperationSchedule:
         outcome = self.outcomes[index]
         payload = materialize(op.payload, self._wall())
         ids = list(targets)
+        if ids and csms_fills(op.action, payload):
+            try:
+                payload = await fill_in(op.action, payload, self.csms.central.certificate_authority)
+            except Exception as exc:  # e.g. the firmware to sign cannot be downloaded
+                from emulator.csms.firmware_source import FirmwareFetchError
+
+                reason = str(exc) if isinstance(exc, FirmwareFetchError) else type(exc).__name__
+                _log.error("! csms operation [%d] %s not sent: %s", index, op.action, reason)
+                outcome.runs += 1
+                outcome.answers[f"not sent: {reason}"] += len(ids)
+                return
         results = (
             await self.csms.call_all(
                 op.action, payload, charger_ids=ids, timeout=self.timeout, check_request=False

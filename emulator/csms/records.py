@@ -68,7 +68,24 @@ class ChargerRecord:
     diagnostics_status: str | None = None
     diagnostics_history: list[str] = field(default_factory=list)
     firmware_status: str | None = None
+    #: FirmwareStatusNotification and SignedFirmwareStatusNotification statuses, in order.
     firmware_history: list[str] = field(default_factory=list)
+    # Security whitepaper (edition 3); no key, CSR or certificate is kept here.
+    #: SignedFirmwareStatusNotification statuses only (L01), in order.
+    signed_firmware_history: list[str] = field(default_factory=list)
+    log_status: str | None = None
+    #: LogStatusNotification statuses (N01), in order.
+    log_history: list[str] = field(default_factory=list)
+    #: SecurityEventNotification.req per event type (A04); techInfo is not kept.
+    security_events: dict[str, int] = field(default_factory=dict)
+    #: SignCertificate.req received, answered Rejected (the CA refused the CSR), signed.
+    csrs_received: int = 0
+    csrs_rejected: int = 0
+    last_csr_rejection: str | None = None
+    certificates_issued: int = 0
+    #: The charger's answers to the CertificateSigned.req sent after a signed CSR: its
+    #: status, or what went wrong ("CALLERROR <code>", "not connected", "timeout").
+    certificate_signed_answers: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True, kw_only=True)

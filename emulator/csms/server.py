@@ -19,6 +19,14 @@ before its password is looked at, as a CSMS refuses ids it has not registered (S
 With ``service_time`` the CSMS has a known capacity: charger-initiated CALLs are served
 one at a time from a single FIFO queue (:mod:`emulator.csms.service`), while connections,
 reading and the CSMS's own calls go on. :attr:`ReferenceCsms.served` counts what it served.
+
+Security whitepaper (edition 3) A02/A03: a SignCertificate.req whose CSR the
+:class:`~emulator.csms.certificate_authority.CertificateAuthority` signs is answered
+Accepted, and the CertificateSigned.req with the chain follows as soon as the answer is
+out (through :meth:`ReferenceCsms.call`, so after any CSMS call already outstanding); the
+charger's answers are counted in its record. With ``ssl`` that requires client
+certificates, the CA's certificate is added to the trusted ones, so a charger may connect
+with the certificate it was just given.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import hmac
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from http import HTTPStatus
 from ssl import CERT_REQUIRED, SSLContext
 from types import TracebackType
@@ -44,6 +52,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Data, Subprotocol
 
 from emulator.csms.central_system import CentralSystem, DataTransferHandler, IdTagEntry
+from emulator.csms.certificate_authority import CertificateAuthority
 from emulator.csms.misbehaviour import (
     AnswerCallError,
     AnswerGarbage,
@@ -207,6 +216,7 @@ class ReferenceCsms:
         call_all_concurrency: int = 64,
         ssl: SSLContext | None = None,
         service_time: float | None = None,
+        certificate_authority: CertificateAuthority | None = None,
     ) -> None:
         if service_time is not None and not (0.0 < service_time and math.isfinite(service_time)):
             raise ValueError(f"service_time must be a positive number of seconds: {service_time}")
@@ -217,6 +227,7 @@ class ReferenceCsms:
             id_tags=id_tags,
             unknown_tag_status=unknown_tag_status,
             data_transfer_vendors=data_transfer_vendors,
+            certificate_authority=certificate_authority,
         )
         self.registry = self.central.registry
         self.call_timeout = call_timeout
@@ -259,6 +270,10 @@ class ReferenceCsms:
         if self._server is not None:
             raise RuntimeError("already started")
         self._debug = _log.isEnabledFor(logging.DEBUG)
+        if self._ssl is not None and self._ssl.verify_mode == CERT_REQUIRED:
+            # Certificates this CSMS's CA signs (CertificateSigned) must open profile 3
+            # connections too (A02.FR.08: the charger switches to them at once).
+            self._ssl.load_verify_locations(cadata=self.central.certificate_authority.root_pem)
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._started = self._loop.time()
@@ -716,6 +731,7 @@ class ReferenceCsms:
         hook = self.misbehave
         misbehaviour = hook(session.charger_id, call) if hook is not None else None
         reply: str | None
+        follow_ups: list[tuple[str, dict[str, Any]]] = []
         if type(misbehaviour) is AnswerCallError:
             self.central.count_call(session.record, call)
             reply = encode_error(call.unique_id, misbehaviour.code, misbehaviour.description)
@@ -723,6 +739,7 @@ class ReferenceCsms:
             try:
                 payload = self.central.handle_call(session.charger_id, call)
                 reply = encode_result(call.unique_id, payload)
+                follow_ups = self.central.take_follow_ups(session.charger_id)
             except RemoteProtocolError as exc:
                 reply = encode_error(call.unique_id, exc.code, exc.description, exc.details)
             except Exception:
@@ -741,23 +758,70 @@ class ReferenceCsms:
                         await session.ws.close(1011, "reference CSMS told to drop")
                     else:
                         session.ws.transport.abort()
+                    self._follow_up(session, follow_ups)  # counted as not connected
                     return
                 elif type(misbehaviour) is Delay:
-                    if session.closed:  # served after the charger went: nobody to answer
-                        return
-                    assert session.tasks is not None and reply is not None
-                    task = session.tasks.create_task(
-                        self._send_later(session, reply, misbehaviour.seconds)
+                    assert reply is not None
+                    self._in_session(
+                        session,
+                        self._send_later(session, reply, misbehaviour.seconds, follow_ups),
                     )
-                    session.delayed.add(task)
-                    task.add_done_callback(session.delayed.discard)
                     return
         if reply is not None:
             await self._send(session, reply)
+        self._follow_up(session, follow_ups)
 
-    async def _send_later(self, session: _Session, text: str, delay: float) -> None:
+    def _in_session(self, session: _Session, work: Coroutine[Any, Any, None]) -> bool:
+        """Run ``work`` as a task of the charger's connection, cancelled when it closes;
+        False (and ``work`` closed unrun) if the connection is already gone."""
+        if session.closed or session.tasks is None:  # served after the charger went
+            work.close()
+            return False
+        task = session.tasks.create_task(work)
+        session.delayed.add(task)
+        task.add_done_callback(session.delayed.discard)
+        return True
+
+    async def _send_later(
+        self,
+        session: _Session,
+        text: str,
+        delay: float,
+        follow_ups: list[tuple[str, dict[str, Any]]],
+    ) -> None:
         await asyncio.sleep(delay)
         await self._send(session, text)
+        self._follow_up(session, follow_ups)
+
+    def _follow_up(self, session: _Session, follow_ups: list[tuple[str, dict[str, Any]]]) -> None:
+        """Send the CALLs the answered CALL calls for (CertificateSigned.req after an
+        Accepted SignCertificate.req), each in its own task of the connection."""
+        for action, payload in follow_ups:
+            if not self._in_session(session, self._deliver(session, action, payload)):
+                _count(session.record.certificate_signed_answers, "not connected")
+
+    async def _deliver(self, session: _Session, action: str, payload: dict[str, Any]) -> None:
+        """One follow-up CALL; its outcome is counted, never raised (it would end the
+        connection's task group).  The payload is not logged: it may carry a certificate."""
+        answers = session.record.certificate_signed_answers
+        try:
+            answer = await self.call(session.charger_id, action, payload)
+        except CallErrorReceived as exc:
+            _count(answers, f"CALLERROR {exc.code}")
+        except ChargerNotConnected:
+            _count(answers, "not connected")
+        except TimeoutError:
+            _count(answers, "timeout")
+        except RemoteProtocolError:
+            _count(answers, "invalid answer")
+        except asyncio.CancelledError:
+            _count(answers, "not connected")  # the connection closed meanwhile
+            raise
+        except Exception as exc:
+            _log.error("! %s %s failed: %s", session.charger_id, action, type(exc).__name__)
+            _count(answers, type(exc).__name__)
+        else:
+            _count(answers, str(answer.get("status", "answered")))
 
     async def _send(self, session: _Session, text: str) -> None:
         if self._debug:
@@ -766,6 +830,10 @@ class ReferenceCsms:
             await session.ws.send(text)
         except ConnectionClosed:
             pass
+
+
+def _count(counts: dict[str, int], label: str) -> None:
+    counts[label] = counts.get(label, 0) + 1
 
 
 async def serve_forever(

@@ -348,7 +348,7 @@ class CsmsOperation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     at: NonNegative  # seconds after the run starts
     action: NonEmptyStr  # a CSMS-initiated OCPP 1.6 action
     payload: dict[str, Any] = {}
-    # "all", a share of the fleet in (0, 1], or an array of charger numbers and/or ids.
+    # "all", "K/N" (the K-th of N parts), a share in (0, 1], or an array of charger numbers/ids.
     target: str | float | tuple[int | str, ...] = "all"
     every: Positive | None = None  # repeat every so many seconds until the run ends
 
@@ -805,7 +805,7 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
 def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
     """``[[csms.operations]]``: a known CSMS action, a payload its OCPP 1.6 schema accepts
     (relative times filled in as if sent now), a target that can name chargers."""
-    from emulator.csms.operations import materialize
+    from emulator.csms.operations import fleet_part, materialize, with_placeholders
     from emulator.protocol.errors import RemoteProtocolError
     from emulator.protocol.schemas import CSMS_INITIATED, SchemaRegistry
 
@@ -824,7 +824,7 @@ def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
             )
             continue
         try:
-            payload = materialize(op.payload, 0.0)
+            payload = with_placeholders(op.action, materialize(op.payload, 0.0))
         except ValueError as exc:
             yield f"{at}.payload", str(exc)
             continue
@@ -835,9 +835,12 @@ def _check_csms(csms: CsmsSettings) -> Iterator[tuple[str, str]]:
             problem = exc.description.removeprefix(f"{op.action}.req: ")
             yield f"{at}.payload", f"{problem} (the OCPP 1.6 {op.action}.req schema)"
         target = op.target
-        expected = 'expected "all", a share from 0 to 1, or an array of charger numbers or ids'
+        expected = (
+            'expected "all", a share from 0 to 1, or an array of charger numbers or ids, '
+            'or "K/N" (the K-th of N parts of the fleet)'
+        )
         if isinstance(target, str):
-            if target != "all":
+            if target != "all" and fleet_part(target) is None:
                 yield f"{at}.target", f"{expected}, got {show(target)}"
         elif isinstance(target, float):
             if not 0 < target <= 1:

@@ -68,6 +68,32 @@ EXPECTED_STATUS = {
     "ClearChargingProfile": "Accepted",
 }
 
+#: What ocpp_lib_csms.py --security sends every booted charger after SEQUENCE.
+SECURITY_SEQUENCE = Counter(
+    {
+        "InstallCertificate": 1,
+        "GetInstalledCertificateIds": 1,
+        "ExtendedTriggerMessage": 7,
+        "CertificateSigned": 1,
+        "GetLog": 1,
+        "SignedUpdateFirmware": 1,
+        "DeleteCertificate": 1,
+    }
+)
+
+#: The status a charger with the security extension answers (security whitepaper): the
+#: CSMS's root installed, listed and deleted, every trigger and the signed chain accepted,
+#: the log upload and the (later) firmware update accepted.
+SECURITY_STATUS = {
+    "InstallCertificate": "Accepted",
+    "GetInstalledCertificateIds": "Accepted",
+    "ExtendedTriggerMessage": "Accepted",
+    "CertificateSigned": "Accepted",
+    "GetLog": "Accepted",
+    "SignedUpdateFirmware": "Accepted",
+    "DeleteCertificate": "Accepted",
+}
+
 #: Every charger-initiated message of the Core profile that the scenario produces.
 CHARGER_CALLS = (
     "BootNotification",
@@ -207,7 +233,7 @@ class FleetRun:
     seconds: float
 
 
-def run_fleet(url: str, workdir: Path) -> FleetRun:
+def run_fleet(url: str, workdir: Path, scenario: Path = SCENARIO) -> FleetRun:
     """``ocpp-fleet run`` against ``url`` with the compat scenario, as a user runs it."""
     report = workdir / "summary.json"
     started = time.monotonic()
@@ -220,7 +246,7 @@ def run_fleet(url: str, workdir: Path) -> FleetRun:
             "--csms-url",
             url,
             "--scenario",
-            str(SCENARIO),
+            str(scenario),
             "--chargers",
             str(CHARGERS),
             "--duration",
@@ -402,4 +428,50 @@ def assert_compatible(events: list[dict[str, Any]], fleet: FleetRun) -> dict[str
         "csms_calls": len(calls),
         "charger_calls": sum(seen.values()),
         "fleet_seconds": round(fleet.seconds, 1),
+    }
+
+
+def security_scenario(workdir: Path) -> Path:
+    """The compat scenario with the security extension on in every model (and a CpoName
+    for the chargers' CSRs, A02.FR.13)."""
+    lines = []
+    for line in SCENARIO.read_text().splitlines():
+        lines.append(line)
+        if line.startswith("name = ") and lines[-2:-1] == ["[[models]]"]:
+            lines.append("security_extension = true")
+        elif line == "[models.configuration]":
+            lines.append('CpoName = "Compat CPO"')
+    path = workdir / "compat-security.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def assert_security_extension(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every booted charger went through the extension's CSMS calls with the whitepaper's
+    answers, sent a CSR for its own id that the CSMS signed, and reported its start-up as
+    a security event (A04); the run's other checks are assert_compatible's."""
+    ours = [e for e in events if e.get("charger") != PROBE]
+    booted = {e["charger"] for e in ours if e["event"] == "boot"}
+    calls = [e for e in ours if e["event"] == "csms_call"]
+    for charger in booted:
+        mine = Counter(c["action"] for c in calls if c["charger"] == charger)
+        assert mine & SECURITY_SEQUENCE == SECURITY_SEQUENCE, (charger, dict(mine))
+    for c in calls:
+        if c["action"] in SECURITY_STATUS:
+            assert c["response"].get("status") == SECURITY_STATUS[c["action"]], c
+        if c["action"] == "GetInstalledCertificateIds":
+            assert c["response"]["certificateHashData"], c
+    csrs = [e for e in ours if e["event"] == "csr"]
+    assert {e["charger"] for e in csrs} == booted, _show(csrs)
+    assert all(e["signed"] and e["cn"] == e["charger"] for e in csrs), _show(csrs)
+    missing = [e for e in ours if e["event"] in ("csr_missing", "installed_root_missing")]
+    assert not missing, _show(missing)
+    started = {e["charger"] for e in ours if e["event"] == "security_event"
+               and e["type"] == "StartupOfTheDevice"}  # fmt: skip
+    assert started == booted, f"no StartupOfTheDevice from {sorted(booted - started)}"
+    uploads = [e for e in ours if e["event"] == "log_status" and e["requestId"] == 41]
+    assert {e["charger"] for e in uploads if e["status"] == "Uploaded"} == booted, _show(uploads)
+    return {
+        "csrs_signed": len(csrs),
+        "security_events": sum(1 for e in ours if e["event"] == "security_event"),
     }

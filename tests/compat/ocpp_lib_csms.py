@@ -15,6 +15,19 @@ the OCPP 1.6 JSON schemas it ships (Draft 4, ``additionalProperties: false``; it
 check ``format``, so timestamps are checked as strings only).  ``main`` refuses to start if
 a handler skips validation.
 
+With ``--security`` it also works the OCPP 1.6 security whitepaper's extension (the
+``ocpp`` package ships its schemas and validates them like the rest): it answers
+SignCertificate by signing the CSR with its own CA (made at start, ECDSA P-256, with
+``cryptography``; not ocpp-fleet's) and sending CertificateSigned, answers
+SecurityEventNotification, SignedFirmwareStatusNotification and LogStatusNotification, and
+after ``SEQUENCE`` sends ``security_sequence``: InstallCertificate of its root,
+GetInstalledCertificateIds, ExtendedTriggerMessage of every requestedMessage (with
+SignChargePointCertificate it waits for the CSR and its CertificateSigned), GetLog to its
+own FTP server (pyftpdlib, 127.0.0.1), SignedUpdateFirmware of a file on that server
+signed by its CA, retrieved an hour later (no reboot during the run), and DeleteCertificate
+of the root it installed.  Extra events: ``csr`` (SignCertificate: its CN and whether it
+was signed), ``security_event`` (the type), ``log_status``, ``signed_firmware_status``.
+
 Everything it sees is printed on stdout, one JSON object a line (``"event"`` says what):
 ``listening`` (the port), ``connected``, ``disconnected``, ``call`` (a charger's CALL),
 ``boot``, ``start``, ``stop``, ``csms_call`` (one of our calls and its outcome: ``ok``,
@@ -35,22 +48,33 @@ import json
 import signal
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ocpp.exceptions import OCPPError
 from ocpp.messages import MessageType, unpack
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
-from ocpp.v16.datatypes import ChargingProfile, ChargingSchedule, ChargingSchedulePeriod, IdTagInfo
+from ocpp.v16.datatypes import (
+    CertificateHashData,
+    ChargingProfile,
+    ChargingSchedule,
+    ChargingSchedulePeriod,
+    Firmware,
+    IdTagInfo,
+    LogParameters,
+)
 from ocpp.v16.enums import (
     Action,
     AuthorizationStatus,
     AvailabilityType,
+    CertificateUse,
     ChargingProfileKindType,
     ChargingProfilePurposeType,
     ChargingRateUnitType,
     DataTransferStatus,
+    GenericStatus,
+    Log,
     MessageTrigger,
     RegistrationStatus,
 )
@@ -67,6 +91,18 @@ PROFILE_ID = 77
 #: (10.1 / 0.1 == 100.99999999999999): the charger's GetCompositeSchedule answer carries it
 #: back, and a validator that checks ``multipleOf`` by float division refuses it.
 PROFILE_LIMIT = 10.1
+
+#: ExtendedTriggerMessage's requestedMessage values (security whitepaper §6.16).
+EXTENDED_TRIGGERS = (
+    MessageTrigger.boot_notification,
+    MessageTrigger.log_status_notification,
+    MessageTrigger.firmware_status_notification,
+    MessageTrigger.heartbeat,
+    MessageTrigger.meter_values,
+    MessageTrigger.sign_charge_point_certificate,
+    MessageTrigger.status_notification,
+)
+FIRMWARE = b"compat firmware image\n" * 512
 
 _transaction_ids = itertools.count(1)
 
@@ -90,11 +126,133 @@ def now_with_offset() -> str:
     return datetime.now(UTC).isoformat()
 
 
+class CompatCa:
+    """A CPO root made at start, signing CSRs and firmware (independent of ocpp-fleet's)."""
+
+    def __init__(self) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "compat CSMS root")])
+        now = datetime.now(UTC)
+        self.root = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+        self.signer_key = ec.generate_private_key(ec.SECP256R1())
+        self.signer = self.issue(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "compat firmware signing")]),
+            self.signer_key.public_key(),
+        )
+
+    def issue(self, subject: Any, public_key: Any) -> Any:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        now = datetime.now(UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.root.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+
+    def sign_csr(self, csr_pem: str) -> tuple[str | None, str]:
+        """(the PEM chain, the CN) or (None, why) for a CSR that does not verify."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem.encode())
+        except ValueError:
+            return None, "unparsable"
+        if not csr.is_signature_valid:
+            return None, "bad signature"
+        names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common_name = str(names[0].value) if names else ""
+        return pem(self.issue(csr.subject, csr.public_key())) + pem(self.root), common_name
+
+    def sign_firmware(self, data: bytes) -> str:
+        import base64
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        return base64.b64encode(self.signer_key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def pem(certificate: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return str(certificate.public_bytes(serialization.Encoding.PEM).decode())
+
+
+class FtpSite:
+    """A pyftpdlib server on 127.0.0.1 in a thread: log uploads land, firmware is fetched."""
+
+    def __init__(self, root: str) -> None:
+        import threading
+
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.handlers import FTPHandler
+        from pyftpdlib.servers import FTPServer
+
+        authorizer = DummyAuthorizer()
+        authorizer.add_user("compat", "compat-pw", root, perm="elradfmwMT")
+        handler = type("Handler", (FTPHandler,), {"authorizer": authorizer, "banner": "compat"})
+        self._server = FTPServer(("127.0.0.1", 0), handler)
+        self.port = self._server.socket.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._server.ioloop.loop(timeout=0.05, blocking=False)
+        self._server.close_all()
+
+    def url(self, path: str) -> str:
+        return f"ftp://compat:compat-pw@127.0.0.1:{self.port}/{path}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Security:
+    """What ``--security`` adds: the CA and the FTP site every connection shares."""
+
+    def __init__(self, root: str) -> None:
+        with open(f"{root}/firmware.bin", "wb") as out:
+            out.write(FIRMWARE)
+        self.ca = CompatCa()
+        self.ftp = FtpSite(root)
+
+
 class CompatChargePoint(ChargePoint):
     """The CSMS's side of one charger's connection."""
 
+    security: Security | None = None  # set by main with --security
+
     def __init__(self, charger_id: str, connection: ServerConnection) -> None:
         super().__init__(charger_id, connection, response_timeout=CALL_TIMEOUT)
+        self._chains: asyncio.Queue[str] = asyncio.Queue()
+        self.certificate_signed: asyncio.Task[Any] | None = None
         self._answers: dict[str, Any] = {}  # raw CALLRESULT payloads by unique id
         self._sent: set[str] = set()  # unique ids of the CALLs we sent
         self._remote_starts: dict[str, asyncio.Future[int]] = {}
@@ -216,6 +374,77 @@ class CompatChargePoint(ChargePoint):
     async def on_firmware_status(self, **kw: Any) -> Any:
         return call_result.FirmwareStatusNotification()
 
+    # ------------------------------------------------------- security whitepaper (edition 3)
+
+    @on(Action.sign_certificate)
+    async def on_sign_certificate(self, csr: str, **kw: Any) -> Any:
+        if self.security is None:
+            emit("csr", charger=self.id, signed=False, cn=None)
+            return call_result.SignCertificate(status=GenericStatus.rejected)
+        chain, common_name = self.security.ca.sign_csr(csr)
+        emit("csr", charger=self.id, signed=chain is not None, cn=common_name)
+        if chain is None:
+            return call_result.SignCertificate(status=GenericStatus.rejected)
+        self._chains.put_nowait(chain)
+        return call_result.SignCertificate(status=GenericStatus.accepted)
+
+    @on(Action.security_event_notification)
+    async def on_security_event(self, type: str, timestamp: str, **kw: Any) -> Any:
+        emit("security_event", charger=self.id, type=type)
+        return call_result.SecurityEventNotification()
+
+    @on(Action.log_status_notification)
+    async def on_log_status(self, status: str, **kw: Any) -> Any:
+        emit("log_status", charger=self.id, status=status, requestId=kw.get("request_id"))
+        return call_result.LogStatusNotification()
+
+    @on(Action.signed_firmware_status_notification)
+    async def on_signed_firmware_status(self, status: str, **kw: Any) -> Any:
+        emit("signed_firmware_status", charger=self.id, status=status)
+        return call_result.SignedFirmwareStatusNotification()
+
+    async def run_security_sequence(self) -> None:
+        """The extension's CSMS calls, each once (ExtendedTriggerMessage once per value)."""
+        assert self.security is not None
+        ca, ftp = self.security.ca, self.security.ftp
+        root = pem(ca.root)
+        root_type = CertificateUse.central_system_root_certificate
+        await self.ask(call.InstallCertificate(certificate_type=root_type, certificate=root))
+        installed = await self.ask(call.GetInstalledCertificateIds(certificate_type=root_type))
+        for requested in EXTENDED_TRIGGERS:
+            answer = await self.ask(call.ExtendedTriggerMessage(requested_message=requested))
+            if requested == MessageTrigger.sign_charge_point_certificate and answer:
+                try:  # A02: the CSR follows the answer; its chain goes back signed
+                    chain = await asyncio.wait_for(self._chains.get(), CALL_TIMEOUT)
+                except TimeoutError:
+                    emit("csr_missing", charger=self.id)
+                else:
+                    await self.ask(call.CertificateSigned(certificate_chain=chain))
+        now = datetime.now(UTC)
+        await self.ask(
+            call.GetLog(
+                log=LogParameters(remote_location=ftp.url("logs/")),
+                log_type=Log.security_log,
+                request_id=41,
+            )
+        )
+        await self.ask(
+            call.SignedUpdateFirmware(
+                request_id=42,
+                firmware=Firmware(
+                    location=ftp.url("firmware.bin"),
+                    retrieve_date_time=(now + timedelta(hours=1)).isoformat(),
+                    signing_certificate=pem(ca.signer),
+                    signature=ca.sign_firmware(FIRMWARE),
+                ),
+            )
+        )
+        ours = _hash_data_of(root, (installed or {}).get("certificateHashData") or [])
+        if ours is not None:
+            await self.ask(call.DeleteCertificate(certificate_hash_data=ours))
+        else:
+            emit("installed_root_missing", charger=self.id, installed=installed)
+
     # --------------------------------------------------------------- CSMS-initiated calls
 
     async def ask(self, payload: Any) -> dict[str, Any] | None:
@@ -287,6 +516,8 @@ class CompatChargePoint(ChargePoint):
         with contextlib.suppress(ConnectionClosed):
             for payload in sequence():
                 await self.ask(payload)
+            if self.security is not None:
+                await self.run_security_sequence()
             transaction_id = await self.remote_start()
             if transaction_id is not None:
                 await asyncio.sleep(1.0)
@@ -353,6 +584,23 @@ def sequence() -> list[Any]:
     ]
 
 
+def _hash_data_of(root_pem: str, listed: list[dict[str, Any]]) -> CertificateHashData | None:
+    """The charger's hash data of our root, found by its serial number (M04.FR.07: delete
+    with the hash algorithm it was installed with, so take the charger's entry as is)."""
+    from cryptography import x509
+
+    serial = f"{x509.load_pem_x509_certificate(root_pem.encode()).serial_number:X}"
+    for entry in listed:
+        if str(entry.get("serialNumber", "")).upper().lstrip("0") == serial.lstrip("0"):
+            return CertificateHashData(
+                hash_algorithm=entry["hashAlgorithm"],
+                issuer_name_hash=entry["issuerNameHash"],
+                issuer_key_hash=entry["issuerKeyHash"],
+                serial_number=entry["serialNumber"],
+            )
+    return None
+
+
 def check_validation_is_on() -> None:
     """Refuse to run if any handler was registered with ``skip_schema_validation``."""
     for name in dir(CompatChargePoint):
@@ -382,8 +630,17 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--security", action="store_true", help="also drive the security whitepaper's calls"
+    )
     args = parser.parse_args()
     check_validation_is_on()
+    site = None
+    if args.security:
+        import tempfile
+
+        site = tempfile.TemporaryDirectory(prefix="compat-ftp-")
+        CompatChargePoint.security = Security(site.name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -393,6 +650,10 @@ async def main() -> int:
     ) as server:
         emit("listening", port=server.sockets[0].getsockname()[1])
         await stop.wait()
+    if CompatChargePoint.security is not None:
+        CompatChargePoint.security.ftp.close()
+    if site is not None:
+        site.cleanup()
     emit("stopped")
     return 0
 
