@@ -9,9 +9,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
-from emulator.fleet.scenario import ScenarioError, load_scenario
 from tests.compat.compat_support import (
     COMPAT,
     assert_compatible,
@@ -35,22 +32,12 @@ def test_a_fleet_runs_clean_against_an_ocpp_library_csms(tmp_path: Path) -> None
     print(f"ocpp library CSMS: {figures}")
 
 
-def _chargers_know_the_security_extension(workdir: Path) -> bool:
-    try:
-        load_scenario(security_scenario(workdir))
-    except ScenarioError as exc:
-        return "security_extension" not in str(exc)
-    return True
-
-
 def test_a_security_extension_fleet_runs_clean_against_an_ocpp_library_csms(
     tmp_path: Path,
 ) -> None:
     """The security whitepaper's calls both ways, the library validating every frame:
     CSRs signed, chains accepted, roots installed, listed and deleted, a security log
     uploaded by FTP, a signed firmware update accepted, every ExtendedTriggerMessage."""
-    if not _chargers_know_the_security_extension(tmp_path):
-        pytest.skip("needs the charger side: [[models]] security_extension (remove at merge)")
     argv = [sys.executable, str(COMPAT / "ocpp_lib_csms.py"), "--port", "0", "--security"]
     with running_csms(argv, tmp_path) as csms:
         frames = probe(csms.url)

@@ -333,18 +333,6 @@ def test_the_renewal_scenario_asks_every_charger_once_in_ten_waves() -> None:
     )
 
 
-def _knows_security_extension() -> bool:
-    try:
-        load_scenario(ROOT / "scenarios" / "certificate-renewal.toml")
-    except ScenarioError as exc:
-        return "security_extension" not in str(exc)
-    return True
-
-
-@pytest.mark.skipif(
-    not _knows_security_extension(),
-    reason="needs the charger side: [[models]] security_extension (remove at merge)",
-)
 def test_the_renewal_scenario_loads_with_its_security_extension_models() -> None:
     scenario = load_scenario(ROOT / "scenarios" / "certificate-renewal.toml")
     assert all(getattr(model, "security_extension", False) for model in scenario.models)
