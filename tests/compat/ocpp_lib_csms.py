@@ -49,6 +49,7 @@ import signal
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ocpp.exceptions import OCPPError
@@ -212,6 +213,7 @@ class FtpSite:
         from pyftpdlib.handlers import FTPHandler
         from pyftpdlib.servers import FTPServer
 
+        Path(root, "logs").mkdir(exist_ok=True)  # where GetLog uploads go
         authorizer = DummyAuthorizer()
         authorizer.add_user("compat", "compat-pw", root, perm="elradfmwMT")
         handler = type("Handler", (FTPHandler,), {"authorizer": authorizer, "banner": "compat"})

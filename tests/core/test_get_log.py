@@ -21,8 +21,14 @@ MakeCsms = Callable[..., FakeCsms]
 
 @pytest.fixture
 def ext(make_csms: MakeCsms) -> FakeCsms:
-    """A charger model with the security extension, booted and idle."""
-    return make_csms(security_extension=True)
+    """A charger model with the security extension, booted and idle; its power-on's
+    StartupOfTheDevice event forgotten (tests/core/test_security_extension.py has it)."""
+    csms = make_csms(security_extension=True)
+    assert [p["type"] for p in csms.payloads("SecurityEventNotification")] == [
+        "StartupOfTheDevice"
+    ]
+    csms.sent = [s for s in csms.sent if s.action != "SecurityEventNotification"]
+    return csms
 
 
 def get_log(
@@ -75,6 +81,7 @@ def test_get_log_uploads_the_security_log_and_reports_uploading_then_uploaded(
     assert (job.url, job.filename) == (UPLOAD_TO, answer["filename"])
     lines = job.data.decode().splitlines()
     assert lines == [
+        "2026-01-01T00:00:00Z StartupOfTheDevice",
         "2026-01-01T00:00:00Z SettingSystemTime clock stepped 12 s",
         "2026-01-01T00:01:00Z ReconfigurationOfSecurityParameters SecurityProfile 2",
     ]
@@ -107,7 +114,8 @@ def test_oldest_and_latest_timestamps_select_security_events(ext: FakeCsms) -> N
 def test_get_log_without_log_lines_in_the_period_is_rejected_without_a_file(
     ext: FakeCsms,
 ) -> None:
-    assert get_log(ext) == {"status": "Rejected"}  # no security event yet
+    # Only the power-on's StartupOfTheDevice so far, at T0: none in a period after it.
+    assert get_log(ext, oldest=T0 + 1) == {"status": "Rejected"}
     some_security_events(ext)
     assert get_log(ext, oldest=T0 + 3600) == {"status": "Rejected"}
     assert ext.transfers == [] and log_statuses(ext) == []

@@ -33,8 +33,14 @@ MakeCsms = Callable[..., FakeCsms]
 
 @pytest.fixture
 def ext(make_csms: MakeCsms) -> FakeCsms:
-    """A charger model with the security extension, booted and idle."""
-    return make_csms(security_extension=True, firmware_install_seconds=5.0)
+    """A charger model with the security extension, booted and idle; its power-on's
+    StartupOfTheDevice event forgotten (tests/core/test_security_extension.py has it)."""
+    csms = make_csms(security_extension=True, firmware_install_seconds=5.0)
+    assert [p["type"] for p in csms.payloads("SecurityEventNotification")] == [
+        "StartupOfTheDevice"
+    ]
+    csms.sent = [s for s in csms.sent if s.action != "SecurityEventNotification"]
+    return csms
 
 
 def signed_update(
@@ -69,8 +75,16 @@ def request_ids(csms: FakeCsms) -> set[int]:
     return {p["requestId"] for p in csms.payloads("SignedFirmwareStatusNotification")}
 
 
+LIFECYCLE = ("StartupOfTheDevice", "ResetOrReboot")  # every power-on and restart has them
+
+
 def security_events(csms: FakeCsms) -> list[str]:
-    return [p["type"] for p in csms.payloads("SecurityEventNotification")]
+    """The security events the firmware work raised (not the power-on's and restarts')."""
+    return [
+        p["type"]
+        for p in csms.payloads("SecurityEventNotification")
+        if p["type"] not in LIFECYCLE
+    ]
 
 
 def download(csms: FakeCsms) -> FtpDownload:
@@ -192,10 +206,12 @@ def test_a_bad_signing_certificate_is_answered_invalid_certificate_with_a_securi
             "signature": signing_certificate().sign(IMAGE),
         },
     }
+    answered_at = ext.now
     assert ext.call("SignedUpdateFirmware", payload) == {"status": "InvalidCertificate"}
+    ext.advance(1)  # the event goes out with the transaction messages, after the answer
     (event,) = ext.payloads("SecurityEventNotification")
     assert event["type"] == "InvalidFirmwareSigningCertificate"
-    assert reason in event["techInfo"] and event["timestamp"] == format_timestamp(ext.now)
+    assert reason in event["techInfo"] and event["timestamp"] == format_timestamp(answered_at)
     assert ext.transfers == [] and statuses(ext) == []
     assert ext.wb.firmware.signed_update is None
     security_log = ext.wb.firmware.security_log
@@ -260,6 +276,7 @@ def test_a_signature_that_does_not_verify_ends_in_invalid_signature_with_a_secur
 def test_a_download_without_a_digest_cannot_be_verified(ext: FakeCsms) -> None:
     signed_update(ext)
     ext.finish_transfer(download(ext).job_id)  # a transport that did not hash the file
+    ext.advance(1)
     assert statuses(ext)[-1] == "InvalidSignature"
     assert security_events(ext) == ["InvalidFirmwareSignature"]
 

@@ -130,7 +130,7 @@ def test_a_signed_firmware_is_downloaded_verified_and_installed(ftp_root: Path) 
                 assert record.boot_payload is not None
                 assert record.boot_payload["firmwareVersion"] == "1.10.0"
                 await eventually(
-                    lambda: record.action_counts.get("SecurityEventNotification") == 1,
+                    lambda: "FirmwareUpdated" in record.security_events,
                     10,
                     "the FirmwareUpdated security event",
                 )
