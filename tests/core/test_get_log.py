@@ -24,9 +24,7 @@ def ext(make_csms: MakeCsms) -> FakeCsms:
     """A charger model with the security extension, booted and idle; its power-on's
     StartupOfTheDevice event forgotten (tests/core/test_security_extension.py has it)."""
     csms = make_csms(security_extension=True)
-    assert [p["type"] for p in csms.payloads("SecurityEventNotification")] == [
-        "StartupOfTheDevice"
-    ]
+    assert [p["type"] for p in csms.payloads("SecurityEventNotification")] == ["StartupOfTheDevice"]
     csms.sent = [s for s in csms.sent if s.action != "SecurityEventNotification"]
     return csms
 

@@ -36,9 +36,7 @@ def ext(make_csms: MakeCsms) -> FakeCsms:
     """A charger model with the security extension, booted and idle; its power-on's
     StartupOfTheDevice event forgotten (tests/core/test_security_extension.py has it)."""
     csms = make_csms(security_extension=True, firmware_install_seconds=5.0)
-    assert [p["type"] for p in csms.payloads("SecurityEventNotification")] == [
-        "StartupOfTheDevice"
-    ]
+    assert [p["type"] for p in csms.payloads("SecurityEventNotification")] == ["StartupOfTheDevice"]
     csms.sent = [s for s in csms.sent if s.action != "SecurityEventNotification"]
     return csms
 
@@ -81,9 +79,7 @@ LIFECYCLE = ("StartupOfTheDevice", "ResetOrReboot")  # every power-on and restar
 def security_events(csms: FakeCsms) -> list[str]:
     """The security events the firmware work raised (not the power-on's and restarts')."""
     return [
-        p["type"]
-        for p in csms.payloads("SecurityEventNotification")
-        if p["type"] not in LIFECYCLE
+        p["type"] for p in csms.payloads("SecurityEventNotification") if p["type"] not in LIFECYCLE
     ]
 
 
