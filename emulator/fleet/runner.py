@@ -227,8 +227,7 @@ class Fleet:
     def _model_for(self, number: int, drawn: ChargerModel) -> ChargerModel:
         """Charger ``number``'s model: the one its identities row names, else ``drawn``
         (the scenario's mix), with the scenario's security profile and what a raise of it
-        may use (Security Whitepaper A05).  Wallboxes of one
-        model share one instance."""
+        may use (Security Whitepaper A05).  Wallboxes of one model share one instance."""
         identities = self.scenario.identities
         name = None if identities is None else identities.model_of(number)
         profile = self.scenario.security.profile
