@@ -190,12 +190,14 @@ def phase_rotation(raw: str, config: Configuration) -> str:
 
 
 def _raise_only(raw: str, config: Configuration) -> str:
-    """SecurityProfile may only be raised (Security Whitepaper §2.5), 0-3."""
+    """SecurityProfile may only be raised, up to 3 (Security Whitepaper §7.6; A05.FR.01:
+    a value "lower or equal to the current value" is Rejected).  What the new profile
+    needs is checked by the charger (emulator.core.security_profile)."""
     value = _parse_int(raw)
     current = config.get_int("SecurityProfile")
-    if not current <= value <= 3:
+    if not current < value <= 3:
         raise ConfigurationValueError(
-            f"{value}: the profile can only be raised, from {current} to 3"
+            f"{value}: the profile can only be raised, from {current} to at most 3"
         )
     return str(value)
 
@@ -639,16 +641,22 @@ class Configuration:
         except ConfigurationValueError as exc:
             self.last_rejection = f"{key}: {exc}"
             return ConfigurationStatus.REJECTED
+        self.restore(key, canonical)
+        return ConfigurationStatus.ACCEPTED
+
+    def restore(self, key: str, value: str) -> None:
+        """Set ``key`` back to ``value`` without ChangeConfiguration's checks: a value the
+        charger itself decides (a SecurityProfile raise it refuses or falls back from,
+        Security Whitepaper A05.FR.02-04 and A05.FR.08)."""
         if self._own:
-            self._values[key] = canonical
-        elif canonical == self._values[key]:
+            self._values[key] = value
+        elif value == self._values[key]:
             if self._changed is not None:
                 self._changed.pop(key, None)
         elif self._changed is None:
-            self._changed = {key: canonical}
+            self._changed = {key: value}
         else:
-            self._changed[key] = canonical
-        return ConfigurationStatus.ACCEPTED
+            self._changed[key] = value
 
     def get_configuration(self, keys: Iterable[str] | None) -> tuple[list[KeyValue], list[str]]:
         """GetConfiguration (OCPP 1.6 §5.8): known keys, then unknown ones."""

@@ -16,6 +16,9 @@ happened:
   run by the I/O layer, online or not, and reported back with ``transfer_done``;
 * :class:`ClientCertificate`: the charger's new certificate chain and its key, for its
   TLS connections from now on (security profile 3; Security Whitepaper A02);
+* :class:`UseSecurityProfile`: connect with this security profile from now on; when
+  connected, close (1000) once the answers are out and connect again at once (a
+  SecurityProfile raise, or its fallback);
 * :class:`Event`: what happened, for the session behaviour and the fleet (a boot was
   accepted, a transaction started, a connector's status changed...).
 
@@ -98,10 +101,30 @@ class ClientCertificate:
     private_key: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class UseSecurityProfile:
+    """Connect with security profile ``profile`` (Security Whitepaper §2) from now on.
+
+    A05 (Upgrade Charge Point Security Profile), steps 4-6: after the Accepted answer the
+    charger disconnects and connects with the new profile (A05.FR.06/07); when it cannot,
+    it falls back to the previous one (A05.FR.08), which is this effect again with the old
+    profile.  The I/O layer knows how: ``ws://`` and Basic authentication for 1, ``wss://``
+    and Basic for 2, ``wss://`` and the client certificate for 3.  An open connection is
+    closed (1000) once the frames the link has to send now are out, and the charger
+    connects again at once; offline, the next connection uses it.  Not a restart, as
+    :class:`Reconnect`.  ``central_system_roots``: the CentralSystemRootCertificates the
+    charger has installed (PEM, M05), trusted for the CSMS's TLS certificate besides the
+    fleet's CA file."""
+
+    profile: int
+    central_system_roots: tuple[str, ...] = ()
+
+
 Effect = (
     SendPing
     | Reboot
     | Reconnect
+    | UseSecurityProfile
     | FtpUpload
     | FtpDownload
     | CancelTransfer

@@ -64,6 +64,12 @@ class ChargerModel:
     # messages and their configuration keys.  Off: those CALLs are answered NotSupported
     # and nothing of it is sent, as by the reference charger.
     security_extension: bool = False
+    # What the fleet holds for a SecurityProfile raise (Security Whitepaper A05.FR.02-04;
+    # emulator.core.security_profile): a Basic password for every charger, a CA file for
+    # the CSMS's TLS certificate, a factory client certificate for every charger.
+    fleet_password: bool = False
+    fleet_ca: bool = False
+    fleet_client_certificates: bool = False
     # Firmware Management (emulator.core.firmware): the FirmwareStatusNotification set,
     # the share of UpdateFirmware requests whose download / installation fails (drawn per
     # request from the wallbox's seeded generator) and how long installing takes.
@@ -71,6 +77,3 @@ class ChargerModel:
     firmware_download_failure_share: float = 0.0
     firmware_install_failure_share: float = 0.0
     firmware_install_seconds: float = 5.0
-    # OCPP 1.6 Security Whitepaper edition 3, "Improved security for OCPP 1.6-J": off, the
-    # charger answers the whitepaper's CSMS calls NotSupported (the reference charger).
-    security_extension: bool = False

@@ -42,6 +42,9 @@ from emulator.core.model import ChargerModel, Variant
 from emulator.core.outbox import Message, Outbox, OutgoingCall
 from emulator.core.reservation import Reservations
 from emulator.core.rng import deferred
+from emulator.core.security_profile import ProfileRaise
+from emulator.core.security_profile import connect_failed as _profile_connect_failed
+from emulator.core.security_profile import connected as _profile_connected
 from emulator.core.signed_firmware import SecureFirmwareManagement
 from emulator.core.smart_charging import (
     Capabilities,
@@ -103,6 +106,7 @@ class Wallbox:
         "next_ping_at",
         "online",
         "outbox",
+        "profile_raise",
         "reboot_deadline",
         "reboot_seconds",
         "registration",
@@ -203,6 +207,8 @@ class Wallbox:
         # InstallCertificate), so a wallbox that never needs one pays one slot.
         self.certificates: CertificateStore | None = None
         self._connect_failure: str | None = None  # the last one reported as an event
+        # A SecurityProfile raise not yet confirmed by a connection (A05).
+        self.profile_raise: ProfileRaise | None = None
         self.security_event("StartupOfTheDevice", now)
         # Reservation (ReserveNow, CancelReservation): see the section below.
         self.reservations = Reservations()
@@ -218,6 +224,7 @@ class Wallbox:
         self.online = True
         self._connect_failure = None
         self.log(now, "websocket connected")
+        _profile_connected(self, now)
         self.last_activity = now
         interval = self.config.get_int("WebSocketPingInterval")
         self.next_ping_at = now + interval if interval else None
@@ -1081,7 +1088,9 @@ class Wallbox:
         FailedToAuthenticationAtCentralSystem, a server certificate that does not verify
         InvalidCentralSystemCertificate (A00.FR.413); once per run of the same failure
         (until a connection succeeds), not once per backoff attempt: a charger offline
-        for a day must not queue a thousand of them."""
+        for a day must not queue a thousand of them.  Every failed attempt counts towards
+        a SecurityProfile raise's fallback (emulator.core.security_profile)."""
+        _profile_connect_failed(self, now)
         kind = CONNECT_FAILURE_EVENTS.get(reason)
         if kind is None or self._connect_failure == kind:
             return

@@ -185,6 +185,8 @@ class Fleet:
             charger_ids=[self.charger_id(first_index + i) for i in range(chargers)],
             url=csms_url,
         )
+        # What a charger may raise its SecurityProfile with (A05): its model says.
+        self._raise_material = credentials.raise_material()
         settings = ConnectionSettings(
             url=csms_url,
             open_timeout=scenario.fleet.handshake_timeout,
@@ -193,6 +195,8 @@ class Fleet:
             ssl_for=credentials.ssl_for,
             cert_expired=credentials.cert_expired,
             install_client_certificate=credentials.install_client_certificate,
+            security_profile=scenario.security.profile,
+            tls_for=credentials.tls_for,
             stop_transactions_on_shutdown=scenario.fleet.shutdown_transactions == "stop",
             drain_timeout=scenario.fleet.shutdown_drain_seconds,
             transport=scenario.fleet.transport,
@@ -222,12 +226,13 @@ class Fleet:
 
     def _model_for(self, number: int, drawn: ChargerModel) -> ChargerModel:
         """Charger ``number``'s model: the one its identities row names, else ``drawn``
-        (the scenario's mix), with the scenario's security profile.  Wallboxes of one
-        model share one instance."""
+        (the scenario's mix), with the scenario's security profile and what a raise of it
+        may use (Security Whitepaper A05).  Wallboxes of one model share one instance."""
         identities = self.scenario.identities
         name = None if identities is None else identities.model_of(number)
         profile = self.scenario.security.profile
-        if name is None and not profile:
+        material = self._raise_material
+        if name is None and not profile and not any(material.values()):
             return drawn
         key = (id(drawn), name)
         known = self._shared_models.get(key)
@@ -236,8 +241,14 @@ class Fleet:
         model = drawn
         if name is not None:
             model = next(m for m in self.scenario.models if m.name == name).to_charger_model()
-        if profile:
-            model = replace(model, security_profile=profile)
+        if profile or any(material.values()):
+            model = replace(
+                model,
+                security_profile=profile,
+                fleet_password=material["fleet_password"],
+                fleet_ca=material["fleet_ca"],
+                fleet_client_certificates=material["fleet_client_certificates"],
+            )
         self._shared_models[key] = (drawn, model)  # drawn kept: its id stays its own
         return model
 

@@ -10,6 +10,13 @@
   its new certificate and key instead (:meth:`Credentials.install_client_certificate`),
   held in memory only.
 
+A charger may raise its profile (ChangeConfiguration SecurityProfile, Security Whitepaper
+A05): :attr:`Credentials.tls_for` builds the TLS context of profile 2 or 3 for it,
+whatever profile the fleet starts at, from the scenario's ``ca_file`` (2 and 3) and
+``client_cert_dir`` (3).  The charger accepts a raise only when the material is there
+(:meth:`Credentials.raise_material`), so a scenario without it keeps the old answer:
+Rejected.
+
 Everything is resolved before the first connection, so a missing file, an unset
 environment variable or a missing certificate is one clear error at start-up, never
 a failure in the middle of a ramp.  Secrets are held in memory only: nothing here
@@ -24,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from cryptography import x509
@@ -48,6 +56,22 @@ class Credentials:
     # Charger id -> (certificate chain PEM, private key PEM) the charger got over OCPP
     # (Security Whitepaper A02); ``ssl_for`` presents it instead of the file's.
     own_certificates: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
+    # A SecurityProfile raise (A05): (charger id, profile 2 or 3, the charger's installed
+    # CentralSystemRootCertificates PEM) -> a new TLS context for it.
+    tls_for: Callable[[str, int, tuple[str, ...]], ssl.SSLContext] | None = field(
+        default=None, repr=False
+    )
+    has_ca_file: bool = False
+    has_client_certificates: bool = False
+
+    def raise_material(self) -> dict[str, bool]:
+        """What a charger may raise its profile with (the ChargerModel's ``fleet_*``
+        fields, emulator.core.security_profile)."""
+        return {
+            "fleet_password": self.password is not None or bool(self.passwords),
+            "fleet_ca": self.has_ca_file,
+            "fleet_client_certificates": self.has_client_certificates,
+        }
 
     def install_client_certificate(self, charger_id: str, chain: str, key: bytes) -> None:
         """The charger's certificate from now on (emulator.core.effects.ClientCertificate):
@@ -130,7 +154,8 @@ def _server_context(scenario: Scenario, base: Path) -> ssl.SSLContext:
 
 
 def resolve(scenario: Scenario, *, charger_ids: list[str], url: str) -> Credentials:
-    """Check and load everything the scenario's security profile needs."""
+    """Check and load everything the scenario's security profile needs, and what a raise
+    to a higher one would (the CA file, the client certificates)."""
     sec = scenario.security
     base = Path(scenario.base_dir)
     profile = sec.profile
@@ -140,64 +165,104 @@ def resolve(scenario: Scenario, *, charger_ids: list[str], url: str) -> Credenti
         )
     password = _password(scenario, base) if profile in (0, 1, 2) else None
     passwords = _passwords(scenario) if profile in (0, 1, 2) else None
+    ca_file = None if sec.ca_file is None else str(_path(base, sec.ca_file))
+    context = _server_context(scenario, base) if ca_file or url.startswith("wss://") else None
+    own: dict[str, tuple[str, bytes]] = {}
+    client = (
+        None
+        if sec.client_cert_dir is None
+        else _ClientCertificates(_path(base, sec.client_cert_dir), ca_file, own)
+    )
+    if client is not None:
+        client.check(charger_ids)
+
+    def tls_for(charger_id: str, new_profile: int, roots: tuple[str, ...]) -> ssl.SSLContext:
+        if new_profile == 3:
+            if client is None:
+                raise SecurityConfigError("security.client_cert_dir: not given")
+            raised = client.context(charger_id)
+        else:
+            raised = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+            raised.minimum_version = ssl.TLSVersion.TLSv1_2
+        for root in roots:  # installed over OCPP (M05): trusted besides the CA file
+            raised.load_verify_locations(cadata=root)
+        return raised
+
+    raised = partial(
+        Credentials,
+        tls_for=tls_for,
+        has_ca_file=ca_file is not None,
+        has_client_certificates=client is not None,
+        own_certificates=own,
+    )
     if not url.startswith("wss://"):
-        return Credentials(profile=profile, password=password, passwords=passwords)
-    context = _server_context(scenario, base)
+        return raised(profile=profile, password=password, passwords=passwords)
+    assert context is not None
     if profile != 3:
-        return Credentials(
+        return raised(
             profile=profile, password=password, passwords=passwords, ssl_for=lambda _cp: context
         )
-    assert sec.client_cert_dir is not None  # checked by the scenario loader
-    folder = _path(base, sec.client_cert_dir)
+    assert client is not None  # checked by the scenario loader
+    return raised(profile=3, ssl_for=client.context, cert_expired=client.expired)
 
-    def chain(charger_id: str) -> tuple[Path, Path | None]:
-        cert = folder / f"{charger_id}.pem"
-        key = folder / f"{charger_id}.key"
+
+class _ClientCertificates:
+    """Profile 3's client certificates: ``<dir>/<charger id>.pem`` (key inside or in
+    ``<charger id>.key``), or the one the charger got over OCPP (``own``)."""
+
+    def __init__(
+        self, folder: Path, ca_file: str | None, own: dict[str, tuple[str, bytes]]
+    ) -> None:
+        self.folder = folder
+        self.ca_file = ca_file
+        self.own = own
+
+    def chain(self, charger_id: str) -> tuple[Path, Path | None]:
+        cert = self.folder / f"{charger_id}.pem"
+        key = self.folder / f"{charger_id}.key"
         if not cert.is_file():
             raise SecurityConfigError(
                 f"security.client_cert_dir: no client certificate {cert} for charger {charger_id}"
             )
         return cert, key if key.is_file() else None
 
-    for charger_id in charger_ids:
-        chain(charger_id)
-    ca_file = None if sec.ca_file is None else str(_path(base, sec.ca_file))
-    own: dict[str, tuple[str, bytes]] = {}
+    def check(self, charger_ids: list[str]) -> None:
+        """Every charger has its file; one loads (a broken key is a start-up error, not a
+        connect failure)."""
+        for charger_id in charger_ids:
+            self.chain(charger_id)
+        if charger_ids:
+            try:
+                self.context(charger_ids[0])
+            except (OSError, ssl.SSLError) as exc:
+                raise SecurityConfigError(
+                    f"security.client_cert_dir: cannot load the certificate of "
+                    f"{charger_ids[0]}: {exc}"
+                ) from None
 
-    def ssl_for(charger_id: str) -> ssl.SSLContext:
+    def context(self, charger_id: str) -> ssl.SSLContext:
         # One context per charger: each presents its own certificate (profile 3).
-        per_charger = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+        per_charger = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
         per_charger.minimum_version = ssl.TLSVersion.TLSv1_2
-        signed = own.get(charger_id)
+        signed = self.own.get(charger_id)
         if signed is not None:
             load_chain_from_memory(per_charger, *signed)
             return per_charger
-        cert, key = chain(charger_id)
+        cert, key = self.chain(charger_id)
         per_charger.load_cert_chain(str(cert), None if key is None else str(key))
         return per_charger
 
-    # Load one now so a broken key file is a start-up error, not a connect failure.
-    if charger_ids:
-        try:
-            ssl_for(charger_ids[0])
-        except (OSError, ssl.SSLError) as exc:
-            raise SecurityConfigError(
-                f"security.client_cert_dir: cannot load the certificate of {charger_ids[0]}: {exc}"
-            ) from None
-
-    def cert_expired(charger_id: str) -> bool:
-        signed = own.get(charger_id)
+    def expired(self, charger_id: str) -> bool:
+        signed = self.own.get(charger_id)
         if signed is not None:
             return _pem_expired(signed[0])
-        cert, _ = chain(charger_id)
+        cert, _ = self.chain(charger_id)
         try:
             # CPython's own PEM decoder (what ssl uses for getpeercert()).
             decoded = ssl._ssl._test_decode_cert(str(cert))  # type: ignore[attr-defined]
             return bool(ssl.cert_time_to_seconds(decoded["notAfter"]) < time.time())
         except (OSError, ValueError, KeyError, ssl.SSLError):
             return False
-
-    return Credentials(profile=3, ssl_for=ssl_for, cert_expired=cert_expired, own_certificates=own)
 
 
 def load_chain_from_memory(context: ssl.SSLContext, chain: str, key: bytes) -> None:

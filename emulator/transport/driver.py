@@ -11,8 +11,9 @@ driver only does what needs I/O around it:
   ``link.frames_to_send`` goes out (after the added latency of injected network faults);
 * run the link's effects: websocket pings (and abort a connection whose pong never
   comes), reboots (close 1001, reconnect after the delay), reconnects (close 1000 once
-  the answers are out, connect again at once: a new AuthorizationKey), FTP transfers as
-  tasks, and events for the session behaviour;
+  the answers are out, connect again at once: a new AuthorizationKey, or a new security
+  profile, whose URL scheme, TLS context and credentials :meth:`WallboxDriver._handshake`
+  builds), FTP transfers as tasks, and events for the session behaviour;
 * report what settled (round trips, CSMS calls) and every connect, close and frame.
 
 Every timer of the wallbox and of its session behaviour is one deadline
@@ -47,7 +48,14 @@ from websockets.exceptions import (
     InvalidStatus,
 )
 
-from emulator.core.effects import ClientCertificate, Event, Reboot, Reconnect, SendPing
+from emulator.core.effects import (
+    ClientCertificate,
+    Event,
+    Reboot,
+    Reconnect,
+    SendPing,
+    UseSecurityProfile,
+)
 from emulator.core.firmware import (
     CancelTransfer,
     FtpDownload,
@@ -80,6 +88,7 @@ log = logging.getLogger(__name__)
 _WEBSOCKETS_LOG = websockets_logger("websockets.client")
 PING_TIMEOUT = "ping_timeout"  # the disconnect reason of a connection found dead that way
 NEW_PASSWORD = "authorization_key_changed"  # the disconnect reason of a Reconnect effect
+NEW_PROFILE = "security_profile_changed"  # the disconnect reason of a UseSecurityProfile
 
 
 class Behaviour(Protocol):
@@ -116,10 +125,30 @@ class ConnectionSettings:
         default=None, repr=False
     )
     transport: Transport = DEFAULT_TRANSPORT  # what pumps the bytes (emulator.transport.connection)
+    # The fleet's security profile (the one ``url``, the passwords and ``ssl_for`` are for)
+    # and, for a charger that raised its profile (UseSecurityProfile), the TLS context of
+    # profile 2 or 3: (charger id, profile, installed CentralSystemRootCertificates PEM).
+    security_profile: int = 0
+    tls_for: Callable[[str, int, tuple[str, ...]], ssl.SSLContext] | None = field(
+        default=None, repr=False
+    )
 
 
 def charger_url(base: str, charge_point_id: str) -> str:
     return f"{base.rstrip('/')}/{charge_point_id}"
+
+
+def profile_url(url: str, profile: int) -> str:
+    """``url`` with the scheme of security ``profile``: ``ws://`` for 0 and 1, ``wss://``
+    for 2 and 3 (Security Whitepaper §2.3-2.5), host, port and path kept.
+
+    OCPP 1.6 has no key for the CSMS's address, so a charger that raises its profile keeps
+    it and changes the scheme, as EVerest's libocpp does (``Uri::parse_and_validate``
+    takes the scheme from the security profile)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("ws", "wss"):
+        return url
+    return f"{'wss' if profile >= 2 else 'ws'}://{rest}"
 
 
 def basic_authorization(charger_id: str, password: bytes) -> str:
@@ -174,11 +203,14 @@ class WallboxDriver:
         self._timeout: asyncio.Timeout | None = None
         # Pings, a reboot or a reconnect the link asked for, done by the next flush (they
         # need the websocket); None while there are none.
-        self._io: list[SendPing | Reboot | Reconnect] | None = None
+        self._io: list[SendPing | Reboot | Reconnect | UseSecurityProfile] | None = None
         # The last ping: its pong waiter and the wall-clock time by which the pong is due.
         self._pong: asyncio.Future[float] | None = None
         self._pong_due: float | None = None
         self._reconnect_at = 0.0
+        # The security profile the charger raised to or fell back to (UseSecurityProfile),
+        # when it is not the fleet's: its connections are built for it.
+        self._profile: UseSecurityProfile | None = None
 
     @property
     def wallbox(self) -> Wallbox:
@@ -253,32 +285,16 @@ class WallboxDriver:
             self._reconnect_at = network.blocked_until  # blackout: no route to the CSMS
             await self._idle_until(self._reconnect_at)
             return
-        url = charger_url(self.settings.url, wb.charge_point_id)
         started = perf_counter()
-        headers: dict[str, str] = {}
-        context: ssl.SSLContext | None = None
-        # ChangeConfiguration AuthorizationKey replaces the password (Security Whitepaper
-        # A01): the bytes it stands for, not its hexadecimal digits (§7.2).  Else the
-        # charger's own password (an identities file's row), else the fleet's.
-        password = wb.config.authorization_key
-        if password is None:
-            own = self.settings.passwords
-            text = own.get(wb.charge_point_id) if own is not None else None
-            text = text or self.settings.basic_auth_password
-            if text is not None:
-                password = text.encode("utf-8", "surrogateescape")
-        if password is not None:
-            header = basic_authorization(wb.charge_point_id, password)
-            headers["Authorization"] = header
-        if self.settings.ssl_for is not None and url.startswith("wss://"):
-            try:
-                context = self.settings.ssl_for(wb.charge_point_id)
-            except (ValueError, OSError, ssl.SSLError) as exc:  # e.g. no certificate for it
-                self.last_failure = str(exc)
-                self.reporter.connect_failed("tls_client_cert_missing")
-                self._reconnect_at = self.clock() + self._backoff()
-                await self._idle_until(self._reconnect_at)
-                return
+        try:
+            url, headers, context = self._handshake()
+        except (ValueError, OSError, ssl.SSLError) as exc:  # e.g. no certificate for it
+            self.last_failure = str(exc)
+            self.reporter.connect_failed("tls_client_cert_missing")
+            wb.connect_failed("tls_client_cert_missing", self.clock())  # a failed attempt
+            self._reconnect_at = self.clock() + self._backoff()
+            await self._idle_until(self._reconnect_at)
+            return
         # While the handshake runs the wallbox's clock keeps running: an overloaded CSMS
         # may hold the upgrade for seconds, and meter samples, sessions and timeouts must
         # go on meanwhile, as during the backoff.  A loop timer ticks the wallbox at its
@@ -319,6 +335,39 @@ class WallboxDriver:
         self.ever_connected = True
         self._failed_attempts = 0
         self.link.connected(self.clock())
+
+    def _handshake(self) -> tuple[str, dict[str, str], ssl.SSLContext | None]:
+        """The URL, headers and TLS context of the next connect attempt, for the fleet's
+        security profile or the one the charger raised to (UseSecurityProfile): Basic
+        authentication for profiles 1 and 2 (none for 3: the client certificate is the
+        credential, §2.5), TLS for 2 and 3.  Raises what loading a certificate raises."""
+        wb = self.wallbox
+        settings = self.settings
+        profile = None if self._profile is None else self._profile.profile
+        base = settings.url if profile is None else profile_url(settings.url, profile)
+        url = charger_url(base, wb.charge_point_id)
+        headers: dict[str, str] = {}
+        # ChangeConfiguration AuthorizationKey replaces the password (Security Whitepaper
+        # A01): the bytes it stands for, not its hexadecimal digits (§7.2).  Else the
+        # charger's own password (an identities file's row), else the fleet's.
+        password = wb.config.authorization_key
+        if password is None:
+            own = settings.passwords
+            text = own.get(wb.charge_point_id) if own is not None else None
+            text = text or settings.basic_auth_password
+            if text is not None:
+                password = text.encode("utf-8", "surrogateescape")
+        if password is not None and profile != 3:
+            headers["Authorization"] = basic_authorization(wb.charge_point_id, password)
+        if not url.startswith("wss://"):
+            return url, headers, None
+        if profile is not None and profile >= 2 and settings.tls_for is not None:
+            assert self._profile is not None
+            roots = self._profile.central_system_roots
+            return url, headers, settings.tls_for(wb.charge_point_id, profile, roots)
+        if settings.ssl_for is not None:
+            return url, headers, settings.ssl_for(wb.charge_point_id)
+        return url, headers, None
 
     async def _connect_failed(self, exc: BaseException, *, tls: bool) -> None:
         """Count a failed connect attempt (a bounded reason) and wait out the backoff.
@@ -407,12 +456,16 @@ class WallboxDriver:
                     events = [effect]
                 else:
                     events.append(effect)
-            elif isinstance(effect, SendPing | Reboot | Reconnect):
+            elif isinstance(effect, SendPing | Reboot | Reconnect | UseSecurityProfile):
+                if isinstance(effect, UseSecurityProfile):
+                    # The fleet's own profile needs no override: its settings are these.
+                    same = effect.profile == self.settings.security_profile
+                    self._profile = None if same else effect
                 if isinstance(effect, Reboot) and self.ws is None:
                     # Restarted while offline: back on the network after the delay.
                     self._reconnect_at = max(self._reconnect_at, self.clock() + effect.delay)
-                elif isinstance(effect, Reconnect) and self.ws is None:
-                    pass  # already offline: the next connection uses the new password
+                elif isinstance(effect, Reconnect | UseSecurityProfile) and self.ws is None:
+                    pass  # already offline: the next connection uses the new settings
                 elif self._io is None:
                     self._io = [effect]
                 else:
@@ -505,6 +558,12 @@ class WallboxDriver:
                     # connection keeps) and connect again at once with the new password.
                     await self._close(1000, "AuthorizationKey changed")
                     self._lost(NEW_PASSWORD, reconnect_after=0.0)
+                    return True
+                elif isinstance(effect, UseSecurityProfile):
+                    # Security Whitepaper A05.FR.06/07: disconnect, then connect with the
+                    # new profile (its settings: _handshake).
+                    await self._close(1000, "SecurityProfile changed")
+                    self._lost(NEW_PROFILE, reconnect_after=0.0)
                     return True
                 else:
                     await self._close(1001, "charger restarting")

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from emulator.core.csms_calls import answer_call
-from emulator.core.effects import Event, EventKind, Reboot, Reconnect, SendPing
+from emulator.core.effects import Event, EventKind, Reboot, Reconnect, SendPing, UseSecurityProfile
 from emulator.core.firmware import TransferFailure
 from emulator.core.link import ChargerLink
 from emulator.core.metering import Ev
@@ -147,6 +147,7 @@ class FakeCsms:
         self.pings: list[float] = []
         self.reboots: list[float] = []
         self.reconnects: list[float] = []  # Reconnect effects (a new AuthorizationKey)
+        self.profiles: list[UseSecurityProfile] = []  # security profiles to connect with
         self.transfers: list[Any] = []  # file transfers asked for (emulator.core.firmware)
         self.transitions: list[tuple[int, Status, Status]] = []
         self.transaction_ids = itertools.count(1001)
@@ -279,6 +280,12 @@ class FakeCsms:
                     # Closed by run_until once the answer that caused it was taken.
                     self.reconnects.append(self.now)
                     self.reconnect_at = self.now
+                elif isinstance(effect, UseSecurityProfile):
+                    # Like a Reconnect when online (Security Whitepaper A05.FR.06);
+                    # offline (a fallback), the next connection uses it.
+                    self.profiles.append(effect)
+                    if self.wb.online:
+                        self.reconnect_at = self.now
                 else:  # FtpUpload / FtpDownload / CancelTransfer: see finish_transfer
                     self.transfers.append(effect)
 

@@ -464,7 +464,7 @@ def test_a_phase_rotation_with_another_connector_digit_is_rejected(
 
 
 def test_a_security_profile_in_other_digits_is_rejected(make_csms: MakeCsms) -> None:
-    csms = make_csms(security_profile=1)
+    csms = make_csms(security_profile=1, fleet_password=True, fleet_ca=True)  # may raise to 2
     assert csms.change_configuration("SecurityProfile", "²") == "Rejected"
     assert csms.change_configuration("SecurityProfile", " 2 ") == "Accepted"
 

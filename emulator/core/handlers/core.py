@@ -15,6 +15,7 @@ from emulator.core.configuration import ConfigurationStatus
 from emulator.core.effects import EventKind
 from emulator.core.handlers.smart_charging import remote_start_profile
 from emulator.core.model import Variant
+from emulator.core.security_profile import change_security_profile
 from emulator.core.status import Status
 from emulator.core.transaction import StopReason
 from emulator.core.wallbox import PHYSICS_STEP, SOFT_RESET_FLUSH_SECONDS, Wallbox
@@ -67,9 +68,12 @@ def change_availability(wb: Wallbox, payload: dict[str, Any], now: float) -> dic
 
 def change_configuration(wb: Wallbox, payload: dict[str, Any], now: float) -> dict[str, Any]:
     key, value = payload["key"], payload["value"]
+    if key == "SecurityProfile" and wb.config.knows(key):
+        # A raise checks what the new profile needs, reconnects, may fall back (A05).
+        return {"status": change_security_profile(wb, value, now).value}
     status = wb.config.change(key, value)
     if status is ConfigurationStatus.ACCEPTED:
-        if key in ("SecurityProfile", "AuthorizationKey"):
+        if key == "AuthorizationKey":
             # Security Whitepaper §8: "keys or the security profile used, were changed"
             # (the key's name only: never its value, A01.FR.12).
             wb.security_event("ReconfigurationOfSecurityParameters", now, f"{key} changed")
