@@ -723,20 +723,20 @@ class CapacitySearch:
             while paced and room <= 0:
                 gauges, now = fleet.gauges(), clock.now()
                 room = level - _backlog(gauges)
-                rest = f"the other {size - number + 1:,} join at the scenario's ramp"
+                rest = f"the other {size - number + 1:,} join at the ramp rate"
                 if room > 0:
                     trend = _Trend(now)
                 elif past_capacity := trend.since_low(gauges, now) >= stall:
                     paced = False
                     self._phase(
-                        f"{size:,} chargers: the backlog has not fallen for {stall:g} s "
-                        f"({_backlog(gauges):,} messages): past the CSMS's capacity; {rest}"
+                        f"{size:,} chargers: past the CSMS's capacity (backlog "
+                        f"{_backlog(gauges):,}, no fall for {stall:g} s): {rest}"
                     )
                 elif now >= until:
                     paced = False
                     self._phase(
                         f"{size:,} chargers: {number - 1 - self.size:,} joined in "
-                        f"{now - began:.0f} s as the CSMS answered them; {rest}"
+                        f"{now - began:.0f} s at the CSMS's pace; {rest}"
                     )
                 else:
                     await clock.sleep(POLL_SECONDS)

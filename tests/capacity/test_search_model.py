@@ -60,9 +60,9 @@ class Searched:
                 short.append(f"hold {size}")
             elif "hold ended" in text:
                 short.append(f"cut {size}")
-            elif "as the CSMS answered them" in text:
+            elif "at the CSMS's pace" in text:
                 short.append(f"capped {size}")
-            elif "join at the scenario's ramp" in text:
+            elif "join at the ramp rate" in text:
                 short.append(f"unpaced {size}")
             elif "has not fallen" in text:
                 short.append(f"stall {size}")
