@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -278,6 +278,17 @@ class FirmwareJob:
     installing_acked: bool = False
 
 
+class RetryingDownload(Protocol):
+    """What :meth:`FirmwareManagement._download_failed` needs of a download job."""
+
+    attempt: int
+    attempts_left: int
+    retry_interval: int
+    fail_download: bool
+    phase: UpdatePhase
+    next_at: float
+
+
 Enqueue = Callable[..., None]
 """Queue a charger-initiated CALL: ``enqueue(action, payload, on_result=, on_failure=)``
 (emulator.core.outbox.Outbox.add)."""
@@ -508,17 +519,30 @@ class FirmwareManagement:
         self.diagnostics = None
         self._send_diagnostics(DiagnosticsStatus.UPLOAD_FAILED, now)
 
-    def _download_done(self, job: FirmwareJob, ok: bool, detail: str, now: float) -> None:
+    def _download_failed(
+        self, job: RetryingDownload, ok: bool, detail: str, now: float, what: str
+    ) -> bool | None:
+        """A download of ``job`` (an UpdateFirmware or a SignedUpdateFirmware, ``what`` in
+        the log) ended: None when it succeeded, False when it failed and a retry is
+        scheduled after ``retryInterval``, True when it failed with no attempt left.  A
+        model's ``firmware_download_failure_share`` fails a download that arrived."""
         if ok and job.fail_download:
             ok, detail = False, f"{detail}; image rejected (checksum mismatch)"
-        if not ok:
-            self.record(now, f"firmware download attempt {job.attempt} failed: {detail}")
-            if job.attempts_left > 0:
-                job.phase = UpdatePhase.RETRY_WAIT
-                job.next_at = now + job.retry_interval
-                return
-            self.update = None
-            self._send_firmware(FirmwareStatus.DOWNLOAD_FAILED, now)
+        if ok:
+            return None
+        self.record(now, f"{what} download attempt {job.attempt} failed: {detail}")
+        if job.attempts_left > 0:
+            job.phase = UpdatePhase.RETRY_WAIT
+            job.next_at = now + job.retry_interval
+            return False
+        return True
+
+    def _download_done(self, job: FirmwareJob, ok: bool, detail: str, now: float) -> None:
+        failed = self._download_failed(job, ok, detail, now, "firmware")
+        if failed is not None:
+            if failed:
+                self.update = None
+                self._send_firmware(FirmwareStatus.DOWNLOAD_FAILED, now)
             return
         self.record(now, f"firmware download done: {detail}")
         job.phase = UpdatePhase.DOWNLOADED

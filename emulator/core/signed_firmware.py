@@ -435,16 +435,11 @@ class SecureFirmwareManagement(FirmwareManagement):
     def _signed_download_done(
         self, job: SignedFirmwareJob, ok: bool, detail: str, now: float, sha256: bytes | None
     ) -> None:
-        if ok and job.fail_download:
-            ok, detail = False, f"{detail}; image rejected (checksum mismatch)"
-        if not ok:
-            self.record(now, f"signed firmware download attempt {job.attempt} failed: {detail}")
-            if job.attempts_left > 0:
-                job.phase = UpdatePhase.RETRY_WAIT
-                job.next_at = now + job.retry_interval
-                return
-            self.signed_update = None
-            self._send_signed(SignedFirmwareStatus.DOWNLOAD_FAILED, job, now)
+        failed = self._download_failed(job, ok, detail, now, "signed firmware")
+        if failed is not None:
+            if failed:
+                self.signed_update = None
+                self._send_signed(SignedFirmwareStatus.DOWNLOAD_FAILED, job, now)
             return
         self.record(now, f"signed firmware download done: {detail}")
         self._send_signed(SignedFirmwareStatus.DOWNLOADED, job, now)
