@@ -33,6 +33,7 @@ import msgspec
 import numpy as np
 from msgspec import Meta
 
+from emulator.core.configuration import Configuration, ConfigurationValueError
 from emulator.core.model import ALL_PROFILES, ChargerModel, FirmwareStatusSet, Variant
 from emulator.fleet.identities import (
     Cards,
@@ -611,6 +612,23 @@ def parse_scenario(text: str, *, source: str, base_dir: str = ".") -> Scenario:
     )
 
 
+def _check_configuration(
+    at: str, spec: ModelSpec, security_profile: int
+) -> Iterator[tuple[str, str]]:
+    """The model's configuration as its charger would take it (every value checked as a
+    ChangeConfiguration would be), so a value it refuses is this error, not a failure when
+    the first wallbox is made."""
+    try:
+        Configuration(
+            profiles=tuple(spec.profiles),
+            overrides=spec.configuration_strings(),
+            security_profile=security_profile,
+            security_extension=spec.security_extension,
+        )
+    except ConfigurationValueError as exc:
+        yield f"{at}.configuration", str(exc)
+
+
 def _check_fleet_size(chargers: int | None, identities: Identities) -> None:
     if chargers is not None and chargers > len(identities):
         raise ValueError(
@@ -747,6 +765,7 @@ def _check(doc: _Document) -> Iterator[tuple[str, str]]:
                     f"expected at most {_CONFIG_VALUE_MAX} characters (OCPP CiString500), "
                     f"got {len(_config_string(value))}",
                 )
+        yield from _check_configuration(at, spec, doc.security.profile)
 
     for at, number in (
         ("fleet.connect_timeout", doc.fleet.connect_timeout),

@@ -99,16 +99,39 @@ def test_model_spec_defaults_are_charger_model_defaults() -> None:
 def test_configuration_values_become_ocpp_strings() -> None:
     scenario = parse_scenario(
         HEADER + "[[models]]\n[models.configuration]\n"
-        "HeartbeatInterval = 60\nLocalPreAuthorize = true\nStopTxOnEVSideDisconnect = false\n"
+        "HeartbeatInterval = 60\nLocalPreAuthorize = true\n"
+        "StopTransactionOnEVSideDisconnect = false\n"
         'MeterValuesSampledData = "Energy.Active.Import.Register,Power.Active.Import"\n',
         source="x.toml",
     )
     assert scenario.models[0].to_charger_model().configuration == {
         "HeartbeatInterval": "60",
         "LocalPreAuthorize": "true",
-        "StopTxOnEVSideDisconnect": "false",
+        "StopTransactionOnEVSideDisconnect": "false",
         "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import",
     }
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ('HeartbeatInterval = "abc"', "HeartbeatInterval = 'abc': the charger answers Rejected"),
+        (
+            "GetConfigurationMaxKeys = 20",
+            "GetConfigurationMaxKeys = '20': the charger answers Rejected",
+        ),
+        ("StopTxOnEVSideDisconnect = true", "the charger answers NotSupported"),
+        ('CpoName = "Example CPO"', "CpoName = 'Example CPO': the charger answers NotSupported"),
+    ],
+    ids=["not-an-integer", "read-only", "misspelt", "needs-the-security-extension"],
+)
+def test_a_configuration_value_the_charger_refuses_is_an_error_before_the_run(
+    line: str, why: str
+) -> None:
+    error = error_for(HEADER + f"[[models]]\n[models.configuration]\n{line}\n")
+    assert error.field == "models[0].configuration"
+    assert str(error).startswith(f"{SOURCE}: models[0].configuration: configuration ")
+    assert why in str(error)
 
 
 def test_model_fields_reach_the_charger_model() -> None:
