@@ -3,11 +3,12 @@
 One fleet grows in steps.  Wallboxes that are connected stay connected; new ones join at
 most at the scenario's ramp rate and no faster than the CSMS answers them (so their
 periodic messages start at independent phases, as a real fleet's do), and with
-``warm_start`` they join busy, in the stationary state of the session clock.  Each step is judged over its *hold* only: once the step's
-wallboxes are connected and booted, the SLOs are evaluated on what happened during the
-next ``hold`` seconds (the ramp and the boots are excluded).  The search stops at the
-first failing step and then bisects between the last passing and the first failing
-size until they are within ``precision`` (10 %) of each other.
+``warm_start`` they join busy, in the stationary state of the session clock.  Each step
+is judged over its *hold* only: once the step's wallboxes are connected and booted, the
+SLOs are evaluated on what happened during the next ``hold`` seconds (the ramp and the
+boots are excluded).  The search stops at the first failing step and then bisects
+between the last passing and the first failing size until they are within
+``precision`` (10 %) of each other.
 
 The verdict names the largest passing size and what limited it:
 
