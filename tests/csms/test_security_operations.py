@@ -312,15 +312,8 @@ def test_a_schedule_sends_what_the_csms_filled_in_and_counts_a_failed_fill_in() 
 # -- the load case ---------------------------------------------------------------------------
 
 
-def renewal_without_the_charger_flag() -> str:
-    text = (ROOT / "scenarios" / "certificate-renewal.toml").read_text()
-    return "\n".join(
-        line for line in text.splitlines() if not line.startswith("security_extension")
-    )
-
-
 def test_the_renewal_scenario_asks_every_charger_once_in_ten_waves() -> None:
-    scenario = parse_scenario(renewal_without_the_charger_flag(), source="renewal.toml")
+    scenario = load_scenario(ROOT / "scenarios" / "certificate-renewal.toml")
     triggers = [op for op in scenario.csms.operations if op.action == "ExtendedTriggerMessage"]
     assert [op.target for op in triggers] == [f"{k}/10" for k in range(1, 11)]
     assert {op.payload["requestedMessage"] for op in triggers} == {"SignChargePointCertificate"}
