@@ -40,9 +40,11 @@ def test_calls_made_while_the_loop_is_busy_run_in_order_after_one_wake_up() -> N
         release.set()
         assert done.wait(10)
         assert ran == list(range(100))
-        # Two wake-ups for 102 calls: the first ran them all once `block` returned (it was
-        # still running when they queued); the one the first of them asked for found none.
-        assert thread.batches == [1, 0]
+        # One wake-up ran all 102 calls: it found `block` and ran the others, which queued
+        # while `block` ran, once it returned.  The wake-up the first of them asked for
+        # finds none, whenever the loop gets to it (it may not have yet).
+        assert thread.batches[0] == 1
+        assert thread.batches[1:] in ([], [0])
     finally:
         thread.stop()
 
